@@ -1,0 +1,216 @@
+"""Validated, frozen configuration: what the network is (ModelConfig) and how it learns (TrainConfig).
+
+The estimator's keyword arguments, these dataclass fields, the CLI's ``--set`` names and the model
+file's metadata keys are one and the same set of names. Presets are named bundles of those names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from isthmus.errors import ConfigError
+
+#: Allowed string values per field; the tables they come from live beside the code that implements
+#: them (``nets.ACTIVATIONS`` ...), and ``tests/test_config.py`` checks that the two agree.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "architecture": ("mlp", "conv"),
+    "activation": ("relu", "gelu", "silu", "elu", "leaky_relu", "tanh", "sigmoid"),
+    "bottleneck": ("deterministic",),
+    "penalty": ("none", "l1"),
+    "corruption": ("none", "gaussian", "masking", "salt_pepper"),
+    "loss": ("auto", "bce", "mse"),
+    "scaling": ("auto", "minmax", "standard", "none"),
+    "lr_schedule": ("constant", "cosine"),
+    "device": ("auto", "cpu", "cuda", "mps"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What the network is: sizes, parts picked from the tables, and the data's treatment."""
+
+    n_components: int = 2
+    hidden_layer_sizes: tuple[int, ...] = (256, 128)
+    architecture: str = "mlp"
+    activation: str = "relu"
+    bottleneck: str = "deterministic"
+    penalty: str = "none"
+    penalty_weight: float = 1e-3
+    corruption: str = "none"
+    noise_level: float = 0.1
+    loss: str = "auto"
+    scaling: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
+        _check_int("n_components", self.n_components, minimum=1)
+        if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in self.hidden_layer_sizes):
+            raise ConfigError(
+                f"hidden_layer_sizes={list(self.hidden_layer_sizes)} must be positive integers, "
+                "e.g. hidden_layer_sizes=[1000, 500, 250]"
+            )
+        _check_float("penalty_weight", self.penalty_weight, minimum=0.0)
+        _check_float("noise_level", self.noise_level, minimum=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How the network learns: optimizer, batches, stopping rules, seeding, device."""
+
+    max_iter: int = 50
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    early_stopping: bool = False
+    validation_fraction: float = 0.1
+    n_iter_no_change: int = 10
+    tol: float = 1e-4
+    target_loss: float | None = None
+    random_state: int | None = None
+    verbose: int = 1
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
+        _check_int("max_iter", self.max_iter, minimum=1)
+        _check_int("batch_size", self.batch_size, minimum=1)
+        _check_int("n_iter_no_change", self.n_iter_no_change, minimum=1)
+        _check_int("verbose", self.verbose, minimum=0)
+        _check_float("learning_rate", self.learning_rate, minimum=0.0, strict=True)
+        _check_float("weight_decay", self.weight_decay, minimum=0.0)
+        _check_float("tol", self.tol, minimum=0.0)
+        if not isinstance(self.early_stopping, bool):
+            raise ConfigError(f"early_stopping={self.early_stopping!r} must be true or false")
+        frac = self.validation_fraction
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 < frac < 1.0:
+            raise ConfigError(f"validation_fraction={frac!r} must be a number strictly between 0 and 1")
+        if self.target_loss is not None:
+            _check_float("target_loss", self.target_loss)
+        if self.random_state is not None:
+            _check_int("random_state", self.random_state, minimum=0)
+
+
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+PARAM_NAMES = MODEL_FIELDS + TRAIN_FIELDS
+DEFAULTS: dict[str, Any] = {
+    **{f.name: f.default for f in dataclasses.fields(ModelConfig)},
+    **{f.name: f.default for f in dataclasses.fields(TrainConfig)},
+}
+
+#: Named recipes: a preset is a set of parameter values, applied before the user's own.
+PRESETS: dict[str, dict[str, Any]] = {
+    "undercomplete": {"bottleneck": "deterministic", "penalty": "none", "corruption": "none"},
+    "mnist": {
+        "n_components": 30,
+        "hidden_layer_sizes": (1000, 500, 250),
+        "scaling": "minmax",
+        "batch_size": 128,
+        "lr_schedule": "cosine",
+    },
+}
+
+
+def split_params(params: Mapping[str, Any]) -> tuple[ModelConfig, TrainConfig]:
+    """Validate a flat parameter mapping and split it into the two configs."""
+    unknown = sorted(set(params) - set(PARAM_NAMES))
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(PARAM_NAMES))}")
+    model = {k: _normalize(k, v) for k, v in params.items() if k in MODEL_FIELDS}
+    train = {k: _normalize(k, v) for k, v in params.items() if k in TRAIN_FIELDS}
+    return ModelConfig(**model), TrainConfig(**train)
+
+
+def resolve_params(
+    *,
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Merge preset < TOML file < overrides into one validated parameter dict (unset names omitted)."""
+    params: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
+        params.update(PRESETS[preset])
+    if config_file is not None:
+        params.update(read_toml(config_file))
+    params.update(overrides or {})
+    split_params(params)  # validates names and values now, before any data is read
+    return params
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read parameters from a TOML file: top-level keys, or a ``[isthmus]`` table."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    table = data.get("isthmus", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [isthmus] must be a table of parameters")
+    return dict(table)
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse ``name=value`` (the value as a TOML literal, else a plain string)."""
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise ConfigError(f"--set {text!r} must look like name=value, e.g. --set n_components=30")
+    raw = raw.strip()
+    try:
+        value: Any = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    if isinstance(value, str) and name == "hidden_layer_sizes" and "," in value:
+        value = [int(v) for v in value.split(",") if v.strip()] if _all_ints(value) else value
+    if isinstance(value, str) and value.lower() in ("none", "null"):
+        value = None
+    return name, value
+
+
+def _all_ints(text: str) -> bool:
+    return all(part.strip().lstrip("-").isdigit() for part in text.split(",") if part.strip())
+
+
+def _normalize(name: str, value: Any) -> Any:
+    if name == "hidden_layer_sizes":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return (value,)
+        try:
+            return tuple(value)
+        except TypeError:
+            raise ConfigError(f"hidden_layer_sizes={value!r} must be a list of integers") from None
+    return value
+
+
+def _check_choices(cfg: object) -> None:
+    for field in dataclasses.fields(cfg):  # type: ignore[arg-type]
+        allowed = CHOICES.get(field.name)
+        value = getattr(cfg, field.name)
+        if allowed is not None and value not in allowed:
+            raise ConfigError(f"{field.name}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}={value!r} must be an integer >= {minimum}")
+
+
+def _check_float(name: str, value: Any, *, minimum: float | None = None, strict: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    if ok and minimum is not None:
+        ok = value > minimum if strict else value >= minimum
+    if not ok:
+        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum}"
+        raise ConfigError(f"{name}={value!r} must be a number{bound}")

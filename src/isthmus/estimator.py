@@ -1,0 +1,363 @@
+"""Autoencoder: the scikit-learn estimator that every use of isthmus goes through."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from isthmus import train as training
+from isthmus.config import DEFAULTS, ModelConfig, TrainConfig, split_params
+from isthmus.data.dataset import check_finite
+from isthmus.errors import ConfigError, DataError, EncoderOnlyError
+from isthmus.model import AutoencoderNet
+from isthmus.nets import ARCHITECTURES
+from isthmus.penalties import PENALTIES
+from isthmus.scaling import fit_scaler, resolve_scaling
+
+_INFERENCE_BATCH = 4096
+
+
+def net_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    """One sample's shape as the network sees it: a lone (height, width) image gains a channel axis."""
+    shape = tuple(int(s) for s in input_shape)
+    return (1, *shape) if len(shape) == 2 else shape
+
+
+def build_net(config: ModelConfig, input_shape: Sequence[int], seed: int) -> AutoencoderNet:
+    """Construct a network whose initial weights depend only on ``seed`` (global RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoencoderNet(config, net_shape(input_shape))
+
+
+class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """An autoencoder with a bottleneck of ``n_components`` units, used like scikit-learn's PCA.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Width of the code (the bottleneck).
+    hidden_layer_sizes : tuple of int, default=(256, 128)
+        Encoder widths from the input toward the code (the decoder mirrors them); channel counts of
+        the stride-2 convolutions when ``architecture="conv"``.
+    architecture : {"mlp", "conv"}, default="mlp"
+        ``"conv"`` needs image data ``(n_samples, channels, height, width)``.
+    activation : str, default="relu"
+        Hidden-layer activation, one of ``nets.ACTIVATIONS``.
+    bottleneck, penalty, corruption : str
+        Entries of the tables in ``bottlenecks``, ``penalties`` and ``corruptions``.
+    penalty_weight, noise_level : float
+        Weight of the penalty term; strength of the training corruption.
+    loss : {"auto", "bce", "mse"}, default="auto"
+        ``"auto"``: binary cross-entropy with a sigmoid output when the scaled training data lie in
+        [0, 1], else squared error with a linear output.
+    scaling : {"auto", "minmax", "standard", "none"}, default="auto"
+        Fitted on the training data and stored; ``"auto"`` is min-max for images, standard otherwise.
+    max_iter, batch_size, learning_rate, weight_decay, lr_schedule : training schedule (Adam).
+    early_stopping, validation_fraction, n_iter_no_change, tol, target_loss : stopping rules.
+    random_state : int or None
+        Seeds weights, splits, shuffling and noise: equal seeds give bit-identical weights on CPU.
+    verbose : int, default=1
+        ``0`` is silent; ``1`` shows a progress bar with live losses.
+    device : {"auto", "cpu", "cuda", "mps"}, default="auto"
+
+    Attributes
+    ----------
+    net_ : AutoencoderNet
+    scaler_ : Scaler
+    input_shape_ : tuple of int
+        One sample's shape as given to ``fit``.
+    history_ : list of dict
+        Per-epoch named metrics.
+    n_iter_ : int
+    best_loss_ : float
+    n_features_in_ : int
+    """
+
+    def __init__(
+        self,
+        n_components: int = DEFAULTS["n_components"],
+        *,
+        hidden_layer_sizes: Sequence[int] = DEFAULTS["hidden_layer_sizes"],
+        architecture: str = DEFAULTS["architecture"],
+        activation: str = DEFAULTS["activation"],
+        bottleneck: str = DEFAULTS["bottleneck"],
+        penalty: str = DEFAULTS["penalty"],
+        penalty_weight: float = DEFAULTS["penalty_weight"],
+        corruption: str = DEFAULTS["corruption"],
+        noise_level: float = DEFAULTS["noise_level"],
+        loss: str = DEFAULTS["loss"],
+        scaling: str = DEFAULTS["scaling"],
+        max_iter: int = DEFAULTS["max_iter"],
+        batch_size: int = DEFAULTS["batch_size"],
+        learning_rate: float = DEFAULTS["learning_rate"],
+        weight_decay: float = DEFAULTS["weight_decay"],
+        lr_schedule: str = DEFAULTS["lr_schedule"],
+        early_stopping: bool = DEFAULTS["early_stopping"],
+        validation_fraction: float = DEFAULTS["validation_fraction"],
+        n_iter_no_change: int = DEFAULTS["n_iter_no_change"],
+        tol: float = DEFAULTS["tol"],
+        target_loss: float | None = DEFAULTS["target_loss"],
+        random_state: int | None = DEFAULTS["random_state"],
+        verbose: int = DEFAULTS["verbose"],
+        device: str = DEFAULTS["device"],
+    ) -> None:
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.architecture = architecture
+        self.activation = activation
+        self.bottleneck = bottleneck
+        self.penalty = penalty
+        self.penalty_weight = penalty_weight
+        self.corruption = corruption
+        self.noise_level = noise_level
+        self.loss = loss
+        self.scaling = scaling
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.target_loss = target_loss
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+
+    # ------------------------------------------------------------------ fitting
+
+    def _configs(self) -> tuple[ModelConfig, TrainConfig]:
+        return split_params(self.get_params())
+
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        checkpoint: str | os.PathLike[str] | None = None,
+        resume: str | os.PathLike[str] | None = None,
+        log: str | os.PathLike[str] | None = None,
+        callbacks: Sequence[training.Callback] = (),
+    ) -> Autoencoder:
+        """Learn the scaler and the network from ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, [channels,] height, width)
+            Training data in the caller's units; also pandas DataFrames and torch tensors.
+        y : ignored
+        checkpoint : path, optional
+            Write a checkpoint there after every epoch (atomically).
+        resume : path, optional
+            Continue the run whose checkpoint is at this path (and keep checkpointing there).
+        log : path, optional
+            Append per-epoch metrics as JSON lines.
+        callbacks : sequence of callables
+            ``callback(epoch, record)`` after each epoch.
+
+        Returns
+        -------
+        self : Autoencoder
+        """
+        model_cfg, train_cfg = self._configs()
+        x = self._validate(X, reset=True)
+        n_samples = len(x)
+        is_image = x.ndim > 2
+        shape = net_shape(self.input_shape_)
+        arch = ARCHITECTURES[model_cfg.architecture]
+        if len(shape) not in arch.input_ranks:
+            raise ConfigError(
+                f"architecture={model_cfg.architecture!r} needs image data (n_samples, channels, height, "
+                f"width); got samples of shape {self.input_shape_}; use architecture='mlp'"
+            )
+        if not PENALTIES[model_cfg.penalty].overcomplete and model_cfg.n_components >= self.n_features_in_:
+            raise ConfigError(
+                f"n_components={model_cfg.n_components} must be smaller than n_features={self.n_features_in_} "
+                "for an undercomplete autoencoder; lower n_components or pick a sparse penalty"
+            )
+        min_samples = 3 if train_cfg.early_stopping else 1
+        if n_samples < min_samples:
+            raise DataError(f"fit needs at least {min_samples} samples, got {n_samples}")
+        checkpoint = resume if resume is not None else checkpoint
+        seed = self._seed(resume)
+
+        scaling = resolve_scaling(model_cfg.scaling, is_image)
+        self.scaler_ = fit_scaler(x, scaling, is_image=is_image)
+        scaled = self.scaler_.transform(x)
+        loss = model_cfg.loss
+        if loss == "auto":
+            loss = "bce" if scaled.min() >= 0.0 and scaled.max() <= 1.0 else "mse"
+        self.resolved_ = {"loss": loss, "scaling": scaling}
+        self.data_range_ = float(x.max() - x.min()) or 1.0
+
+        x_train, x_val = self._split(scaled, train_cfg, seed)
+        self.net_ = build_net(dataclasses.replace(model_cfg, loss=loss), self.input_shape_, seed)
+        self.encoder_only_ = False
+        result = training.train(
+            self.net_,
+            torch.from_numpy(x_train.reshape(len(x_train), *shape)),
+            None if x_val is None else torch.from_numpy(x_val.reshape(len(x_val), *shape)),
+            train_cfg,
+            seed=seed,
+            checkpoint=checkpoint,
+            resume=resume is not None,
+            log=log,
+            callbacks=callbacks,
+        )
+        self.history_ = result.history
+        self.n_iter_ = result.n_iter
+        self.best_loss_ = result.best_loss
+        self._fit_pca_baseline(x)
+        if not result.converged:
+            warnings.warn(
+                f"max_iter={train_cfg.max_iter} epochs ran out before the loss stopped improving by "
+                f"tol={train_cfg.tol}; raise max_iter for a better fit",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _seed(self, resume: str | os.PathLike[str] | None) -> int:
+        stored = None if resume is None else training.checkpoint_seed(resume)
+        if stored is not None:
+            return stored
+        return int(check_random_state(self.random_state).randint(2**31 - 2))
+
+    def _split(self, x: np.ndarray, cfg: TrainConfig, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if not cfg.early_stopping:
+            return x, None
+        order = np.random.RandomState(seed).permutation(len(x))
+        n_val = min(max(1, round(cfg.validation_fraction * len(x))), len(x) - 1)
+        return x[order[n_val:]], x[order[:n_val]]
+
+    def _fit_pca_baseline(self, x: np.ndarray) -> None:
+        from sklearn.decomposition import PCA
+
+        flat = x.reshape(len(x), -1)
+        k = min(self.n_components, *flat.shape)
+        pca = PCA(n_components=k, random_state=0).fit(flat)
+        self.pca_mean_ = pca.mean_.astype(np.float32)
+        self.pca_components_ = pca.components_.astype(np.float32)
+
+    # ------------------------------------------------------------------ validation
+
+    def _validate(self, X: Any, *, reset: bool) -> np.ndarray:
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu().numpy()
+        ndim = np.ndim(X) if not hasattr(X, "ndim") else X.ndim
+        if ndim > 2:
+            x = check_array(X, dtype=np.float32, allow_nd=True, ensure_all_finite=False)
+            check_finite(x, "X")
+            if reset:
+                self.input_shape_ = tuple(x.shape[1:])
+                self.n_features_in_ = math.prod(self.input_shape_)
+                if hasattr(self, "feature_names_in_"):
+                    del self.feature_names_in_
+            else:
+                self._check_shape(tuple(x.shape[1:]))
+            return x
+        if not reset:
+            self._check_shape(tuple(np.shape(X)[1:]) if ndim == 2 else ())
+        x = validate_data(self, X, reset=reset, dtype=np.float32, ensure_all_finite=False)
+        check_finite(x, "X")
+        if reset:
+            self.input_shape_ = (x.shape[1],)
+        return x.reshape(len(x), *self.input_shape_)
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        check_is_fitted(self, "net_")
+        if shape == tuple(self.input_shape_) or math.prod(shape) == self.n_features_in_:
+            return
+        raise DataError(
+            f"X has {math.prod(shape) if shape else 0} features per sample (shape {shape}), but this model was "
+            f"trained on {self.n_features_in_} (shape {tuple(self.input_shape_)}); pass data like the training data"
+        )
+
+    # ------------------------------------------------------------------ using
+
+    def _device(self) -> torch.device:
+        return next(self.net_.parameters()).device
+
+    def _batched(self, fn: Any, x: np.ndarray) -> np.ndarray:
+        out = []
+        device = self._device()
+        with torch.inference_mode():
+            for start in range(0, len(x), _INFERENCE_BATCH):
+                batch = torch.from_numpy(np.ascontiguousarray(x[start : start + _INFERENCE_BATCH])).to(device)
+                out.append(fn(batch).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+    def _scaled(self, X: Any) -> np.ndarray:
+        x = self._validate(X, reset=False)
+        shape = net_shape(self.input_shape_)
+        return self.scaler_.transform(x.reshape(len(x), *self.input_shape_)).reshape(len(x), *shape)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Encode ``X`` into its deterministic code, shape (n_samples, n_components)."""
+        check_is_fitted(self, "net_")
+        self.net_.eval()
+        return self._batched(self.net_.encode, self._scaled(X)).reshape(-1, self.n_components)
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        """Decode codes (n_samples, n_components) back to the caller's units and sample shape."""
+        check_is_fitted(self, "net_")
+        if self.encoder_only_:
+            raise EncoderOnlyError(
+                "this model file holds only the encoder, so it cannot decode; use the full model file"
+            )
+        z = check_array(X, dtype=np.float32, ensure_all_finite=False)
+        check_finite(z, "codes")
+        if z.shape[1] != self.n_components:
+            raise DataError(f"codes have {z.shape[1]} columns, but this model's n_components={self.n_components}")
+        self.net_.eval()
+        out = self._batched(self.net_.decode, z)
+        out = out.reshape(len(z), *self.input_shape_)
+        return self.scaler_.inverse_transform(out)
+
+    def reconstruct(self, X: Any) -> np.ndarray:
+        """Encode then decode ``X``: its reconstruction in the caller's units and shape."""
+        return self.inverse_transform(self.transform(X))
+
+    def reconstruction_error(self, X: Any) -> np.ndarray:
+        """Per-sample sum of squared errors in the caller's units, shape (n_samples,)."""
+        x = self._validate(X, reset=False)
+        recon = self.inverse_transform(self.transform(x))
+        return np.square(recon.reshape(len(x), -1) - x.reshape(len(x), -1)).sum(axis=1)
+
+    @property
+    def _n_features_out(self) -> int:
+        return int(self.n_components)
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> None:
+        """Write the whole model (weights, scaler, config, provenance) to one ``.safetensors`` file."""
+        from isthmus.artifact import save_model
+
+        save_model(self, path, overwrite=overwrite)
+
+    def export_encoder(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> None:
+        """Write the encoder alone: ``load`` of that file can ``transform`` but not decode."""
+        from isthmus.artifact import save_model
+
+        save_model(self, path, encoder_only=True, overwrite=overwrite)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        return tags
+

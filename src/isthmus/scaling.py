@@ -1,0 +1,52 @@
+"""The scaler fitted on training data and stored with the model: ``scaled = (x - offset) / scale``."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from isthmus.errors import ConfigError
+
+
+class Scaler(NamedTuple):
+    """Per-feature (tabular) or global (image) affine scaling; arrays broadcast to one sample's shape."""
+
+    offset: np.ndarray  # float32, shape of one sample
+    scale: np.ndarray  # float32, shape of one sample, never zero
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Caller's units -> the network's units."""
+        return ((x - self.offset) / self.scale).astype(np.float32, copy=False)
+
+    def inverse_transform(self, x: np.ndarray) -> np.ndarray:
+        """The network's units -> caller's units."""
+        return (x * self.scale + self.offset).astype(np.float32, copy=False)
+
+
+def resolve_scaling(scaling: str, is_image: bool) -> str:
+    """``"auto"`` is ``"minmax"`` for images and ``"standard"`` for tabular data."""
+    if scaling == "auto":
+        return "minmax" if is_image else "standard"
+    return scaling
+
+
+def fit_scaler(x: np.ndarray, scaling: str, *, is_image: bool) -> Scaler:
+    """Fit a scaler on ``x`` (n_samples, *sample_shape); images get one global offset and scale."""
+    axes = tuple(range(x.ndim)) if is_image else (0,)
+    if scaling == "minmax":
+        low = x.min(axis=axes, keepdims=True)[0]
+        span = x.max(axis=axes, keepdims=True)[0] - low
+    elif scaling == "standard":
+        low = x.mean(axis=axes, keepdims=True, dtype=np.float64)[0]
+        span = x.std(axis=axes, keepdims=True, dtype=np.float64)[0]
+    elif scaling == "none":
+        low, span = np.zeros(x.shape[1:]), np.ones(x.shape[1:])
+    else:
+        raise ConfigError(f"scaling={scaling!r} is not allowed; choose one of: auto, minmax, standard, none")
+    span = np.where(span > 0, span, 1.0)  # constant features pass through unscaled
+    shape = x.shape[1:]
+    return Scaler(
+        offset=np.broadcast_to(low, shape).astype(np.float32),
+        scale=np.broadcast_to(span, shape).astype(np.float32),
+    )

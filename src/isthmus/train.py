@@ -1,0 +1,309 @@
+"""The training loop. It knows no variant by name: it calls ``net.loss(batch)`` and steps.
+
+It owns batching, the optimizer, the learning-rate schedule, early stopping, the JSON-lines log,
+atomic checkpoints and resuming from them, the progress bar and device placement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from isthmus._files import atomic_path
+from isthmus.config import TrainConfig
+from isthmus.errors import ModelFileError, TrainingError
+
+CHECKPOINT_FORMAT = "isthmus.checkpoint"
+CHECKPOINT_VERSION = 1
+
+#: Called after every epoch with the epoch number (1-based) and its record of named metrics.
+Callback = Callable[[int, dict[str, float]], None]
+
+
+class TrainResult(NamedTuple):
+    """What a finished run learned about itself."""
+
+    history: list[dict[str, float]]  # one record per epoch: "epoch", "train_<term>", "val_<term>"
+    n_iter: int  # epochs run
+    best_loss: float  # best monitored loss (validation loss with early stopping, else training loss)
+    converged: bool  # stopped by early stopping or target_loss rather than by running out of epochs
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` picks CUDA, then MPS, then the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision on CUDA (bfloat16 where supported, else float16); full precision elsewhere."""
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def batches(x: Tensor, batch_size: int) -> Iterator[Tensor]:
+    """Consecutive slices of ``x`` along its first dimension."""
+    for start in range(0, len(x), batch_size):
+        yield x[start : start + batch_size]
+
+
+class _State:
+    """Everything a checkpoint must hold to continue a run bit for bit."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self.best_loss = math.inf
+        self.bad_epochs = 0
+        self.best_weights: dict[str, Tensor] | None = None
+
+
+def train(
+    net: nn.Module,
+    x_train: Tensor,
+    x_val: Tensor | None,
+    config: TrainConfig,
+    *,
+    seed: int,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    log: str | os.PathLike[str] | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> TrainResult:
+    """Train ``net`` in place on scaled data and return its history.
+
+    Parameters
+    ----------
+    net : nn.Module
+        Any module with ``loss(batch, generator=..., epoch=...) -> dict`` holding a ``"loss"`` key.
+    x_train, x_val : Tensor
+        Scaled training and (optional) validation samples, ``(n_samples, *input_shape)``.
+    config : TrainConfig
+        Optimizer, batches, stopping rules.
+    seed : int
+        Seeds the shuffling and the noise generators.
+    checkpoint : path, optional
+        Written atomically after every epoch; with ``resume=True`` the run continues from it.
+    log : path, optional
+        Per-epoch metrics appended as JSON lines.
+    callbacks : sequence of callables
+        Called as ``callback(epoch, record)`` after each epoch.
+    """
+    device = resolve_device(config.device)
+    net.to(device)
+    x_train = x_train.to(device)
+    x_val = None if x_val is None else x_val.to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    shuffle_gen = torch.Generator().manual_seed(seed)
+    noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    state = _State()
+    if resume:
+        if checkpoint is None or not Path(checkpoint).exists():
+            raise ModelFileError(f"cannot resume: checkpoint {checkpoint} does not exist; train without --resume")
+        _load_checkpoint(checkpoint, net, optimizer, shuffle_gen, noise_gen, state, len(x_train))
+    monitor = "val_loss" if x_val is not None else "train_loss"
+    converged = False
+    bar = tqdm(total=config.max_iter, initial=state.epoch, disable=config.verbose == 0, unit="epoch", leave=False)
+    try:
+        while state.epoch < config.max_iter and not converged:
+            epoch = state.epoch + 1
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(config, epoch)
+            record: dict[str, float] = {"epoch": float(epoch)}
+            record.update(_run_epoch(net, optimizer, x_train, config, shuffle_gen, noise_gen, epoch, device))
+            if x_val is not None:
+                record.update(_evaluate(net, x_val, config.batch_size, device, epoch))
+            current = record[monitor]
+            if not math.isfinite(current):
+                raise TrainingError(
+                    f"training diverged at epoch {epoch}: {monitor} is {current}; lower learning_rate "
+                    f"(now {config.learning_rate}) or scale the data (scaling='standard' or 'minmax')"
+                )
+            if current < state.best_loss - config.tol:
+                state.bad_epochs = 0
+                if x_val is not None:
+                    state.best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                state.bad_epochs += 1
+            state.best_loss = min(state.best_loss, current)
+            state.epoch = epoch
+            state.history.append(record)
+            converged = state.bad_epochs >= config.n_iter_no_change or (
+                config.target_loss is not None and current <= config.target_loss
+            )
+            if log is not None:
+                with open(log, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, net, optimizer, shuffle_gen, noise_gen, state, len(x_train), seed)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("train_loss", "val_loss")})
+            for callback in callbacks:
+                callback(epoch, record)
+    finally:
+        bar.close()
+    if config.early_stopping and state.best_weights is not None:
+        net.load_state_dict(state.best_weights)
+    net.eval()
+    return TrainResult(state.history, state.epoch, state.best_loss, converged)
+
+
+def checkpoint_seed(path: str | os.PathLike[str]) -> int | None:
+    """The seed a checkpoint's run was started with, so a resumed run splits its data the same way."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            seed = (fh.metadata() or {}).get("seed")
+    except (SafetensorError, OSError, ValueError):
+        return None
+    return None if seed is None else int(seed)
+
+
+def _learning_rate(config: TrainConfig, epoch: int) -> float:
+    if config.lr_schedule == "cosine":
+        return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / config.max_iter))
+    return config.learning_rate
+
+
+def _run_epoch(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    config: TrainConfig,
+    shuffle_gen: torch.Generator,
+    noise_gen: torch.Generator,
+    epoch: int,
+    device: torch.device,
+) -> dict[str, float]:
+    net.train()
+    order = torch.randperm(len(x), generator=shuffle_gen).to(device)
+    sums: dict[str, Tensor] = {}
+    for idx in batches(order, config.batch_size):
+        batch = x[idx]
+        with autocast(device):
+            terms = net.loss(batch, generator=noise_gen, epoch=epoch)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        for name, value in terms.items():  # detached running sums; read once per epoch
+            sums[name] = sums.get(name, 0) + value.detach().float() * len(batch)
+    return {f"train_{k}": v.item() / len(x) for k, v in sums.items()}
+
+
+@torch.no_grad()
+def _evaluate(net: nn.Module, x: Tensor, batch_size: int, device: torch.device, epoch: int) -> dict[str, float]:
+    net.eval()
+    sums: dict[str, Tensor] = {}
+    for batch in batches(x, batch_size):
+        with autocast(device):
+            terms = net.loss(batch, epoch=epoch)
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0) + value.float() * len(batch)
+    return {f"val_{k}": v.item() / len(x) for k, v in sums.items()}
+
+
+def _save_checkpoint(
+    path: str | os.PathLike[str],
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    shuffle_gen: torch.Generator,
+    noise_gen: torch.Generator,
+    state: _State,
+    n_train: int,
+    seed: int,
+) -> None:
+    tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    if state.best_weights is not None:
+        tensors.update({f"best.{k}": v.cpu().contiguous() for k, v in state.best_weights.items()})
+    opt = optimizer.state_dict()
+    plain: dict[str, dict[str, Any]] = {}
+    for index, slots in opt["state"].items():
+        for key, value in slots.items():
+            if isinstance(value, Tensor):
+                tensors[f"optim.{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                plain.setdefault(str(index), {})[key] = value
+    tensors["rng.shuffle"] = shuffle_gen.get_state()
+    tensors["rng.noise"] = noise_gen.get_state().cpu()
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": str(CHECKPOINT_VERSION),
+        "epoch": str(state.epoch),
+        "n_train": str(n_train),
+        "seed": str(seed),
+        "best_loss": json.dumps(state.best_loss),
+        "bad_epochs": str(state.bad_epochs),
+        "history": json.dumps(state.history),
+        "optim_groups": json.dumps(opt["param_groups"]),
+        "optim_plain": json.dumps(plain),
+    }
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def _load_checkpoint(
+    path: str | os.PathLike[str],
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    shuffle_gen: torch.Generator,
+    noise_gen: torch.Generator,
+    state: _State,
+    n_train: int,
+) -> None:
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"checkpoint {path} is unreadable ({exc}); delete it to start over") from None
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ModelFileError(f"{path} is not an isthmus checkpoint")
+    if int(meta.get("format_version", "0")) > CHECKPOINT_VERSION:
+        raise ModelFileError(f"checkpoint {path} was written by a newer isthmus; upgrade isthmus to resume it")
+    if int(meta["n_train"]) != n_train:
+        raise ModelFileError(
+            f"checkpoint {path} was trained on {meta['n_train']} samples, this run has {n_train}; "
+            "resume with the same data and parameters"
+        )
+    weights = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError:
+        raise ModelFileError(
+            f"checkpoint {path} holds a different network than these parameters describe; "
+            "resume with the parameters of the stopped run"
+        ) from None
+    device = next(net.parameters()).device
+    slots: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            slots.setdefault(int(index), {})[name] = value.to(device) if value.dim() else value
+    for index, extra in json.loads(meta["optim_plain"]).items():
+        slots.setdefault(int(index), {}).update(extra)
+    optimizer.load_state_dict({"state": slots, "param_groups": json.loads(meta["optim_groups"])})
+    shuffle_gen.set_state(tensors["rng.shuffle"])
+    noise_gen.set_state(tensors["rng.noise"])
+    best = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
+    state.best_weights = best or None
+    state.epoch = int(meta["epoch"])
+    state.history = json.loads(meta["history"])
+    state.best_loss = float(json.loads(meta["best_loss"]))
+    state.bad_epochs = int(meta["bad_epochs"])

@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from isthmus import train as training
 from isthmus.config import DEFAULTS, ModelConfig, TrainConfig, split_params
-from isthmus.data.dataset import check_finite
+from isthmus.data import check_finite
 from isthmus.errors import ConfigError, DataError, EncoderOnlyError
 from isthmus.model import AutoencoderNet
 from isthmus.nets import ARCHITECTURES

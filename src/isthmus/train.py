@@ -111,7 +111,7 @@ def train(
     net.to(device)
     x_train = x_train.to(device)
     x_val = None if x_val is None else x_val.to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(net, config, device)
     shuffle_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
     state = _State()
@@ -164,6 +164,14 @@ def train(
         net.load_state_dict(state.best_weights)
     net.eval()
     return TrainResult(state.history, state.epoch, state.best_loss, converged)
+
+
+def make_optimizer(net: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """Adam; the fused kernel where the device has one (several times faster than the per-tensor loop)."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(
+        net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=fused or None
+    )
 
 
 def checkpoint_seed(path: str | os.PathLike[str]) -> int | None:

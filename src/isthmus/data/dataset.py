@@ -62,7 +62,7 @@ def check_finite(X: npt.NDArray[np.generic], name: str) -> None:
     more = len(bad_rows) - _MAX_ROWS_NAMED
     extra = f" (and {more} more)" if more > 0 else ""
     raise DataError(
-        f"{name} has NaN or infinite values in rows {shown}{extra}; "
+        f"{name} has NaN or infinite values in rows {shown}{extra} (counting from 0); "
         "remove or impute those rows before using the data"
     )
 
@@ -81,18 +81,15 @@ def as_labels(labels: npt.NDArray[np.generic], name: str) -> npt.NDArray[np.int6
     if labels.dtype.kind not in _NUMERIC_KINDS:
         raise DataError(f"labels in {name} have dtype {labels.dtype}; labels must be integers")
     if labels.dtype.kind == "f":
-        whole = np.isfinite(labels) & (labels == np.round(labels))
+        floats = labels.astype(np.float64, copy=False)
+        whole = np.isfinite(floats) & (floats == np.round(floats))
         if not whole.all():
             row = int(np.flatnonzero(~whole)[0])
-            raise DataError(
-                f"labels in {name} must be whole numbers; row {row} holds {labels[row]!r}"
-            )
+            raise DataError(f"labels in {name} must be whole numbers; row {row} holds {labels[row]!r}")
     return np.ascontiguousarray(labels, dtype=np.int64)
 
 
-def as_dataset(
-    X: npt.NDArray[np.generic], y: npt.NDArray[np.generic] | None, name: str
-) -> Dataset:
+def as_dataset(X: npt.NDArray[np.generic], y: npt.NDArray[np.generic] | None, name: str) -> Dataset:
     """Validate raw arrays from a source and return them as a :class:`Dataset`.
 
     Parameters

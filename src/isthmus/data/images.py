@@ -136,8 +136,8 @@ def _common_size(infos: list[_ImageInfo]) -> tuple[int, int]:
         if info.size != first.size:
             raise DataError(
                 f"images differ in size: {first.path.name} is {_wxh(first.size)} but {info.path.name} "
-                f"is {_wxh(info.size)}; pass an image size, for example "
-                f"image_size={first.size} (width, height), to resize them all"
+                f"is {_wxh(info.size)}; pass an image size to resize them all, for example "
+                f"image_size={first.size} (width, height) or --image-size {_wxh(first.size)}"
             )
     return first.size
 
@@ -150,7 +150,8 @@ def _wxh(size: tuple[int, int]) -> str:
 def _load(info: _ImageInfo, size: tuple[int, int], gray: bool) -> npt.NDArray[np.float32]:
     """Decode one image to (channels, height, width) float32 at ``size``."""
     try:
-        with Image.open(info.path) as image:
+        with Image.open(info.path) as opened:
+            image: Image.Image = opened
             if gray:
                 image = image.convert("L") if image.mode == "1" else image
             elif image.mode != "RGB":

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from isthmus.data.dataset import as_labels
 from isthmus.data.idx import labels_beside, read_idx
-from isthmus.data.readers import file_format
+from isthmus.data.readers import file_format, numpy_failure
 from isthmus.data.spec import parse_spec, read_data, take_rows
 from isthmus.errors import DataError
 
@@ -80,7 +80,7 @@ def _from_npy(path: Path, key: str | None) -> npt.NDArray[np.generic]:
     try:
         return np.asarray(np.load(path, allow_pickle=False))
     except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npy file ({exc})") from None
+        raise DataError(f"{path} is not a readable .npy file ({numpy_failure(exc)})") from None
 
 
 def _from_npz(path: Path, key: str | None) -> npt.NDArray[np.generic]:
@@ -92,7 +92,7 @@ def _from_npz(path: Path, key: str | None) -> npt.NDArray[np.generic]:
                 return np.asarray(archive[name])
             keys = ", ".join(map(repr, archive.files))
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is not a readable .npz file ({exc})") from None
+        raise DataError(f"{path} is not a readable .npz file ({numpy_failure(exc)})") from None
     raise DataError(f"{path} has no array {name!r}; pick the labels with {path.name}:KEY, KEY one of {keys}")
 
 

@@ -90,7 +90,7 @@ def _read_npy(path: Path, options: ReadOptions) -> Raw:
     try:
         X = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npy file ({_first_line(exc)})") from None
+        raise DataError(f"{path} is not a readable .npy file ({numpy_failure(exc)})") from None
     if not isinstance(X, np.ndarray):
         X.close()
         raise DataError(f"{path} is a .npz archive, not a .npy array; rename it to end in .npz")
@@ -102,7 +102,7 @@ def _read_npz(path: Path, options: ReadOptions) -> Raw:
     try:
         archive = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is not a readable .npz file ({_first_line(exc)})") from None
+        raise DataError(f"{path} is not a readable .npz file ({numpy_failure(exc)})") from None
     if isinstance(archive, np.ndarray):  # a .npy file named .npz: it is one array
         return archive, None
     with archive:
@@ -122,7 +122,7 @@ def _npz_member(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> npt.NDAr
     try:
         return archive[key]
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: array {key!r} is not readable ({_first_line(exc)})") from None
+        raise DataError(f"{path}: array {key!r} is not readable ({numpy_failure(exc)})") from None
 
 
 def _read_csv(path: Path, options: ReadOptions) -> Raw:
@@ -171,9 +171,7 @@ def table_to_array(table: pa.Table, path: Path) -> npt.NDArray[np.float64]:
         raise DataError(f"{path} has no columns")
     if table.num_rows == 0:
         raise DataError(f"{path} has a header but no rows; give at least one row of data")
-    non_numeric = [
-        f"{field.name!r} ({field.type})" for field in table.schema if not _is_numeric(field.type)
-    ]
+    non_numeric = [f"{field.name!r} ({field.type})" for field in table.schema if not _is_numeric(field.type)]
     if non_numeric:
         raise DataError(
             f"{path} has non-numeric columns {', '.join(non_numeric)}; isthmus reads numbers only - "
@@ -210,6 +208,13 @@ def _check_header(names: list[str], path: Path) -> None:
             f"{path} has no header: its first line ({', '.join(names[:4])}...) is numbers; "
             "add a first line of column names, e.g. c0,c1,..."
         )
+
+
+def numpy_failure(exc: BaseException) -> str:
+    """Why NumPy refused a file; its pickle message invites unsafe loading, so it is replaced."""
+    if "pickle" in str(exc):
+        return "it is not a NumPy file, or it holds Python objects, which isthmus never unpickles"
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -61,9 +61,7 @@ def parse_spec(spec: str | os.PathLike[str]) -> Spec:
     name, colon, option = body.partition(":")
     if name in BUILTINS:
         return Spec(name, option if colon else None, rows, body + rows_text)
-    raise DataError(
-        f"no such file: {body} (the built-in datasets are {', '.join(sorted(BUILTINS))})"
-    )
+    raise DataError(f"no such file: {body} (the built-in datasets are {', '.join(sorted(BUILTINS))})")
 
 
 def read_data(spec: str | os.PathLike[str], *, image_size: tuple[int, int] | None = None) -> Dataset:
@@ -115,8 +113,7 @@ def take_rows(
     taken = X[rows]
     if len(taken) == 0:
         raise DataError(
-            f"{name} selects no rows: the source has {len(X)} rows; "
-            f"choose start and stop within 0..{len(X)}"
+            f"{name} selects no rows: the source has {len(X)} rows; choose start and stop within 0..{len(X)}"
         )
     return taken, None if y is None else y[rows]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -70,9 +72,12 @@ def _write_csv(
 ) -> None:
     """A header line, then one line per row."""
     table = _to_table(array, columns)
-    options = pa_csv.WriteOptions(quoting_style="needed")
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        pa_csv.write_csv(table, tmp, write_options=options)
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow(table.column_names)  # quotes names only when needed
+    options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+    with atomic_open(path, overwrite=overwrite) as fh:
+        fh.write(header.getvalue().encode("utf-8"))
+        pa_csv.write_csv(table, fh, write_options=options)
 
 
 def _write_parquet(

@@ -1,21 +1,24 @@
 """The model file: one ``.safetensors`` file with weights and arrays, and JSON metadata (docs/format.md).
 
 Loading never unpickles: safetensors holds only raw tensors, and every tensor name and shape is checked
-against the network that the stored config describes before any weight is used.
+against the network that the stored config describes before any weight is used. Writing is canonical
+(sorted metadata, tensors in a fixed order), so equal models give byte-identical files.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from isthmus._files import atomic_path
+from isthmus._files import write_bytes_atomic
 from isthmus.config import DEFAULTS, split_params
 from isthmus.errors import ConfigError, ModelFileError
 from isthmus.scaling import Scaler
@@ -26,6 +29,19 @@ if TYPE_CHECKING:
 MODEL_FORMAT = "isthmus.model"
 FORMAT_VERSION = 1
 _ENCODER_PARTS = ("encoder.", "bottleneck.")
+_ARRAYS = ("scaler.offset", "scaler.scale", "pca.mean", "pca.components")
+#: torch dtype -> safetensors dtype name (the ones an isthmus file may hold)
+_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 
 
 def _version() -> str:
@@ -69,19 +85,42 @@ def model_tensors(ae: Autoencoder, *, encoder_only: bool) -> dict[str, torch.Ten
     return state
 
 
+def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+    """Canonical safetensors bytes: sorted metadata, tensors by (item size descending, name), compact
+    ASCII JSON header padded with spaces to a multiple of 8 bytes. (The library's writer orders the
+    metadata by a randomized hash, so its bytes differ from run to run.)"""
+    order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
+    chunks: list[bytes] = []
+    offset = 0
+    for name in order:
+        tensor = tensors[name].detach().cpu().contiguous()
+        if tensor.dtype not in _DTYPES:
+            raise TypeError(f"tensor {name!r} has dtype {tensor.dtype}, which the model file does not store")
+        array = tensor.numpy()
+        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()  # little-endian
+        header[name] = {
+            "dtype": _DTYPES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    text += b" " * (-(8 + len(text)) % 8)  # the tensor data starts 8-byte aligned
+    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
+
+
 def save_model(
     ae: Autoencoder, path: str | os.PathLike[str], *, encoder_only: bool = False, overwrite: bool = True
 ) -> None:
     """Write a fitted estimator to ``path`` atomically."""
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(ae, "net_")
+    ae._check_fitted()
     if encoder_only is False and ae.encoder_only_:
         encoder_only = True  # an encoder-only model can only be saved as such
     tensors = model_tensors(ae, encoder_only=encoder_only)
     metadata = model_metadata(ae, encoder_only=encoder_only)
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    write_bytes_atomic(path, safetensors_bytes(tensors, metadata), overwrite=overwrite)
 
 
 def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
@@ -91,9 +130,16 @@ def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = dict(fh.metadata() or {})
+            _check_format(path, metadata)  # before reading any tensor of a foreign or newer file
             tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118 (not a dict)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
         raise ModelFileError(f"{path} is not a readable safetensors model file ({exc})") from None
+    return metadata, tensors
+
+
+def _check_format(path: str | os.PathLike[str], metadata: dict[str, str]) -> None:
     if metadata.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{path} is not an isthmus model file (format={metadata.get('format')!r})")
     try:
@@ -105,72 +151,115 @@ def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[
             f"{path} uses model format version {version}, newer than this isthmus reads ({FORMAT_VERSION}); "
             "upgrade isthmus"
         )
-    return metadata, tensors
+    if version < 1:
+        raise ModelFileError(f"{path}: format_version={version} is not a valid version (versions start at 1)")
 
 
 def load_model(path: str | os.PathLike[str]) -> Autoencoder:
     """Rebuild a fitted :class:`Autoencoder` from a model file written by ``save``/``export_encoder``."""
-    from isthmus.estimator import Autoencoder, build_net, net_shape
+    from isthmus.estimator import Autoencoder, build_net
 
     metadata, tensors = read_model_file(path)
-    try:
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(metadata["params"]).items()}
-        resolved = json.loads(metadata["resolved"])
-        input_shape = tuple(int(s) for s in json.loads(metadata["input_shape"]))
-        data_range = float(json.loads(metadata["data_range"]))
-        encoder_only = bool(json.loads(metadata["encoder_only"]))
-        training = json.loads(metadata["training"])
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ModelFileError(f"{path}: metadata is missing or malformed ({exc})") from None
+    meta = _parse_metadata(path, metadata)
+    params, resolved, input_shape = meta["params"], meta["resolved"], meta["input_shape"]
+    n_features = math.prod(input_shape)
     try:
         model_cfg, _ = split_params({**DEFAULTS, **params, "loss": resolved.get("loss")})
-    except ConfigError as exc:
+        with torch.device("meta"):  # shapes only: a forged config cannot make us allocate its weights
+            shapes = build_net(model_cfg, input_shape, seed=0).state_dict()
+        expected = {k: tuple(v.shape) for k, v in shapes.items()}
+    except (ConfigError, ValueError, TypeError, RuntimeError, OverflowError) as exc:
         raise ModelFileError(f"{path}: stored parameters are invalid ({exc})") from None
-    if not input_shape or any(s < 1 for s in input_shape) or len(input_shape) > 3:
-        raise ModelFileError(f"{path}: input_shape={list(input_shape)} is not a valid sample shape")
-    feature_shape = input_shape
-    _expect_shapes(
-        path,
-        tensors,
-        {
-            "scaler.offset": feature_shape,
-            "scaler.scale": feature_shape,
-            "pca.mean": (int(np.prod(input_shape)),),
-        },
-    )
-    net = build_net(model_cfg, input_shape, seed=0)
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    if encoder_only:
+    if meta["encoder_only"]:
         expected = {k: v for k, v in expected.items() if k.startswith(_ENCODER_PARTS)}
-    _expect_shapes(path, tensors, expected)
-    net.load_state_dict({k: tensors[k] for k in expected}, strict=not encoder_only)
-    net.eval()
+    components = tensors.get("pca.components")
+    n_pca = components.shape[0] if components is not None and components.dim() == 2 else 0
+    most = min(model_cfg.n_components, n_features)
+    if components is not None and not 1 <= n_pca <= most:
+        raise ModelFileError(
+            f"{path}: tensor 'pca.components' has shape {tuple(components.shape)}; "
+            f"it must be (k, {n_features}) with 1 <= k <= {most}"
+        )
+    arrays = {"scaler.offset": input_shape, "scaler.scale": input_shape, "pca.mean": (n_features,)}
+    _expect_shapes(path, tensors, {**arrays, "pca.components": (n_pca, n_features), **expected})
 
+    net = build_net(model_cfg, input_shape, seed=0)
+    net.load_state_dict({k: tensors[k] for k in expected}, strict=not meta["encoder_only"])
+    net.eval()
+    training = meta["training"]
     ae = Autoencoder(**params)
     ae.net_ = net
     ae.scaler_ = Scaler(tensors["scaler.offset"].numpy(), tensors["scaler.scale"].numpy())
     ae.input_shape_ = input_shape
-    ae.n_features_in_ = int(np.prod(input_shape))
+    ae.n_features_in_ = n_features
     ae.resolved_ = resolved
-    ae.data_range_ = data_range
-    ae.encoder_only_ = encoder_only
+    ae.data_range_ = meta["data_range"]
+    ae.encoder_only_ = meta["encoder_only"]
     ae.pca_mean_ = tensors["pca.mean"].numpy()
     ae.pca_components_ = tensors["pca.components"].numpy()
-    ae.history_ = training.get("history", [])
-    ae.n_iter_ = int(training.get("n_iter", 0))
-    ae.best_loss_ = float(training.get("best_loss", float("nan")))
-    if ae.pca_components_.ndim != 2 or ae.pca_components_.shape[1] != ae.n_features_in_:
-        raise ModelFileError(f"{path}: pca.components has shape {tuple(ae.pca_components_.shape)}")
+    ae.history_ = training["history"]
+    ae.n_iter_ = training["n_iter"]
+    ae.best_loss_ = training["best_loss"]
     return ae
 
 
-def _expect_shapes(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], expected: dict[str, Any]) -> None:
+def _parse_metadata(path: str | os.PathLike[str], metadata: dict[str, str]) -> dict[str, Any]:
+    """Each metadata value decoded and type-checked (docs/format.md), or ModelFileError naming the key."""
+    out: dict[str, Any] = {}
+    for key in ("params", "resolved", "input_shape", "data_range", "encoder_only", "training"):
+        try:
+            out[key] = json.loads(metadata[key])
+        except KeyError:
+            raise ModelFileError(f"{path}: metadata key {key!r} is missing; the file is incomplete") from None
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise ModelFileError(f"{path}: metadata {key!r} is not valid JSON ({exc})") from None
+
+    def bad(key: str, allowed: str) -> ModelFileError:
+        shown = metadata[key][:200]
+        return ModelFileError(f"{path}: metadata {key}={shown} is malformed; it must be {allowed}")
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def count(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not isinstance(out["params"], dict):
+        raise bad("params", "a JSON object of estimator parameters")
+    out["params"] = {k: tuple(v) if isinstance(v, list) else v for k, v in out["params"].items()}
+    if not isinstance(out["resolved"], dict):
+        raise bad("resolved", 'a JSON object such as {"loss": "mse", "scaling": "standard"}')
+    shape = out["input_shape"]
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 3 or not all(count(s) and s >= 1 for s in shape):
+        raise bad("input_shape", "a list of 1 to 3 positive integers")
+    out["input_shape"] = tuple(shape)
+    if not number(out["data_range"]) or not math.isfinite(out["data_range"]):
+        raise bad("data_range", "a finite number")
+    out["data_range"] = float(out["data_range"])
+    if not isinstance(out["encoder_only"], bool):
+        raise bad("encoder_only", "true or false")
+    training = out["training"]
+    if (
+        not isinstance(training, dict)
+        or not count(training.get("n_iter"))
+        or not number(training.get("best_loss"))
+        or not isinstance(training.get("history"), list)
+        or not all(isinstance(r, dict) for r in training["history"])
+    ):
+        raise bad("training", 'a JSON object {"n_iter": int, "best_loss": number, "history": [objects]}')
+    training["best_loss"] = float(training["best_loss"])
+    return out
+
+
+def _expect_shapes(
+    path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]]
+) -> None:
+    """Every expected tensor present, float32, with the shape the stored config implies."""
     for name, shape in expected.items():
         if name not in tensors:
             raise ModelFileError(f"{path}: tensor {name!r} is missing; the file is incomplete or foreign")
-        if tuple(tensors[name].shape) != tuple(shape):
-            raise ModelFileError(
-                f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, the config implies {tuple(shape)}"
-            )
+        found = tuple(tensors[name].shape)
+        if found != tuple(shape):
+            raise ModelFileError(f"{path}: tensor {name!r} has shape {found}, the config implies {shape}")
         if tensors[name].dtype != torch.float32:
             raise ModelFileError(f"{path}: tensor {name!r} has dtype {tensors[name].dtype}, expected float32")

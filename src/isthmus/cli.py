@@ -19,6 +19,7 @@ from isthmus import __version__
 from isthmus.config import PRESETS, parse_assignment, resolve_params
 from isthmus.errors import IsthmusError, OutputError
 
+
 class _Group(click.Group):
     """Maps the library's errors to ``error: <message>`` and exit status 1."""
 
@@ -85,8 +86,12 @@ def cli() -> None:
 @click.argument("data")
 @click.option("-o", "--output", "model", required=True, help="Model file to write (.safetensors).")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None, help="A named recipe.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML parameters.")
-@click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE", help="Set any estimator parameter.")
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML parameters."
+)
+@click.option(
+    "--set", "assignments", multiple=True, metavar="NAME=VALUE", help="Set any estimator parameter."
+)
 @click.option("--resume", is_flag=True, help="Continue the stopped run from MODEL's checkpoint.")
 @_image_size_opt
 @_overwrite
@@ -119,7 +124,10 @@ def train(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ae = Autoencoder(**params).fit(
-            dataset.X, checkpoint=None if resume else checkpoint, resume=checkpoint if resume else None, log=log
+            dataset.X,
+            checkpoint=None if resume else checkpoint,
+            resume=checkpoint if resume else None,
+            log=log,
         )
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
@@ -179,7 +187,7 @@ def evaluate(model: str, data: str, as_json: bool, image_size: str | None) -> No
 
     ae = _load(model)
     if ae.encoder_only_:
-        raise_encoder_only()
+        _raise_encoder_only()
     dataset = _read(data, image_size)
     result = {"model": model, "data": dataset.name, **run(ae, dataset.X)}
     if as_json:
@@ -192,10 +200,12 @@ def evaluate(model: str, data: str, as_json: bool, image_size: str | None) -> No
         click.echo(f"{label:14}{m['mse']:>12.5g}{m['sse_per_sample']:>14.5g}{_db(m['psnr']):>12}")
 
 
-def raise_encoder_only() -> None:
+def _raise_encoder_only() -> None:
     from isthmus.errors import EncoderOnlyError
 
-    raise EncoderOnlyError("this model file holds only the encoder, so it cannot reconstruct; use the full model")
+    raise EncoderOnlyError(
+        "this model file holds only the encoder, so it cannot reconstruct; use the full model"
+    )
 
 
 def _db(value: float) -> str:
@@ -221,12 +231,17 @@ def info(model: str, as_json: bool) -> None:
     from isthmus.artifact import read_model_file
 
     metadata, tensors = read_model_file(model)
-    described = {k: json.loads(v) if k not in ("format", "isthmus_version", "torch_version") else v
-                 for k, v in metadata.items() if k != "training"}
+    described = {
+        k: json.loads(v) if k not in ("format", "isthmus_version", "torch_version") else v
+        for k, v in metadata.items()
+        if k != "training"
+    }
     training = json.loads(metadata.get("training", "{}"))
     described["n_iter"] = training.get("n_iter")
     described["best_loss"] = training.get("best_loss")
-    described["n_parameters"] = sum(t.numel() for k, t in tensors.items() if not k.startswith(("scaler.", "pca.")))
+    described["n_parameters"] = sum(
+        t.numel() for k, t in tensors.items() if not k.startswith(("scaler.", "pca."))
+    )
     if as_json:
         click.echo(json.dumps(described))
         return
@@ -242,7 +257,10 @@ def info(model: str, as_json: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="isthmus", standalone_mode=False)
+        # Without standalone mode click *returns* the status of a ``ctx.exit(n)`` (as from _Group)
+        # instead of raising Exit; on success it returns the command's own value (None).
+        args = list(argv) if argv is not None else None
+        status = cli.main(args=args, prog_name="isthmus", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
@@ -251,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         return 130
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,12 +14,12 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, validate_data
 
 from isthmus import train as training
 from isthmus.config import DEFAULTS, ModelConfig, TrainConfig, split_params
 from isthmus.data import check_finite
-from isthmus.errors import ConfigError, DataError, EncoderOnlyError
+from isthmus.errors import ConfigError, DataError, EncoderOnlyError, NotFittedError
 from isthmus.model import AutoencoderNet
 from isthmus.nets import ARCHITECTURES
 from isthmus.penalties import PENALTIES
@@ -278,8 +278,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             self.input_shape_ = (x.shape[1],)
         return x.reshape(len(x), *self.input_shape_)
 
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call fit(X) first or load a model file"
+            )
+
     def _check_shape(self, shape: tuple[int, ...]) -> None:
-        check_is_fitted(self, "net_")
+        self._check_fitted()
         if shape == tuple(self.input_shape_) or math.prod(shape) == self.n_features_in_:
             return
         raise DataError(
@@ -308,13 +314,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def transform(self, X: Any) -> np.ndarray:
         """Encode ``X`` into its deterministic code, shape (n_samples, n_components)."""
-        check_is_fitted(self, "net_")
+        self._check_fitted()
         self.net_.eval()
         return self._batched(self.net_.encode, self._scaled(X)).reshape(-1, self.n_components)
 
     def inverse_transform(self, X: Any) -> np.ndarray:
         """Decode codes (n_samples, n_components) back to the caller's units and sample shape."""
-        check_is_fitted(self, "net_")
+        self._check_fitted()
         if self.encoder_only_:
             raise EncoderOnlyError(
                 "this model file holds only the encoder, so it cannot decode; use the full model file"

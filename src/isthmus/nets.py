@@ -7,6 +7,7 @@ one matched to the reconstruction loss.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -27,7 +28,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 def mlp(widths: Sequence[int], activation: str) -> nn.Sequential:
     """Linear layers through ``widths`` with ``activation`` between them (none after the last)."""
     layers: list[nn.Module] = []
-    for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+    for i, (w_in, w_out) in enumerate(itertools.pairwise(widths)):
         layers.append(nn.Linear(w_in, w_out))
         if i < len(widths) - 2:
             layers.append(ACTIVATIONS[activation]())

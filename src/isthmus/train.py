@@ -34,7 +34,7 @@ Callback = Callable[[int, dict[str, float]], None]
 class TrainResult(NamedTuple):
     """What a finished run learned about itself."""
 
-    history: list[dict[str, float]]  # one record per epoch: "epoch", "train_<term>", "val_<term>"
+    history: list[dict[str, float]]  # one record per epoch: "epoch", "lr", "train_<term>", "val_<term>"
     n_iter: int  # epochs run
     best_loss: float  # best monitored loss (validation loss with early stopping, else training loss)
     converged: bool  # stopped by early stopping or target_loss rather than by running out of epochs
@@ -125,9 +125,10 @@ def train(
     try:
         while state.epoch < config.max_iter and not converged:
             epoch = state.epoch + 1
+            lr = _learning_rate(config, epoch)
             for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(config, epoch)
-            record: dict[str, float] = {"epoch": float(epoch)}
+                group["lr"] = lr
+            record: dict[str, float] = {"epoch": float(epoch), "lr": lr}
             record.update(_run_epoch(net, optimizer, x_train, config, shuffle_gen, noise_gen, epoch, device))
             if x_val is not None:
                 record.update(_evaluate(net, x_val, config.batch_size, device, epoch))

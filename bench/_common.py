@@ -1,0 +1,56 @@
+"""Shared plumbing of the benchmarks: MNIST splits, the standard flags, the final JSON line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-train.npz"
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the flags every bench script takes."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--train", type=Path, default=None, help="training .npz with x (and y); default MNIST rows 0..49999")
+    p.add_argument("--test", type=Path, default=None, help="test .npz with x (and y); default MNIST rows 50000..59999")
+    p.add_argument("--out", type=Path, default=None, help="where to keep the trained model(s)")
+    return p
+
+
+def _load(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    with np.load(path, allow_pickle=False) as data:
+        return data["x"], (data["y"] if "y" in data.files else None)
+
+
+def mnist_splits(args: argparse.Namespace) -> dict[str, Any]:
+    """Train and test arrays: ``--train``/``--test`` files, else the shared MNIST with its last 10,000 held out."""
+    source = Path(os.environ.get("ISTHMUS_MNIST", SHARED_MNIST))
+    if args.train is None or args.test is None:
+        if not source.exists():
+            raise SystemExit(f"error: {source} not found; pass --train and --test .npz files with x and y")
+        x, y = _load(source)
+    x_train, y_train = _load(args.train) if args.train else (x[:50000], None if y is None else y[:50000])
+    x_test, y_test = _load(args.test) if args.test else (x[50000:], None if y is None else y[50000:])
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+class Timer:
+    """``with Timer() as t: ...`` then ``t.seconds``."""
+
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def report(figures: dict[str, Any]) -> None:
+    """Print the final figures as one JSON object on the last line."""
+    print(json.dumps(figures))

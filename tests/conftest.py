@@ -1,0 +1,34 @@
+"""Shared fixtures: a seeded generator and tiny data sets (no files, no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+# tiny networks run fastest on one thread, and pytest-xdist runs one worker per core
+torch.set_num_threads(1)
+
+#: Small, fast settings for a network that still learns something in a few epochs.
+TINY = {"hidden_layer_sizes": (32,), "max_iter": 5, "verbose": 0, "random_state": 0, "batch_size": 32}
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def tabular(rng: np.random.Generator) -> np.ndarray:
+    """(240, 12) float32: 3 latent factors mixed into 12 columns with distinct scales, plus noise."""
+    latent = rng.normal(size=(240, 3))
+    mixing = rng.normal(size=(3, 12))
+    x = np.tanh(latent @ mixing) * rng.uniform(1, 50, size=12) + rng.uniform(-20, 20, size=12)
+    return (x + 0.05 * rng.normal(size=x.shape)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def digits() -> np.ndarray:
+    """scikit-learn's digits as images, (1797, 1, 8, 8) float32 in 0..16."""
+    return load_digits().images.astype(np.float32)[:, None]

@@ -1,0 +1,177 @@
+"""The estimator: shapes, units, determinism, scaling, stopping rules, errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
+
+from conftest import TINY
+from isthmus import Autoencoder, evaluate
+from isthmus.errors import ConfigError, DataError, NotFittedError
+
+
+def fit(x: np.ndarray, **params: object) -> Autoencoder:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return Autoencoder(**{**TINY, **params}).fit(x)
+
+
+def test_transform_and_inverse_shapes_tabular(tabular: np.ndarray) -> None:
+    ae = fit(tabular, n_components=3)
+    z = ae.transform(tabular)
+    assert z.shape == (len(tabular), 3) and z.dtype == np.float32
+    x_hat = ae.inverse_transform(z)
+    assert x_hat.shape == tabular.shape
+    assert ae.n_features_in_ == 12
+    assert list(ae.get_feature_names_out()) == ["autoencoder0", "autoencoder1", "autoencoder2"]
+
+
+def test_images_keep_their_shape(digits: np.ndarray) -> None:
+    ae = fit(digits[:200], n_components=4)
+    assert ae.reconstruct(digits[:5]).shape == (5, 1, 8, 8)
+    lone = digits[:200, 0]  # (n, 8, 8): gains a channel axis inside, keeps the caller's shape outside
+    ae2 = fit(lone, n_components=4)
+    assert ae2.reconstruct(lone[:5]).shape == (5, 8, 8)
+
+
+def test_conv_architecture_reconstructs_odd_sizes(rng: np.random.Generator) -> None:
+    x = rng.uniform(size=(64, 3, 7, 9)).astype(np.float32)
+    ae = fit(x, n_components=4, architecture="conv", hidden_layer_sizes=(4, 8), max_iter=2)
+    assert ae.reconstruct(x).shape == x.shape
+
+
+def test_transform_is_deterministic(tabular: np.ndarray) -> None:
+    ae = fit(tabular, n_components=3, corruption="gaussian", noise_level=0.3)
+    assert np.array_equal(ae.transform(tabular), ae.transform(tabular))
+
+
+def test_same_seed_gives_bit_identical_weights(tabular: np.ndarray) -> None:
+    a, b = fit(tabular, n_components=3), fit(tabular, n_components=3)
+    for (name, pa), (_, pb) in zip(a.net_.state_dict().items(), b.net_.state_dict().items(), strict=True):
+        assert torch.equal(pa, pb), name
+    c = fit(tabular, n_components=3, random_state=1)
+    assert not np.array_equal(a.transform(tabular), c.transform(tabular))
+
+
+def test_fit_leaves_global_rng_alone(tabular: np.ndarray) -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    fit(tabular, n_components=3, max_iter=1)
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize(("scaling", "low", "high"), [("minmax", 0.0, 1.0), ("standard", None, None)])
+def test_scaler_fitted_on_training_data(tabular: np.ndarray, scaling: str, low: float | None, high: float | None) -> None:
+    ae = fit(tabular, n_components=3, scaling=scaling)
+    scaled = ae.scaler_.transform(tabular)
+    if scaling == "minmax":
+        assert scaled.min(axis=0) == pytest.approx(np.zeros(12), abs=1e-6)
+        assert scaled.max(axis=0) == pytest.approx(np.ones(12), abs=1e-6)
+        assert ae.resolved_["loss"] == "bce"
+    else:
+        assert scaled.mean(axis=0) == pytest.approx(np.zeros(12), abs=1e-4)
+        assert scaled.std(axis=0) == pytest.approx(np.ones(12), abs=1e-3)
+        assert ae.resolved_["loss"] == "mse"
+    np.testing.assert_allclose(ae.scaler_.inverse_transform(scaled), tabular, rtol=1e-5, atol=1e-4)
+
+
+def test_images_default_to_global_minmax(digits: np.ndarray) -> None:
+    ae = fit(digits[:100], n_components=4)
+    assert ae.resolved_ == {"loss": "bce", "scaling": "minmax"}
+    assert np.unique(ae.scaler_.scale).size == 1  # one scale for every pixel
+
+
+def test_outputs_are_in_callers_units(tabular: np.ndarray) -> None:
+    ae = fit(tabular, n_components=3, max_iter=40)
+    x_hat = ae.reconstruct(tabular)
+    # columns live on very different scales; a reconstruction in scaled units would be far off
+    column_err = np.abs(x_hat - tabular).mean(axis=0) / tabular.std(axis=0)
+    assert column_err.max() < 1.0
+
+
+def test_constant_columns_do_not_break_scaling(tabular: np.ndarray) -> None:
+    x = tabular.copy()
+    x[:, 0] = 7.0
+    ae = fit(x, n_components=3)
+    assert np.isfinite(ae.reconstruct(x)).all()
+    assert np.isfinite(ae.history_[-1]["train_loss"])
+
+
+def test_beats_pca_on_nonlinear_data(tabular: np.ndarray) -> None:
+    ae = fit(tabular, n_components=3, hidden_layer_sizes=(64, 32), max_iter=150, learning_rate=3e-3, batch_size=60)
+    result = evaluate(ae, tabular)
+    assert result["autoencoder"]["mse"] < result["pca"]["mse"]
+    pca = PCA(3).fit(tabular)
+    direct = np.square(pca.inverse_transform(pca.transform(tabular)) - tabular).mean()
+    assert result["pca"]["mse"] == pytest.approx(direct, rel=1e-3)
+
+
+def test_accepts_dataframes_and_tensors(tabular: np.ndarray) -> None:
+    frame = pd.DataFrame(tabular, columns=[f"f{i}" for i in range(12)])
+    ae = fit(frame, n_components=3)
+    np.testing.assert_array_equal(ae.transform(frame), ae.transform(torch.from_numpy(tabular)))
+
+
+def test_history_and_learned_attributes(tabular: np.ndarray) -> None:
+    ae = fit(tabular, n_components=3, max_iter=4)
+    assert ae.n_iter_ == 4 and len(ae.history_) == 4
+    assert {"epoch", "train_loss", "train_reconstruction"} <= set(ae.history_[0])
+    assert ae.history_[-1]["train_loss"] < ae.history_[0]["train_loss"]
+    assert ae.best_loss_ == min(h["train_loss"] for h in ae.history_)
+
+
+def test_convergence_warning_when_epochs_run_out(tabular: np.ndarray) -> None:
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        Autoencoder(**{**TINY, "max_iter": 2}, n_components=3).fit(tabular)
+
+
+def test_early_stopping_restores_best_weights(tabular: np.ndarray) -> None:
+    ae = fit(tabular, n_components=3, max_iter=300, early_stopping=True, n_iter_no_change=3, learning_rate=0.05)
+    assert ae.n_iter_ < 300
+    val = [h["val_loss"] for h in ae.history_]
+    assert {"val_loss", "val_reconstruction"} <= set(ae.history_[0])
+    assert ae.best_loss_ == pytest.approx(min(val))
+    # the restored weights are the best epoch's: their validation loss is the minimum, not the last one
+    assert min(val) <= val[-1]
+
+
+def test_target_loss_stops_early(tabular: np.ndarray) -> None:
+    first = fit(tabular, n_components=3, max_iter=1).history_[0]["train_loss"]
+    ae = fit(tabular, n_components=3, max_iter=200, target_loss=first * 0.5, learning_rate=3e-3)
+    assert ae.n_iter_ < 200
+    assert ae.history_[-1]["train_loss"] <= first * 0.5
+
+
+def test_clone_keeps_params() -> None:
+    ae = Autoencoder(n_components=7, hidden_layer_sizes=(5, 4), learning_rate=0.1)
+    assert clone(ae).get_params() == ae.get_params()
+
+
+def test_errors_name_the_problem(tabular: np.ndarray) -> None:
+    with pytest.raises(ConfigError, match=r"n_components=12 must be smaller than n_features=12"):
+        Autoencoder(n_components=12, verbose=0).fit(tabular)
+    with pytest.raises(ConfigError, match="activation='nope'"):
+        Autoencoder(activation="nope").fit(tabular)
+    with pytest.raises(ConfigError, match="needs image data"):
+        Autoencoder(architecture="conv", verbose=0).fit(tabular)
+    bad = tabular.copy()
+    bad[[4, 9], 2] = np.nan
+    with pytest.raises(DataError, match=r"4.*9"):
+        Autoencoder(verbose=0).fit(bad)
+    with pytest.raises(ValueError):
+        Autoencoder(verbose=0).fit(tabular[:0])
+    with pytest.raises(NotFittedError):
+        Autoencoder().transform(tabular)
+    ae = fit(tabular, n_components=3, max_iter=1)
+    with pytest.raises(DataError, match=r"5 features.*trained on 12"):
+        ae.transform(tabular[:, :5])
+    with pytest.raises(DataError, match="n_components=3"):
+        ae.inverse_transform(np.zeros((2, 4)))

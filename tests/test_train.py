@@ -1,0 +1,108 @@
+"""The training loop: resuming, checkpoints, logs, schedules, divergence."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY
+from isthmus import Autoencoder
+from isthmus.config import ModelConfig, TrainConfig
+from isthmus.errors import ModelFileError, TrainingError
+from isthmus.model import AutoencoderNet
+from isthmus.train import train
+
+PARAMS = {**TINY, "n_components": 3, "max_iter": 6, "early_stopping": True, "n_iter_no_change": 50,
+          "corruption": "masking", "noise_level": 0.2, "lr_schedule": "cosine"}
+
+
+class _Interrupt:
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def __call__(self, epoch: int, record: dict[str, float]) -> None:
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def _weights(ae: Autoencoder) -> dict[str, torch.Tensor]:
+    return ae.net_.state_dict()
+
+
+@pytest.mark.parametrize("stop_at", [1, 4])
+def test_resume_equals_uninterrupted_run(tabular: np.ndarray, tmp_path: Path, stop_at: int) -> None:
+    straight = Autoencoder(**PARAMS).fit(tabular)
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        Autoencoder(**PARAMS).fit(tabular, checkpoint=ckpt, callbacks=[_Interrupt(stop_at)])
+    resumed = Autoencoder(**PARAMS).fit(tabular, resume=ckpt)
+    assert resumed.n_iter_ == straight.n_iter_ == 6
+    for name, value in _weights(straight).items():
+        assert torch.equal(value, _weights(resumed)[name]), name
+    assert resumed.history_ == straight.history_
+
+
+def test_resume_with_random_state_none_uses_the_stored_seed(tabular: np.ndarray, tmp_path: Path) -> None:
+    params = {**PARAMS, "random_state": None}
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        Autoencoder(**params).fit(tabular, checkpoint=ckpt, callbacks=[_Interrupt(2)])
+    resumed = Autoencoder(**params).fit(tabular, resume=ckpt)
+    assert resumed.n_iter_ == 6
+    assert [h["epoch"] for h in resumed.history_] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_can_extend_max_iter(tabular: np.ndarray, tmp_path: Path) -> None:
+    ckpt = tmp_path / "run.ckpt"
+    params = {**PARAMS, "lr_schedule": "constant"}
+    Autoencoder(**{**params, "max_iter": 3}).fit(tabular, checkpoint=ckpt)
+    longer = Autoencoder(**params).fit(tabular, resume=ckpt)
+    straight = Autoencoder(**params).fit(tabular)
+    np.testing.assert_array_equal(longer.transform(tabular), straight.transform(tabular))
+
+
+def test_resume_refuses_other_data_or_missing_checkpoint(tabular: np.ndarray, tmp_path: Path) -> None:
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(ModelFileError, match="does not exist"):
+        Autoencoder(**PARAMS).fit(tabular, resume=ckpt)
+    Autoencoder(**{**PARAMS, "max_iter": 1}).fit(tabular, checkpoint=ckpt)
+    with pytest.raises(ModelFileError, match="samples"):
+        Autoencoder(**PARAMS).fit(tabular[:100], resume=ckpt)
+    with pytest.raises(ModelFileError, match="different network"):
+        Autoencoder(**{**PARAMS, "hidden_layer_sizes": (7,)}).fit(tabular, resume=ckpt)
+
+
+def test_checkpoint_and_log_are_written_each_epoch(tabular: np.ndarray, tmp_path: Path) -> None:
+    ckpt, log = tmp_path / "run.ckpt", tmp_path / "run.log.jsonl"
+    seen: list[int] = []
+
+    def check(epoch: int, record: dict[str, float]) -> None:
+        seen.append(epoch)
+        assert ckpt.exists()
+        assert len(log.read_text().splitlines()) == epoch
+
+    ae = Autoencoder(**PARAMS).fit(tabular, checkpoint=ckpt, log=log, callbacks=[check])
+    assert seen == [1, 2, 3, 4, 5, 6]
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert records == ae.history_
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt", "run.log.jsonl"]  # no temp files left
+
+
+def test_cosine_schedule_decays_to_near_zero(tabular: np.ndarray) -> None:
+    ae = Autoencoder(**PARAMS).fit(tabular)
+    lrs = [h["lr"] for h in ae.history_]
+    assert lrs[0] == pytest.approx(PARAMS.get("learning_rate", 1e-3))
+    assert all(a > b for a, b in itertools.pairwise(lrs))
+    assert lrs[-1] < 0.1 * lrs[0]
+
+
+def test_divergence_names_the_epoch_and_the_cause() -> None:
+    net = AutoencoderNet(ModelConfig(n_components=2, hidden_layer_sizes=(8,), loss="mse"), (4,))
+    x = torch.full((32, 4), 1e30)  # unscaled, absurdly large data overflows the squared error
+    with pytest.raises(TrainingError, match=r"epoch 1.*learning_rate.*scal"):
+        train(net, x, None, TrainConfig(max_iter=3, verbose=0, device="cpu"), seed=0)

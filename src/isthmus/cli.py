@@ -121,6 +121,7 @@ def train(
     dataset = _read(data, image_size)
     if not resume:
         log.unlink(missing_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)  # the log is appended to, so nothing else creates it
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ae = Autoencoder(**params).fit(
@@ -231,27 +232,38 @@ def info(model: str, as_json: bool) -> None:
     from isthmus.artifact import read_model_file
 
     metadata, tensors = read_model_file(model)
-    described = {
-        k: json.loads(v) if k not in ("format", "isthmus_version", "torch_version") else v
-        for k, v in metadata.items()
-        if k != "training"
-    }
-    training = json.loads(metadata.get("training", "{}"))
+    # safetensors hands metadata back in no fixed order; sort it so that the output is stable
+    described = {k: _metadata_value(k, v) for k, v in sorted(metadata.items()) if k != "training"}
+    training = _metadata_value("training", metadata.get("training", "{}"))
+    training = training if isinstance(training, dict) else {}
     described["n_iter"] = training.get("n_iter")
     described["best_loss"] = training.get("best_loss")
     described["n_parameters"] = sum(
         t.numel() for k, t in tensors.items() if not k.startswith(("scaler.", "pca."))
     )
     if as_json:
-        click.echo(json.dumps(described))
+        click.echo(json.dumps(described, sort_keys=True))
         return
-    for key, value in described.items():
-        if key == "params":
-            click.echo("params:")
+    for key, value in sorted(described.items(), key=lambda item: (isinstance(item[1], dict), item[0])):
+        if isinstance(value, dict):  # params (and resolved): one line per entry, after the plain keys
+            click.echo(f"{key}:")
             for name, v in value.items():
                 click.echo(f"  {name} = {v}")
         else:
             click.echo(f"{key}: {value}")
+
+
+_PLAIN_STRINGS = ("format", "isthmus_version", "torch_version")
+
+
+def _metadata_value(key: str, text: str) -> Any:
+    """A metadata value decoded from JSON; plain-string fields, and text that is not JSON, as given."""
+    if key in _PLAIN_STRINGS:
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

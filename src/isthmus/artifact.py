@@ -169,7 +169,11 @@ def load_model(path: str | os.PathLike[str]) -> Autoencoder:
             shapes = build_net(model_cfg, input_shape, seed=0).state_dict()
         expected = {k: tuple(v.shape) for k, v in shapes.items()}
     except (ConfigError, ValueError, TypeError, RuntimeError, OverflowError) as exc:
-        raise ModelFileError(f"{path}: stored parameters are invalid ({exc})") from None
+        writer = metadata.get("isthmus_version", "unknown")
+        raise ModelFileError(
+            f"{path}: stored parameters are invalid ({exc}); the file was written by isthmus {writer}, "
+            f"this is isthmus {_version()}"
+        ) from None
     if meta["encoder_only"]:
         expected = {k: v for k, v in expected.items() if k.startswith(_ENCODER_PARTS)}
     components = tensors.get("pca.components")

@@ -180,9 +180,9 @@ def checkpoint_seed(path: str | os.PathLike[str]) -> int | None:
     try:
         with safe_open(str(path), framework="pt") as fh:
             seed = (fh.metadata() or {}).get("seed")
+        return None if seed is None else int(seed)
     except (SafetensorError, OSError, ValueError):
-        return None
-    return None if seed is None else int(seed)
+        return None  # the checkpoint's own loader reports what is wrong with it
 
 
 def _learning_rate(config: TrainConfig, epoch: int) -> float:
@@ -280,12 +280,32 @@ def _load_checkpoint(
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
         tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"checkpoint {path} is unreadable ({exc}); delete it to start over") from None
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{path} is not an isthmus checkpoint")
-    if int(meta.get("format_version", "0")) > CHECKPOINT_VERSION:
+    try:
+        _restore(path, meta, tensors, net, optimizer, shuffle_gen, noise_gen, state, n_train)
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+        raise ModelFileError(
+            f"checkpoint {path} is damaged ({type(exc).__name__}: {exc}); delete it to start over"
+        ) from None
+
+
+def _restore(
+    path: str | os.PathLike[str],
+    meta: dict[str, str],
+    tensors: dict[str, Tensor],
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    shuffle_gen: torch.Generator,
+    noise_gen: torch.Generator,
+    state: _State,
+    n_train: int,
+) -> None:
+    if int(meta["format_version"]) > CHECKPOINT_VERSION:
         raise ModelFileError(f"checkpoint {path} was written by a newer isthmus; upgrade isthmus to resume it")
+    int(meta["seed"])  # the estimator split the data with it; it must be readable
     if int(meta["n_train"]) != n_train:
         raise ModelFileError(
             f"checkpoint {path} was trained on {meta['n_train']} samples, this run has {n_train}; "
@@ -299,18 +319,27 @@ def _load_checkpoint(
             f"checkpoint {path} holds a different network than these parameters describe; "
             "resume with the parameters of the stopped run"
         ) from None
-    device = next(net.parameters()).device
+    params = list(net.parameters())
+    device = params[0].device
     slots: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
             _, index, name = key.split(".", 2)
-            slots.setdefault(int(index), {})[name] = value.to(device) if value.dim() else value
+            i = int(index)
+            if value.dim() and value.shape != params[i].shape:
+                raise ValueError(f"optimizer slot {key} has shape {tuple(value.shape)}, not {tuple(params[i].shape)}")
+            slots.setdefault(i, {})[name] = value.to(device) if value.dim() else value
     for index, extra in json.loads(meta["optim_plain"]).items():
         slots.setdefault(int(index), {}).update(extra)
+    if slots and sorted(slots) != list(range(len(params))):
+        raise ValueError(f"optimizer state covers parameters {sorted(slots)}, the network has {len(params)}")
     optimizer.load_state_dict({"state": slots, "param_groups": json.loads(meta["optim_groups"])})
     shuffle_gen.set_state(tensors["rng.shuffle"])
     noise_gen.set_state(tensors["rng.noise"])
     best = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
+    if best:
+        net.load_state_dict(net.state_dict() | best)  # validates names and shapes, then restores current ones
+        net.load_state_dict(weights)
     state.best_weights = best or None
     state.epoch = int(meta["epoch"])
     state.history = json.loads(meta["history"])

@@ -203,7 +203,8 @@ def _run_epoch(
 ) -> dict[str, float]:
     net.train()
     order = torch.randperm(len(x), generator=shuffle_gen).to(device)
-    sums: dict[str, Tensor] = {}
+    logged: list[list[Tensor]] = []  # per batch, the detached terms; summed once per epoch
+    names: list[str] = []
     for idx in batches(order, config.batch_size):
         batch = x[idx]
         with autocast(device):
@@ -211,21 +212,35 @@ def _run_epoch(
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
-        for name, value in terms.items():  # detached running sums; read once per epoch
-            sums[name] = sums.get(name, 0) + value.detach().float() * len(batch)
-    return {f"train_{k}": v.item() / len(x) for k, v in sums.items()}
+        names = list(terms)
+        logged.append([value.detach() for value in terms.values()])
+    return _epoch_means(names, logged, len(x), config.batch_size, "train_")
+
+
+def _epoch_means(
+    names: list[str], logged: list[list[Tensor]], n: int, batch_size: int, prefix: str
+) -> dict[str, float]:
+    """Sample-weighted means of per-batch terms (every batch is full but perhaps the last)."""
+    if not logged:
+        return {}
+    values = torch.stack([torch.stack(row).float() for row in logged])  # (n_batches, n_terms)
+    weights = torch.full((len(logged), 1), float(batch_size), device=values.device)
+    weights[-1] = n - batch_size * (len(logged) - 1)
+    totals = (values * weights).sum(dim=0) / n
+    return {f"{prefix}{name}": float(total) for name, total in zip(names, totals.tolist(), strict=True)}
 
 
 @torch.no_grad()
 def _evaluate(net: nn.Module, x: Tensor, batch_size: int, device: torch.device, epoch: int) -> dict[str, float]:
     net.eval()
-    sums: dict[str, Tensor] = {}
+    logged: list[list[Tensor]] = []
+    names: list[str] = []
     for batch in batches(x, batch_size):
         with autocast(device):
             terms = net.loss(batch, epoch=epoch)
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0) + value.float() * len(batch)
-    return {f"val_{k}": v.item() / len(x) for k, v in sums.items()}
+        names = list(terms)
+        logged.append(list(terms.values()))
+    return _epoch_means(names, logged, len(x), batch_size, "val_")
 
 
 def _save_checkpoint(

@@ -558,3 +558,38 @@ def test_a_file_that_is_not_a_model(
         fake.write_bytes(b"")
     args = ("encode", fake, "digits[:5]", "-o", tmp_path / "c.npy") if command == "encode" else ("info", fake)
     assert "fake.safetensors" in fails(capsys, *args)
+
+
+# ---------------------------------------------------------------------------------------- variants
+
+
+@pytest.fixture(scope="module")
+def vae(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = tmp_path_factory.mktemp("vae") / "vae.safetensors"
+    invoke("train", "digits[:100]", "-o", model, "--preset", "vae", *TINY)
+    return model
+
+
+def test_sample_and_interpolate_shapes(vae: Path, tmp_path: Path) -> None:
+    invoke("sample", vae, "-n", "5", "--random-state", "0", "-o", tmp_path / "s.npy")
+    samples = np.load(tmp_path / "s.npy")
+    assert samples.shape == (5, 1, 8, 8)
+    assert samples.min() >= 0.0 and samples.max() <= 16.0
+    invoke("interpolate", vae, "digits[:4]", "--steps", "3", "-o", tmp_path / "i.npy")
+    assert np.load(tmp_path / "i.npy").shape == (6, 1, 8, 8)
+
+
+def test_denoise_writes_the_reconstruction(tmp_path: Path) -> None:
+    model = tmp_path / "dae.safetensors"
+    invoke("train", DATA, "-o", model, "--preset", "denoising", *TINY)
+    invoke("denoise", model, "digits[:10]", "-o", tmp_path / "clean.npy")
+    expected = isthmus.load(model).reconstruct(first_digits(10))
+    np.testing.assert_array_equal(np.load(tmp_path / "clean.npy"), expected)
+
+
+def test_generative_commands_refuse_bad_requests(
+    capsys: pytest.CaptureFixture[str], trained: Path, vae: Path, tmp_path: Path
+) -> None:
+    assert "gaussian" in fails(capsys, "sample", trained, "-n", "3", "-o", tmp_path / "s.npy")
+    assert "pairs" in fails(capsys, "interpolate", vae, "digits[:3]", "-o", tmp_path / "i.npy")
+    fails(capsys, "sample", vae, "-n", "0", "-o", tmp_path / "s.npy", code=2)

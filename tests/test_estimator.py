@@ -116,8 +116,10 @@ def test_beats_pca_on_nonlinear_data(tabular: np.ndarray) -> None:
 
 def test_accepts_dataframes_and_tensors(tabular: np.ndarray) -> None:
     frame = pd.DataFrame(tabular, columns=[f"f{i}" for i in range(12)])
-    ae = fit(frame, n_components=3)
-    np.testing.assert_array_equal(ae.transform(frame), ae.transform(torch.from_numpy(tabular)))
+    from_frame = fit(frame, n_components=3)
+    from_tensor = fit(torch.from_numpy(tabular), n_components=3)
+    np.testing.assert_array_equal(from_frame.transform(frame), from_tensor.transform(torch.from_numpy(tabular)))
+    assert list(from_frame.feature_names_in_) == list(frame.columns)
 
 
 def test_history_and_learned_attributes(tabular: np.ndarray) -> None:

@@ -19,10 +19,10 @@ from isthmus.errors import ConfigError
 CHOICES: dict[str, tuple[str, ...]] = {
     "architecture": ("mlp", "conv"),
     "activation": ("relu", "gelu", "silu", "elu", "leaky_relu", "tanh", "sigmoid"),
-    "bottleneck": ("deterministic",),
-    "penalty": ("none", "l1"),
-    "corruption": ("none", "gaussian", "masking", "salt_pepper"),
-    "loss": ("auto", "bce", "mse"),
+    "bottleneck": ("deterministic", "gaussian"),
+    "penalty": ("none", "l1", "kl_sparsity", "topk", "contractive"),
+    "corruption": ("none", "gaussian", "gaussian_clipped", "masking", "salt_pepper"),
+    "loss": ("auto", "bce", "mse", "gaussian"),
     "scaling": ("auto", "minmax", "standard", "none"),
     "lr_schedule": ("constant", "cosine"),
     "device": ("auto", "cpu", "cuda", "mps"),
@@ -40,8 +40,14 @@ class ModelConfig:
     bottleneck: str = "deterministic"
     penalty: str = "none"
     penalty_weight: float = 1e-3
+    sparsity_target: float = 0.05
+    sparsity_k: int = 10
     corruption: str = "none"
     noise_level: float = 0.1
+    binarize: bool = False
+    beta: float = 1.0
+    kl_warmup: int = 0
+    free_bits: float = 0.0
     loss: str = "auto"
     scaling: str = "auto"
 
@@ -55,6 +61,28 @@ class ModelConfig:
             )
         _check_float("penalty_weight", self.penalty_weight, minimum=0.0)
         _check_float("noise_level", self.noise_level, minimum=0.0)
+        _check_float("beta", self.beta, minimum=0.0)
+        _check_float("free_bits", self.free_bits, minimum=0.0)
+        _check_int("kl_warmup", self.kl_warmup, minimum=0)
+        _check_int("sparsity_k", self.sparsity_k, minimum=1)
+        rho = self.sparsity_target
+        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0.0 < rho < 1.0:
+            raise ConfigError(
+                f"sparsity_target={rho!r} must be a number strictly between 0 and 1 (the target mean "
+                "activation of a code unit), e.g. sparsity_target=0.05"
+            )
+        if self.penalty == "topk" and self.sparsity_k > self.n_components:
+            raise ConfigError(
+                f"sparsity_k={self.sparsity_k} must be <= n_components={self.n_components} with penalty='topk'; "
+                "lower sparsity_k or raise n_components"
+            )
+        if self.corruption in ("masking", "salt_pepper") and self.noise_level > 1.0:
+            raise ConfigError(
+                f"noise_level={self.noise_level} is a probability for corruption={self.corruption!r}; "
+                "it must be between 0 and 1"
+            )
+        if not isinstance(self.binarize, bool):
+            raise ConfigError(f"binarize={self.binarize!r} must be true or false")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,9 +131,25 @@ DEFAULTS: dict[str, Any] = {
     **{f.name: f.default for f in dataclasses.fields(TrainConfig)},
 }
 
-#: Named recipes: a preset is a set of parameter values, applied before the user's own.
+#: Named recipes: a preset is a set of parameter values, applied before the user's own. A variant
+#: preset names only what makes the variant, so it composes with any other setting: a denoising
+#: sparse autoencoder is ``--preset sparse-kl --set corruption=gaussian``.
 PRESETS: dict[str, dict[str, Any]] = {
     "undercomplete": {"bottleneck": "deterministic", "penalty": "none", "corruption": "none"},
+    # weight decay on every weight and an L1 activity penalty on the code
+    "regularized": {"penalty": "l1", "penalty_weight": 1e-3, "weight_decay": 1e-5},
+    # trained to undo Gaussian noise (in scaled units); the target is the clean input
+    "denoising": {"corruption": "gaussian", "noise_level": 0.3},
+    # overcomplete sigmoid code whose units fire 5% of the time on average (KL to the target rate)
+    "sparse-kl": {"n_components": 128, "penalty": "kl_sparsity", "sparsity_target": 0.05, "penalty_weight": 1.0},
+    # overcomplete code with exactly sparsity_k non-zero units per sample
+    "sparse-topk": {"n_components": 128, "penalty": "topk", "sparsity_k": 16},
+    # sigmoid code whose encoder Jacobian is kept small (Rifai et al., 2011)
+    "contractive": {"penalty": "contractive", "penalty_weight": 0.1},
+    # negative ELBO: reconstruction log-likelihood + KL to N(0, I), the KL weight ramped over 5 epochs
+    "vae": {"bottleneck": "gaussian", "beta": 1.0, "kl_warmup": 5},
+    # the KL weighted beta=4 for a more factorized code (Higgins et al., 2017)
+    "beta-vae": {"bottleneck": "gaussian", "beta": 4.0, "kl_warmup": 5},
     "mnist": {
         "n_components": 30,
         "hidden_layer_sizes": (1000, 500, 250),

@@ -1,6 +1,9 @@
 """Denoising corruptions: noise applied to the input during training only; the target stays clean.
 
-Each entry maps ``(x, level, generator) -> corrupted x`` on scaled data of any shape.
+Each entry maps ``(x, level, generator) -> corrupted x`` on scaled data of any shape; ``level`` is
+``noise_level`` (a standard deviation in scaled units, or a probability). The model applies the entry
+in training only and takes the reconstruction loss against the clean ``x``, so a trained network maps
+corrupted inputs to clean ones and ``Autoencoder.denoise`` is its plain reconstruction.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ def gaussian(x: Tensor, level: float, generator: torch.Generator | None) -> Tens
     return x + level * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
+def gaussian_clipped(x: Tensor, level: float, generator: torch.Generator | None) -> Tensor:
+    """Gaussian noise, then clipped to the clean batch's range: noisy pixels stay valid pixels."""
+    return gaussian(x, level, generator).clamp(x.min(), x.max())
+
+
 def masking(x: Tensor, level: float, generator: torch.Generator | None) -> Tensor:
     """Set each value to zero with probability ``level``."""
     return x * (_uniform_like(x, generator) >= level)
@@ -43,6 +51,7 @@ def salt_pepper(x: Tensor, level: float, generator: torch.Generator | None) -> T
 CORRUPTIONS: dict[str, Corruption] = {
     "none": none,
     "gaussian": gaussian,
+    "gaussian_clipped": gaussian_clipped,
     "masking": masking,
     "salt_pepper": salt_pepper,
 }

@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, validate_data
 
+from isthmus import generative
 from isthmus import train as training
 from isthmus.config import DEFAULTS, ModelConfig, TrainConfig, split_params
 from isthmus.data import check_finite
@@ -55,13 +56,37 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         ``"conv"`` needs image data ``(n_samples, channels, height, width)``.
     activation : str, default="relu"
         Hidden-layer activation, one of ``nets.ACTIVATIONS``.
-    bottleneck, penalty, corruption : str
-        Entries of the tables in ``bottlenecks``, ``penalties`` and ``corruptions``.
-    penalty_weight, noise_level : float
-        Weight of the penalty term; strength of the training corruption.
-    loss : {"auto", "bce", "mse"}, default="auto"
+    bottleneck : {"deterministic", "gaussian"}, default="deterministic"
+        ``"gaussian"`` makes a variational autoencoder: the loss is the negative ELBO and ``sample``,
+        ``log_likelihood`` become available; ``transform`` still gives the posterior mean.
+    penalty : {"none", "l1", "kl_sparsity", "topk", "contractive"}, default="none"
+        A code regularizer from ``penalties.PENALTIES``. All but ``"none"`` allow an overcomplete code
+        (``n_components`` >= n_features). ``"kl_sparsity"`` and ``"contractive"`` make the code a sigmoid.
+    penalty_weight : float, default=1e-3
+        Weight of the penalty term (unused by ``"topk"``, which is a constraint).
+    sparsity_target : float, default=0.05
+        Target mean activation of each code unit for ``penalty="kl_sparsity"``.
+    sparsity_k : int, default=10
+        Non-zero code units per sample for ``penalty="topk"``; at most ``n_components``.
+    corruption : {"none", "gaussian", "gaussian_clipped", "masking", "salt_pepper"}, default="none"
+        Noise on the encoder's input in training only; the loss is against the clean input.
+    noise_level : float, default=0.1
+        Standard deviation (scaled units) of the Gaussian corruptions, or the probability that a value
+        is masked or salted.
+    binarize : bool, default=False
+        Dynamic binarization: in training, each scaled value in [0, 1] is replaced, every time its sample
+        is used, by a Bernoulli draw with that probability (input and target alike). Needs ``loss="bce"``.
+    beta : float, default=1.0
+        Weight of the KL term of ``bottleneck="gaussian"`` (beta-VAE for beta > 1).
+    kl_warmup : int, default=0
+        Epochs over which the KL weight ramps linearly up to ``beta`` (0: no warm-up).
+    free_bits : float, default=0.0
+        Nats per latent dimension below which its KL is not penalized (0: off).
+    loss : {"auto", "bce", "mse", "gaussian"}, default="auto"
         ``"auto"``: binary cross-entropy with a sigmoid output when the scaled training data lie in
-        [0, 1], else squared error with a linear output.
+        [0, 1], else squared error with a linear output. ``"gaussian"``: the Gaussian negative
+        log-likelihood with one learned standard deviation per feature, the proper likelihood of a VAE
+        on real-valued data.
     scaling : {"auto", "minmax", "standard", "none"}, default="auto"
         Fitted on the training data and stored; ``"auto"`` is min-max for images, standard otherwise.
     max_iter, batch_size, learning_rate, weight_decay, lr_schedule : training schedule (Adam).
@@ -95,8 +120,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         bottleneck: str = DEFAULTS["bottleneck"],
         penalty: str = DEFAULTS["penalty"],
         penalty_weight: float = DEFAULTS["penalty_weight"],
+        sparsity_target: float = DEFAULTS["sparsity_target"],
+        sparsity_k: int = DEFAULTS["sparsity_k"],
         corruption: str = DEFAULTS["corruption"],
         noise_level: float = DEFAULTS["noise_level"],
+        binarize: bool = DEFAULTS["binarize"],
+        beta: float = DEFAULTS["beta"],
+        kl_warmup: int = DEFAULTS["kl_warmup"],
+        free_bits: float = DEFAULTS["free_bits"],
         loss: str = DEFAULTS["loss"],
         scaling: str = DEFAULTS["scaling"],
         max_iter: int = DEFAULTS["max_iter"],
@@ -120,8 +151,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.bottleneck = bottleneck
         self.penalty = penalty
         self.penalty_weight = penalty_weight
+        self.sparsity_target = sparsity_target
+        self.sparsity_k = sparsity_k
         self.corruption = corruption
         self.noise_level = noise_level
+        self.binarize = binarize
+        self.beta = beta
+        self.kl_warmup = kl_warmup
+        self.free_bits = free_bits
         self.loss = loss
         self.scaling = scaling
         self.max_iter = max_iter
@@ -249,7 +286,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
         flat = x.reshape(len(x), -1)
         k = min(self.n_components, *flat.shape)
-        pca = PCA(n_components=k, random_state=0).fit(flat)
+        with np.errstate(divide="ignore", invalid="ignore"):  # constant data: zero total variance
+            pca = PCA(n_components=k, random_state=0).fit(flat)
         self.pca_mean_ = pca.mean_.astype(np.float32)
         self.pca_components_ = pca.components_.astype(np.float32)
 
@@ -303,7 +341,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         device = self._device()
         with torch.inference_mode():
             for start in range(0, len(x), _INFERENCE_BATCH):
-                batch = torch.from_numpy(np.ascontiguousarray(x[start : start + _INFERENCE_BATCH])).to(device)
+                batch = torch.from_numpy(np.require(x[start : start + _INFERENCE_BATCH], np.float32, ("C", "W"))).to(device)
                 out.append(fn(batch).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
@@ -344,6 +382,119 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         recon = self.inverse_transform(self.transform(x))
         return np.square(recon.reshape(len(x), -1) - x.reshape(len(x), -1)).sum(axis=1)
 
+    # ------------------------------------------------------------------ denoising and generating
+
+    def denoise(self, X: Any) -> np.ndarray:
+        """Clean ``X``: its reconstruction, in the caller's units and shape.
+
+        A model trained with a ``corruption`` learned to map corrupted inputs to the clean ones (the
+        noise is applied in training only), so denoising is exactly ``reconstruct``; use it on data
+        corrupted like the training noise.
+        """
+        return self.reconstruct(X)
+
+    def _check_decoder(self, what: str) -> None:
+        self._check_fitted()
+        if self.encoder_only_:
+            raise EncoderOnlyError(f"this model file holds only the encoder, so it cannot {what}; use the full model")
+
+    def _generator(self, random_state: int | np.random.RandomState | None) -> torch.Generator:
+        seed = int(check_random_state(random_state).randint(2**31 - 1))
+        return torch.Generator(device=self._device()).manual_seed(seed)
+
+    def sample(self, n_samples: int = 1, *, random_state: int | np.random.RandomState | None = None) -> np.ndarray:
+        """Draw new data from a variational model: decoder means at codes drawn from N(0, I).
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : int, RandomState or None
+            Seeds the codes drawn.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, *sample shape)
+            In the caller's units: the expected value of p(x|z) for each code z (pixel intensities
+            for a Bernoulli model), not a noisy draw from it.
+        """
+        self._check_decoder("sample")
+        generative.check_generative(self.net_, "sample")
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ConfigError(f"n_samples={n_samples!r} must be an integer >= 1")
+        self.net_.eval()
+        with torch.inference_mode():
+            out = generative.sample(self.net_, int(n_samples), generator=self._generator(random_state))
+        out_np = out.float().cpu().numpy().reshape(int(n_samples), *self.input_shape_)
+        return self.scaler_.inverse_transform(out_np)
+
+    def interpolate(self, a: Any, b: Any, steps: int = 8) -> np.ndarray:
+        """Decode ``steps`` codes evenly spaced on the line from the code of ``a`` to the code of ``b``.
+
+        Parameters
+        ----------
+        a, b : array-like
+            One sample each (the sample shape), or equally many samples (n_samples, *sample shape).
+        steps : int, default=8
+            Points on the line, both ends included (at least 2).
+
+        Returns
+        -------
+        ndarray of shape (steps, *sample shape), or (n_samples, steps, *sample shape) for batches
+            In the caller's units; the first step decodes ``a``'s code and the last ``b``'s.
+        """
+        self._check_decoder("interpolate")
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+            raise ConfigError(f"steps={steps!r} must be an integer >= 2 (both end points included)")
+        single = np.ndim(a) == len(self.input_shape_)
+        xa, xb = (np.asarray(v)[None] if single else v for v in (a, b))
+        sa, sb = self._scaled(xa), self._scaled(xb)
+        if len(sa) != len(sb):
+            raise DataError(f"a has {len(sa)} samples and b has {len(sb)}; pass equally many")
+        device = self._device()
+        self.net_.eval()
+        with torch.inference_mode():
+            out = generative.interpolate(
+                self.net_, torch.from_numpy(sa).to(device), torch.from_numpy(sb).to(device), int(steps)
+            )
+        out_np = out.float().cpu().numpy().reshape(len(sa), int(steps), *self.input_shape_)
+        out_np = self.scaler_.inverse_transform(out_np)
+        return out_np[0] if single else out_np
+
+    def log_likelihood(
+        self, X: Any, *, n_importance: int = 100, random_state: int | np.random.RandomState | None = None
+    ) -> np.ndarray:
+        """Importance-weighted estimate of log p(x) per sample, in nats (Burda et al., 2016).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *sample shape)
+        n_importance : int, default=100
+            Posterior samples per data sample: 1 gives the ELBO; the estimate rises toward log p(x)
+            as it grows (5,000 is the usual benchmark setting).
+        random_state : int, RandomState or None
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            float64 nats. For continuous likelihoods (``loss`` "mse" or "gaussian") it is the density of
+            ``X`` in the caller's units (the scaler's log-Jacobian included); for the Bernoulli
+            likelihood ("bce") it is the probability of the binary values, scaled as in training.
+        """
+        self._check_decoder("compute a likelihood")
+        generative.check_generative(self.net_, "log_likelihood")
+        x = torch.from_numpy(self._scaled(X)).to(self._device())
+        self.net_.eval()
+        with torch.inference_mode():
+            ll = (
+                generative.log_likelihood(self.net_, x, n_importance, generator=self._generator(random_state))
+                .double()
+                .cpu()
+                .numpy()
+            )
+        if self.resolved_["loss"] != "bce":
+            ll -= float(np.log(self.scaler_.scale.astype(np.float64)).sum())
+        return ll
+
     @property
     def _n_features_out(self) -> int:
         return int(self.n_components)
@@ -366,4 +517,3 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
         return tags
-

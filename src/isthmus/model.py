@@ -2,31 +2,66 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import NamedTuple, cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from isthmus.bottlenecks import BOTTLENECKS
+from isthmus.bottlenecks import BOTTLENECKS, Deterministic
 from isthmus.config import ModelConfig
 from isthmus.corruptions import CORRUPTIONS
+from isthmus.errors import ConfigError
 from isthmus.nets import ARCHITECTURES
 from isthmus.penalties import PENALTIES, PenaltyContext
 
+#: smallest standard deviation of the learned Gaussian likelihood (scaled units): a constant feature
+#: then costs a finite log(MIN_SIGMA) nats instead of driving the likelihood to infinity
+MIN_SIGMA = 1e-3
+_SOFTPLUS_OF_ONE = math.log(math.expm1(1.0 - MIN_SIGMA))  # raw value whose sigma is 1
 
-def _bce(logits: Tensor, x: Tensor) -> Tensor:
+
+def _bce(logits: Tensor, x: Tensor, sigma: Tensor | None) -> Tensor:
     # (batch,) summed over every feature: the Bernoulli negative log-likelihood of x
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
 
 
-def _sse(out: Tensor, x: Tensor) -> Tensor:
+def _sse(out: Tensor, x: Tensor, sigma: Tensor | None) -> Tensor:
     # (batch,) sum of squared errors
     return (out - x).square().flatten(1).sum(1)
 
 
-#: reconstruction loss name -> (per-sample loss on decoder outputs, output activation)
-RECONSTRUCTION = {
-    "bce": (_bce, torch.sigmoid),
-    "mse": (_sse, lambda t: t),
+def _gaussian(out: Tensor, x: Tensor, sigma: Tensor | None) -> Tensor:
+    # (batch,) Gaussian negative log-likelihood in nats, one learned sigma per feature (*input_shape)
+    assert sigma is not None  # the net owns a scale whenever this entry is used
+    z = (x.float() - out.float()) / sigma
+    return (0.5 * z.square() + sigma.log() + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
+
+
+def _identity(out: Tensor) -> Tensor:
+    # the linear output of the Gaussian likelihoods (a named function, so a network pickles)
+    return out
+
+
+class Reconstruction(NamedTuple):
+    """A reconstruction loss: ``loss(decoder output, x, sigma) -> (batch,)``, the decoder's output
+    activation, and the constant per feature that makes ``loss`` a negative log-likelihood in nats."""
+
+    loss: Callable[[Tensor, Tensor, Tensor | None], Tensor]
+    output: Callable[[Tensor], Tensor]
+    nats_per_feature: float = 0.0
+    learned_sigma: bool = False
+
+
+#: reconstruction loss name -> its entry. "bce" is the Bernoulli likelihood; "mse" (sum of squared
+#: errors) is the Gaussian one with a fixed variance 1/2 up to the constant log(pi)/2 per feature;
+#: "gaussian" learns one standard deviation per feature (at least MIN_SIGMA), all in nats.
+RECONSTRUCTION: dict[str, Reconstruction] = {
+    "bce": Reconstruction(_bce, torch.sigmoid),
+    "mse": Reconstruction(_sse, _identity, nats_per_feature=0.5 * math.log(math.pi)),
+    "gaussian": Reconstruction(_gaussian, _identity, learned_sigma=True),
 }
 
 
@@ -36,7 +71,8 @@ class AutoencoderNet(nn.Module):
     Parameters
     ----------
     config : ModelConfig
-        The network's description; ``config.loss`` must be resolved (``"bce"`` or ``"mse"``).
+        The network's description; ``config.loss`` must be resolved (``"bce"``, ``"mse"`` or
+        ``"gaussian"``).
     input_shape : tuple of int
         One sample's shape as the network sees it: ``(n_features,)`` or ``(channels, height, width)``.
     """
@@ -49,18 +85,35 @@ class AutoencoderNet(nn.Module):
         self.input_shape = tuple(input_shape)
         arch = ARCHITECTURES[config.architecture]
         self.bottleneck = BOTTLENECKS[config.bottleneck](config)
-        width = self.bottleneck.encoder_width
+        width = cast(int, self.bottleneck.encoder_width)
         self.encoder = arch.encoder(self.input_shape, config.hidden_layer_sizes, width, config.activation)
-        self.decoder = arch.decoder(
-            self.input_shape, config.hidden_layer_sizes, config.n_components, config.activation
-        )
+        self.decoder = arch.decoder(self.input_shape, config.hidden_layer_sizes, config.n_components, config.activation)
         self._penalty = PENALTIES[config.penalty]
         self._corrupt = CORRUPTIONS[config.corruption]
-        self._reconstruction, self._output = RECONSTRUCTION[config.loss]
+        self._rec = RECONSTRUCTION[config.loss]
+        self._reconstruction, self._output = self._rec.loss, self._rec.output
+        # raw per-feature scale of the "gaussian" likelihood; sigma = MIN_SIGMA + softplus(raw)
+        self.output_scale = (
+            nn.Parameter(torch.full(self.input_shape, _SOFTPLUS_OF_ONE)) if self._rec.learned_sigma else None
+        )
+        _check_composition(config, self.bottleneck)
+
+    def sigma(self) -> Tensor | None:
+        """Per-feature standard deviation ``(*input_shape)`` of a learned Gaussian likelihood, else None."""
+        return None if self.output_scale is None else MIN_SIGMA + F.softplus(self.output_scale.float())
 
     def _constrain(self, code: Tensor) -> Tensor:
         constrain = self._penalty.constrain
         return code if constrain is None else constrain(code, self.config)
+
+    def _affine(self) -> tuple[Tensor, Tensor] | None:
+        # (weight, bias) when the code before the constraint is one linear map of the flattened input
+        leaves = [m for m in self.encoder.modules() if not any(True for _ in m.children())]
+        linears = [m for m in leaves if isinstance(m, nn.Linear)]
+        plain = all(isinstance(m, (nn.Linear, nn.Flatten)) for m in leaves)
+        if plain and len(linears) == 1 and isinstance(self.bottleneck, Deterministic):
+            return linears[0].weight, linears[0].bias
+        return None
 
     def encode(self, x: Tensor) -> Tensor:
         """``(batch, *input_shape) -> (batch, n_components)``: the deterministic code."""
@@ -76,19 +129,43 @@ class AutoencoderNet(nn.Module):
 
     def reconstruction_loss(self, x: Tensor) -> Tensor:
         """``(batch,)`` per-sample reconstruction loss of the deterministic code."""
-        return self._reconstruction(self.decoder(self.encode(x)), x)
+        return self._reconstruction(self.decoder(self.encode(x)), x, self.sigma())
+
+    def nll(self, x: Tensor, code: Tensor) -> Tensor:
+        """``(batch,)`` negative log-likelihood ``-log p(x | code)`` in nats under the reconstruction loss."""
+        constant = self._rec.nats_per_feature * math.prod(self.input_shape)
+        return self._reconstruction(self.decoder(code), x, self.sigma()).float() + constant
 
     def loss(self, x: Tensor, *, generator: torch.Generator | None = None, epoch: int = 0) -> dict[str, Tensor]:
         """Training loss of a batch ``(batch, *input_shape)`` as named, batch-averaged terms.
 
-        ``"loss"`` is the total that is minimized; every other key is one weighted term of it.
+        ``"loss"`` is the total that is minimized; every other key is one weighted term of it. In
+        training mode, ``binarize`` first replaces ``x`` by a Bernoulli draw (input and target alike),
+        then the corruption perturbs the encoder's input only.
         """
+        if self.training and self.config.binarize:
+            x = torch.bernoulli(x.float().clamp(0.0, 1.0), generator=generator).to(x.dtype)
         x_in = self._corrupt(x, self.config.noise_level, generator) if self.training else x
         out = self.bottleneck(self.encoder(x_in), generator=generator, epoch=epoch)
         code = self._constrain(out.code)
-        terms = {"reconstruction": self._reconstruction(self.decoder(code), x).mean(), **out.terms}
+        terms = {"reconstruction": self._reconstruction(self.decoder(code), x, self.sigma()).mean(), **out.terms}
         if self._penalty.term is not None:
-            ctx = PenaltyContext(x=x_in, code=code, encode=self.encode, config=self.config)
+            ctx = PenaltyContext(x=x_in, code=code, encode=self.encode, config=self.config, affine=self._affine())
             terms["penalty"] = self.config.penalty_weight * self._penalty.term(ctx)
-        terms["loss"] = torch.stack(list(terms.values())).sum()
+        terms["loss"] = torch.stack([t.float() for t in terms.values()]).sum()
         return terms
+
+
+def _check_composition(config: ModelConfig, bottleneck: nn.Module) -> None:
+    """Reject combinations of table entries that contradict each other."""
+    if PENALTIES[config.penalty].constrain is not None and hasattr(bottleneck, "posterior"):
+        raise ConfigError(
+            f"penalty={config.penalty!r} constrains the code, but bottleneck={config.bottleneck!r} samples it "
+            "from a posterior whose density the constraint would break; use penalty='none' or 'l1' with it, "
+            "or bottleneck='deterministic'"
+        )
+    if config.binarize and config.loss != "bce":
+        raise ConfigError(
+            f"binarize=True draws binary pixels from values in [0, 1] and needs the Bernoulli loss 'bce', but "
+            f"loss resolved to {config.loss!r}; scale the data into [0, 1] (scaling='minmax') or set loss='bce'"
+        )

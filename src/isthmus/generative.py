@@ -1,0 +1,118 @@
+"""The generative uses of a variational autoencoder: ELBO, importance-weighted log-likelihood, sampling,
+and interpolation between codes (any bottleneck).
+
+Everything here works on a trained :class:`~isthmus.model.AutoencoderNet` in the network's (scaled)
+units; ``Autoencoder`` wraps it for the caller's units. Log-likelihoods are in nats per sample, with
+the reconstruction loss read as a likelihood (``model.RECONSTRUCTION``): Bernoulli for ``"bce"``,
+Gaussian with variance 1/2 for ``"mse"``, Gaussian with learned per-feature variance for ``"gaussian"``.
+
+With a posterior ``q(z|x) = N(mu, diag(sigma^2))`` from the encoder, the prior ``p(z) = N(0, I)`` and
+the decoder's ``p(x|z)``, the importance-weighted bound (Burda et al., 2016) with K samples is
+
+    log p(x) >= L_K = logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K,  z_k ~ q(z|x)
+
+``L_1`` is the ELBO, ``E[L_K]`` grows with K and tends to ``log p(x)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from isthmus.errors import ConfigError
+from isthmus.model import AutoencoderNet
+
+#: decoder rows per call in ``log_likelihood`` (data rows x importance samples): bounds memory
+MAX_ROWS = 8192
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def check_generative(net: AutoencoderNet, what: str) -> None:
+    """Raise ConfigError unless ``net`` has a probabilistic code (a bottleneck with a posterior)."""
+    if not hasattr(net.bottleneck, "posterior"):
+        raise ConfigError(
+            f"{what} needs a generative model, but this one has bottleneck={net.config.bottleneck!r}; "
+            "train it with bottleneck='gaussian' (e.g. preset 'vae')"
+        )
+
+
+def posterior(net: AutoencoderNet, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(mean, log_var)``, each ``(batch, n_components)``, of q(z|x)."""
+    check_generative(net, "the posterior")
+    return net.bottleneck.posterior(net.encoder(x))  # type: ignore[operator]
+
+
+def _log_normal(z: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:
+    # (..., n_components) -> (...): log N(z; mean, exp(log_var)) summed over the last axis
+    return -0.5 * ((z - mean).square() * (-log_var).exp() + log_var + _LOG_2PI).sum(-1)
+
+
+def log_weights(net: AutoencoderNet, x: Tensor, n_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
+    """``(n_samples, batch)`` importance log-weights ``log p(x|z) + log p(z) - log q(z|x)``, z ~ q(z|x)."""
+    return _log_weights(net, x, *posterior(net, x), n_samples, generator)
+
+
+def _log_weights(
+    net: AutoencoderNet, x: Tensor, mean: Tensor, log_var: Tensor, n_samples: int, generator: torch.Generator | None
+) -> Tensor:
+    # (n_samples, batch) log-weights given the posterior (mean, log_var), each (batch, n_components)
+    eps = torch.randn((n_samples, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
+    z = mean + (0.5 * log_var).exp() * eps  # (n_samples, batch, n_components)
+    log_q = _log_normal(z, mean, log_var)
+    log_prior = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+    rows = x.expand(n_samples, *x.shape).reshape(-1, *x.shape[1:])  # (n_samples * batch, *input_shape)
+    log_px = -net.nll(rows, z.reshape(-1, z.shape[-1])).reshape(n_samples, len(x))
+    return log_px + log_prior - log_q
+
+
+def log_likelihood(
+    net: AutoencoderNet, x: Tensor, n_importance: int, *, generator: torch.Generator | None = None
+) -> Tensor:
+    """``(batch,)`` importance-weighted estimate ``L_K`` of log p(x) in nats, ``K = n_importance``.
+
+    The samples are drawn in chunks of at most ``MAX_ROWS`` decoder rows and only their log-weights
+    (``(K, batch)``) are kept, so memory stays bounded for any K.
+    """
+    if isinstance(n_importance, bool) or not isinstance(n_importance, int) or n_importance < 1:
+        raise ConfigError(f"n_importance={n_importance!r} must be an integer >= 1 (1 gives the ELBO)")
+    check_generative(net, "log_likelihood")
+    out = []
+    batch = max(1, min(len(x), MAX_ROWS))
+    for start in range(0, len(x), batch):
+        xb = x[start : start + batch]
+        mean, log_var = posterior(net, xb)  # encoded once, sampled n_importance times
+        chunk = max(1, MAX_ROWS // len(xb))
+        weights = [
+            _log_weights(net, xb, mean, log_var, min(chunk, n_importance - done), generator)
+            for done in range(0, n_importance, chunk)
+        ]
+        out.append(torch.logsumexp(torch.cat(weights), dim=0) - math.log(n_importance))
+    return torch.cat(out) if out else x.new_zeros(0)
+
+
+def elbo(net: AutoencoderNet, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    """``(batch,)`` one-sample estimate of the ELBO in nats (beta 1, no warm-up, no free bits)."""
+    return log_likelihood(net, x, 1, generator=generator)
+
+
+def sample(net: AutoencoderNet, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+    """``(n, *input_shape)``: decoder means (expected values of p(x|z)) at ``z ~ N(0, I)``, scaled units."""
+    check_generative(net, "sample")
+    device = next(net.parameters()).device
+    z = torch.randn((n, net.config.n_components), generator=generator, device=device)
+    return net.decode(z)
+
+
+def interpolate(net: AutoencoderNet, a: Tensor, b: Tensor, steps: int) -> Tensor:
+    """``(batch, steps, *input_shape)``: decodings of ``(1 - t) code(a) + t code(b)``, t from 0 to 1.
+
+    The codes are the deterministic ones (``encode``: the posterior mean of a VAE), so this works for
+    every bottleneck; ``a`` and ``b`` are ``(batch, *input_shape)`` in scaled units.
+    """
+    za, zb = net.encode(a), net.encode(b)  # (batch, n_components)
+    t = torch.linspace(0.0, 1.0, steps, device=za.device, dtype=za.dtype)[None, :, None]  # (1, steps, 1)
+    z = (1 - t) * za[:, None] + t * zb[:, None]  # (batch, steps, n_components)
+    out = net.decode(z.reshape(-1, z.shape[-1]))
+    return out.reshape(len(a), steps, *out.shape[1:])

@@ -98,6 +98,9 @@ def test_resolve_params_precedence(tmp_path: Path) -> None:
         ("hidden_layer_sizes=[64, 32]", ("hidden_layer_sizes", [64, 32])),
         ("hidden_layer_sizes=64,32", ("hidden_layer_sizes", [64, 32])),
         ("target_loss=none", ("target_loss", None)),
+        ("random_state=null", ("random_state", None)),
+        ("corruption=none", ("corruption", "none")),  # a table entry, not a missing value
+        ("penalty=None", ("penalty", "None")),  # then refused by validation, naming the choices
         ("sparsity_target=0.02", ("sparsity_target", 0.02)),
     ],
 )

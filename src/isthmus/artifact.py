@@ -7,6 +7,7 @@ against the network that the stored config describes before any weight is used. 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -20,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 
 from isthmus._files import write_bytes_atomic
 from isthmus.config import DEFAULTS, split_params
+from isthmus.entropy import CdfTables, check_cdf_tables
 from isthmus.errors import ConfigError, ModelFileError
 from isthmus.scaling import Scaler
 
@@ -30,6 +32,8 @@ MODEL_FORMAT = "isthmus.model"
 FORMAT_VERSION = 1
 _ENCODER_PARTS = ("encoder.", "bottleneck.")
 _ARRAYS = ("scaler.offset", "scaler.scale", "pca.mean", "pca.components")
+#: a quantized model's integer coding tables, in the order of entropy.CdfTables
+_TABLES = ("entropy.cdf", "entropy.lengths", "entropy.offsets")
 #: torch dtype -> safetensors dtype name (the ones an isthmus file may hold)
 _DTYPES = {
     torch.float64: "F64",
@@ -67,6 +71,8 @@ def model_metadata(ae: Autoencoder, *, encoder_only: bool) -> dict[str, str]:
         "data_range": json.dumps(ae.data_range_),
         "encoder_only": json.dumps(encoder_only),
         "training": json.dumps({"n_iter": ae.n_iter_, "best_loss": ae.best_loss_, "history": ae.history_}),
+        **({"fingerprint": ae.fingerprint_} if getattr(ae, "fingerprint_", None) else {}),
+        **({"offset": json.dumps(float(ae.offset_))} if hasattr(ae, "offset_") else {}),
     }
 
 
@@ -82,7 +88,23 @@ def model_tensors(ae: Autoencoder, *, encoder_only: bool) -> dict[str, torch.Ten
         "pca.components": ae.pca_components_,
     }
     state.update({k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()})
+    tables = getattr(ae.net_.bottleneck, "tables", None)
+    if tables is not None:  # a quantized model's integer coding tables (docs/format.md, section 2.6)
+        for name, arr in zip(_TABLES, tables[:3], strict=True):
+            state[name] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.int32))
     return state
+
+
+def fingerprint(ae: Autoencoder) -> str:
+    """SHA-256 (hex) of what decoding depends on: the network's weights, the scaler, the coding tables.
+
+    The canonical bytes of every tensor of the full model file but ``pca.*``, with the input shape as
+    the only metadata (docs/format.md, section 2.6). The configuration is left out on purpose: a new
+    parameter in a later isthmus must not change the fingerprint of a model that it does not change.
+    """
+    tensors = {k: v for k, v in model_tensors(ae, encoder_only=False).items() if not k.startswith("pca.")}
+    metadata = {"input_shape": json.dumps(list(ae.input_shape_))}
+    return hashlib.sha256(safetensors_bytes(tensors, metadata)).hexdigest()
 
 
 def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
@@ -204,7 +226,46 @@ def load_model(path: str | os.PathLike[str]) -> Autoencoder:
     ae.history_ = training["history"]
     ae.n_iter_ = training["n_iter"]
     ae.best_loss_ = training["best_loss"]
+    if "offset" in meta:
+        ae.offset_ = meta["offset"]
+    ae.fingerprint_ = _load_coding(path, ae, tensors, metadata)
     return ae
+
+
+def _load_coding(
+    path: str | os.PathLike[str], ae: Autoencoder, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> str | None:
+    """Give a quantized bottleneck its stored tables and check the stored fingerprint (section 2.6)."""
+    bottleneck = ae.net_.bottleneck
+    if not hasattr(bottleneck, "build_tables"):
+        return None
+    missing = [name for name in _TABLES if name not in tensors]
+    if missing:
+        raise ModelFileError(f"{path}: tensor {missing[0]!r} is missing; a quantized model needs its coding tables")
+    arrays = [tensors[name] for name in _TABLES]
+    if any(a.dtype != torch.int32 for a in arrays):
+        raise ModelFileError(f"{path}: the tensors {', '.join(_TABLES)} must be I32")
+    if arrays[0].dim() != 2 or arrays[0].shape[0] != ae.n_components:
+        raise ModelFileError(f"{path}: tensor 'entropy.cdf' must be (n_components={ae.n_components}, max_length + 1)")
+    tables = CdfTables(*(a.numpy() for a in arrays))
+    try:
+        check_cdf_tables(tables)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: the coding tables are invalid ({exc})") from None
+    bottleneck.tables = tables
+    stored = metadata.get("fingerprint")
+    if stored is not None and (len(stored) != 64 or any(ch not in "0123456789abcdef" for ch in stored)):
+        raise ModelFileError(f"{path}: metadata fingerprint={stored[:80]!r} must be 64 lowercase hex digits")
+    if ae.encoder_only_:
+        if stored is None:
+            raise ModelFileError(f"{path}: an encoder-only quantized model must store the full model's fingerprint")
+        return stored
+    computed = fingerprint(ae)
+    if stored is not None and stored != computed:
+        raise ModelFileError(
+            f"{path}: its tensors do not match its stored fingerprint; the file was modified after it was written"
+        )
+    return computed
 
 
 def _parse_metadata(path: str | os.PathLike[str], metadata: dict[str, str]) -> dict[str, Any]:
@@ -252,6 +313,14 @@ def _parse_metadata(path: str | os.PathLike[str], metadata: dict[str, str]) -> d
     ):
         raise bad("training", 'a JSON object {"n_iter": int, "best_loss": number, "history": [objects]}')
     training["best_loss"] = float(training["best_loss"])
+    if "offset" in metadata:  # optional: the anomaly threshold offset_, absent from files written before it
+        try:
+            offset = json.loads(metadata["offset"])
+        except (ValueError, TypeError, RecursionError):
+            offset = None
+        if not number(offset) or math.isnan(offset):
+            raise bad("offset", "a number (the anomaly threshold offset_)")
+        out["offset"] = float(offset)
     return out
 
 

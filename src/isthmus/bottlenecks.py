@@ -11,13 +11,17 @@ rather than for a class; the prior is always the standard normal.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from isthmus.config import ModelConfig
+from isthmus.entropy import CdfTables, build_cdf_tables
 
 #: log-variances are kept in this range so that exp() neither underflows to a zero scale nor overflows
 LOG_VAR_RANGE = (-30.0, 20.0)
@@ -91,7 +95,118 @@ class Gaussian(nn.Module):
         return BottleneckOut(code=code, mean=mean, terms={"kl": kl_weight(self.config, epoch) * kl.sum()})
 
 
+#: likelihoods are kept above this, so that a value the density has not seen costs a finite rate
+LIKELIHOOD_BOUND = 1e-9
+#: most symbols a channel's coding table may have; codes beyond its range are escaped (entropy.py)
+MAX_TABLE_SYMBOLS = 4096
+
+
+class FactorizedDensity(nn.Module):
+    """One learned density per code channel, the "non-parametric" model of Ballé et al. (2018, app. 6.1).
+
+    Channel ``c``'s cumulative distribution is ``sigmoid(f_c(y))``, where ``f_c`` is a small network
+    from one input to one output whose weights are positive (``softplus``) and whose nonlinearities
+    ``x + tanh(a) * tanh(x)`` are increasing, so ``f_c`` is monotone. The probability of the integer
+    ``k`` (the mass of ``[k - 1/2, k + 1/2]``) is what the rate is computed from, and, quantized to
+    integers at the end of ``fit``, what the coder uses.
+    """
+
+    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0) -> None:
+        super().__init__()
+        widths = (1, *filters, 1)
+        scale = init_scale ** (1.0 / (len(widths) - 1))
+        self.matrices = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.factors = nn.ParameterList()
+        for i, (w_in, w_out) in enumerate(itertools.pairwise(widths)):
+            init = math.log(math.expm1(1.0 / scale / w_out))
+            self.matrices.append(nn.Parameter(torch.full((channels, w_out, w_in), init)))
+            self.biases.append(nn.Parameter(torch.rand(channels, w_out, 1) - 0.5))
+            if i < len(widths) - 2:
+                self.factors.append(nn.Parameter(torch.zeros(channels, w_out, 1)))
+
+    def logits_cdf(self, y: Tensor) -> Tensor:
+        """``(channels, 1, n)`` values -> ``(channels, 1, n)`` logits of their cumulative probability."""
+        logits = y
+        for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases, strict=True)):
+            logits = torch.matmul(F.softplus(matrix), logits) + bias  # (channels, w_out, n)
+            if i < len(self.factors):
+                logits = logits + torch.tanh(self.factors[i]) * torch.tanh(logits)
+        return logits
+
+    def likelihood(self, y: Tensor) -> Tensor:
+        """``(batch, channels)`` values -> ``(batch, channels)`` probability of the unit interval around each."""
+        v = y.float().t().unsqueeze(1)  # (channels, 1, batch)
+        lower, upper = self.logits_cdf(v - 0.5), self.logits_cdf(v + 0.5)
+        # evaluate the difference of sigmoids on the side where it does not cancel to zero in float32
+        sign = -torch.sign(lower + upper).detach()
+        mass = (torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).abs()
+        return mass.squeeze(1).t().clamp_min(LIKELIHOOD_BOUND)
+
+
+class Quantized(nn.Module):
+    """The compressive bottleneck (Ballé et al., 2017): an integer code with a learned entropy model.
+
+    The code is the encoder's output rounded to integers. In training, uniform noise in
+    ``[-1/2, 1/2)`` stands in for rounding (or, with ``straight_through=True``, the decoder sees the
+    rounded code and the gradient passes through the rounding unchanged); the term ``"rate"`` is
+    ``lmbda`` times the bits per sample, ``-log2`` of the learned factorized density of the noisy code.
+    ``mean`` (what ``transform`` returns and what ``compress`` codes) is always the rounded code.
+
+    At the end of ``fit``, :meth:`build_tables` quantizes the density into the integer tables the
+    entropy coder uses (``tables``); they are saved in the model file, so there is no separate update
+    step.
+    """
+
+    integer_code = True  # the code must reach the decoder unchanged: no code constraint may follow
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder_width = config.n_components
+        self.density = FactorizedDensity(config.n_components)
+        self.tables: CdfTables | None = None  # set by build_tables; not a buffer, its shape depends on the data
+
+    def forward(self, h: Tensor, *, generator: torch.Generator | None = None, epoch: int = 0) -> BottleneckOut:
+        h = h.float()
+        rounded = torch.round(h)  # (batch, n_components)
+        if self.training:
+            noise = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype) - 0.5
+            noisy = h + noise
+            code = h + (rounded - h).detach() if self.config.straight_through else noisy
+        else:
+            noisy = code = rounded
+        bits = -torch.log2(self.density.likelihood(noisy)).sum(dim=1)  # (batch,)
+        return BottleneckOut(code=code, mean=rounded, terms={"rate": self.config.lmbda * bits.mean()})
+
+    @torch.no_grad()
+    def build_tables(self, h: Tensor) -> CdfTables:
+        """Quantize the learned density into integer coding tables over the range of ``round(h)``.
+
+        ``h`` is the encoder's output on the training data, ``(n_samples, n_components)``. Each channel's
+        table covers the integers its rounded codes span (at most ``MAX_TABLE_SYMBOLS``, centred on the
+        median); the density's mass outside that range goes to the escape symbol.
+        """
+        q = torch.round(h.float()).cpu()
+        lo, hi = q.min(dim=0).values, q.max(dim=0).values
+        median = q.median(dim=0).values
+        half = MAX_TABLE_SYMBOLS // 2 - 1
+        lo = torch.maximum(lo, median - half).long()
+        hi = torch.minimum(hi, median + half - 1).long()
+        device = next(self.density.parameters()).device
+        pmfs, tails = [], []
+        for c in range(len(lo)):
+            grid = torch.arange(int(lo[c]), int(hi[c]) + 2, dtype=torch.float32, device=device) - 0.5
+            logits = self.density.logits_cdf(grid.view(1, 1, -1).expand(len(lo), 1, -1))[c, 0].double()
+            edges = torch.sigmoid(logits).cpu()  # (n + 1,) cumulative probability at k - 1/2, k + 1/2 ...
+            pmfs.append(torch.diff(edges).clamp_min(0.0).numpy())
+            tails.append(float(torch.sigmoid(logits[0]) + torch.sigmoid(-logits[-1])))
+        self.tables = build_cdf_tables(pmfs, offsets=lo.numpy(), tail_mass=tails)
+        return self.tables
+
+
 BOTTLENECKS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "deterministic": Deterministic,
     "gaussian": Gaussian,
+    "quantized": Quantized,
 }

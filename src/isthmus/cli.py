@@ -65,10 +65,10 @@ def _load(path: str) -> Any:
     return load(path)
 
 
-def _write(path: str, array: Any, overwrite: bool) -> None:
+def _write(path: str, array: Any, overwrite: bool, columns: Sequence[str] | None = None) -> None:
     from isthmus.data import write_array
 
-    write_array(path, array, overwrite=overwrite)
+    write_array(path, array, overwrite=overwrite, columns=columns)
     click.echo(f"wrote {path} {tuple(array.shape)}", err=True)
 
 
@@ -244,25 +244,142 @@ def interpolate(model: str, data: str, steps: int, output: str, image_size: str 
 @cli.command()
 @click.argument("model")
 @click.argument("data")
+@click.option(
+    "--labels",
+    default=None,
+    help="Class labels of DATA (a labels file, or a data spec such as 'digits[:500]' whose source has labels): "
+    "adds kNN and probe accuracies of the codes.",
+)
+@click.option(
+    "--train",
+    "train_data",
+    default=None,
+    help="Labelled data to fit the kNN classifier and the probe on (default: 5-fold cross-validation on DATA).",
+)
+@click.option("--train-labels", default=None, help="Labels of --train (default: those its source carries).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_image_size_opt
-def evaluate(model: str, data: str, as_json: bool, image_size: str | None) -> None:
-    """Reconstruction error of MODEL on DATA beside PCA with the same n_components."""
+def evaluate(
+    model: str,
+    data: str,
+    labels: str | None,
+    train_data: str | None,
+    train_labels: str | None,
+    as_json: bool,
+    image_size: str | None,
+) -> None:
+    """MODEL on DATA beside PCA with the same n_components, fitted on the same training data.
+
+    Reports reconstruction (MSE, SSE per sample, PSNR, explained variance) and the trustworthiness of the
+    codes; with --labels also the accuracy of a 5-nearest-neighbour classifier and of a logistic-regression
+    probe reading the codes, fitted on --train's codes or, without --train, cross-validated on DATA.
+    """
     from isthmus.metrics import evaluate as run
 
+    if train_data is not None and labels is None:
+        raise click.UsageError("--train fits the kNN classifier and the probe, which also need --labels for DATA")
+    if train_labels is not None and train_data is None:
+        raise click.UsageError("--train-labels gives the labels of --train; give --train too")
     ae = _load(model)
     if ae.encoder_only_:
         _raise_encoder_only()
     dataset = _read(data, image_size)
-    result = {"model": model, "data": dataset.name, **run(ae, dataset.X)}
+    y = None if labels is None else _labels_for(labels, len(dataset.X), data)
+    x_train = y_train = None
+    if train_data is not None:
+        train = _read(train_data, image_size)
+        x_train = train.X
+        y_train = _train_labels(train, train_labels, train_data)
+    result = {"model": model, "data": dataset.name, **run(ae, dataset.X, y, X_train=x_train, y_train=y_train)}
     if as_json:
         click.echo(json.dumps(result))
         return
     click.echo(f"{dataset.name}: {result['n_samples']} samples, n_components={result['n_components']}")
-    click.echo(f"{'':14}{'MSE':>12}{'SSE/sample':>14}{'PSNR (dB)':>12}")
+    columns = ("MSE", "SSE/sample", "PSNR (dB)", "expl. var", "trustw.", "kNN-5", "probe")
+    click.echo(f"{'':14}" + "".join(f"{c:>12}" for c in columns))
     for name, label in (("autoencoder", "autoencoder"), ("pca", f"PCA-{result['n_components']}")):
         m = result[name]
-        click.echo(f"{label:14}{m['mse']:>12.5g}{m['sse_per_sample']:>14.5g}{_db(m['psnr']):>12}")
+        cells = (
+            f"{m['mse']:.5g}",
+            f"{m['sse_per_sample']:.5g}",
+            _db(m["psnr"]),
+            *(_fraction(m[key]) for key in ("explained_variance", "trustworthiness", "knn_accuracy", "probe_accuracy")),
+        )
+        click.echo(f"{label:14}" + "".join(f"{c:>12}" for c in cells))
+    fitted = result["classifiers"]
+    if fitted is not None and fitted["fit_on"] == "train":
+        click.echo(f"kNN-5 and probe fitted on the codes of {train_data} ({fitted['n_train']} rows), scored on {data}")
+    elif fitted is not None:
+        click.echo(f"kNN-5 and probe accuracies: {fitted['n_splits']}-fold cross-validation on {data}")
+
+
+def _fraction(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _labels_for(spec: str, n_samples: int, data: str) -> Any:
+    """Labels read from ``spec``, one per row of DATA, or DataError."""
+    from isthmus.data import read_labels
+    from isthmus.errors import DataError
+
+    y = read_labels(spec)
+    if len(y) != n_samples:
+        raise DataError(f"{spec} has {len(y)} labels but {data} has {n_samples} rows; give one label per row")
+    return y
+
+
+def _train_labels(train: Any, spec: str | None, train_data: str) -> Any:
+    """The labels of --train: from --train-labels, else those its source carries."""
+    from isthmus.errors import DataError
+
+    if spec is not None:
+        return _labels_for(spec, len(train.X), train_data)
+    if train.y is None:
+        raise DataError(f"{train_data} carries no labels; give them with --train-labels")
+    return train.y
+
+
+@cli.command("score")
+@click.argument("model")
+@click.argument("data")
+@click.option("-o", "--output", required=True, help="Scores file (.npy, .csv or .parquet): columns score, flag.")
+@click.option(
+    "--labels",
+    default=None,
+    help="Which rows of DATA are anomalies, 0/1 (1 = anomaly) or +1/-1 (-1 = anomaly): a labels file or a data "
+    "spec; prints ROC-AUC and average precision.",
+)
+@_image_size_opt
+@_overwrite
+def score_command(
+    model: str, data: str, output: str, labels: str | None, image_size: str | None, overwrite: bool
+) -> None:
+    """Score DATA's rows for anomalies with MODEL: a score and a flag per row.
+
+    The output has one row per row of DATA and two columns: score (higher is more normal; what it is
+    depends on the model's anomaly_score) and flag (+1 normal, -1 anomaly: a score below the threshold
+    offset_ that the model's contamination set from its training rows).
+    """
+    import numpy as np
+
+    from isthmus.scoring import anomaly_truth, detection_metrics, offset
+
+    _refuse_existing(output, overwrite)
+    ae = _load(model)
+    threshold = offset(ae)
+    dataset = _read(data, image_size)
+    truth = None if labels is None else anomaly_truth(_labels_for(labels, len(dataset.X), data), labels)
+    scores = ae.score_samples(dataset.X)  # (n_samples,)
+    flags = np.where(scores - threshold < 0, -1, 1)  # as predict, without scoring twice
+    _write(output, np.column_stack([scores, flags]), overwrite, columns=("score", "flag"))
+    n_flagged = int((flags == -1).sum())
+    click.echo(f"flagged {n_flagged} of {len(scores)} rows as anomalies (score < offset_ = {threshold:.6g})")
+    if truth is not None:
+        m = detection_metrics(scores, truth)
+        click.echo(
+            f"ROC-AUC {m['roc_auc']:.4f}, average precision {m['average_precision']:.4f} "
+            f"({m['n_anomalies']} anomalies in {len(scores)} rows)"
+        )
 
 
 def _raise_encoder_only() -> None:
@@ -277,6 +394,106 @@ def _db(value: float) -> str:
     return "inf" if math.isinf(value) else f"{value:.2f}"
 
 
+@cli.command()
+@click.argument("model")
+@click.argument("data")
+@click.option("-o", "--output", required=True, help="Bitstream file to write (.isth).")
+@_image_size_opt
+@_overwrite
+def compress(model: str, data: str, output: str, image_size: str | None, overwrite: bool) -> None:
+    """Compress DATA with MODEL (bottleneck='quantized') into one bitstream file.
+
+    DATA is any data spec, or one PNG/JPEG file. Values that are all integers 0..255 (8-bit images) are
+    stored as uint8, so that decompress gives 8-bit images back; other data as float32.
+    """
+    import numpy as np
+
+    from isthmus._files import write_bytes_atomic
+
+    _refuse_existing(output, overwrite)
+    ae = _load(model)
+    x = _read_image_file(data) if _is_image_file(data) else _read(data, image_size).X
+    sample_shape = tuple(ae.input_shape_)
+    if x.ndim >= 2 and x.shape[1:] != sample_shape and math.prod(x.shape[1:]) == math.prod(sample_shape):
+        x = x.reshape(len(x), *sample_shape)  # e.g. (n, 1, 28, 28) images for a model of (28, 28) samples
+    if np.all((x >= 0) & (x <= 255) & (x == np.round(x))):
+        x = x.astype(np.uint8)
+    stream = ae.compress(x)
+    write_bytes_atomic(output, stream, overwrite=overwrite)
+    bits = 8 * len(stream) / x.size
+    click.echo(f"wrote {output}: {len(x)} samples in {len(stream)} bytes ({bits:.3f} bits per value)")
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("stream")
+@click.option("-o", "--output", required=True, help="Output: .npy, .csv, .parquet, .png (one image) or a folder.")
+@_overwrite
+def decompress(model: str, stream: str, output: str, overwrite: bool) -> None:
+    """Decode STREAM, a bitstream written by compress, with the MODEL that wrote it.
+
+    OUTPUT ending in .png writes one image; OUTPUT without a suffix is a folder of PNG files, one per sample
+    (00000.png, ...); any other suffix is an array file.
+    """
+    _refuse_existing(output, overwrite)
+    ae = _load(model)
+    x = ae.decompress(Path(stream).read_bytes())
+    target = Path(output)
+    if target.suffix.lower() == ".png" or not target.suffix:
+        _write_pngs(target, x, sample_ndim=len(ae.input_shape_), overwrite=overwrite)
+        click.echo(f"wrote {output} {tuple(x.shape)}", err=True)
+    else:
+        _write(output, x, overwrite)
+
+
+def _is_image_file(spec: str) -> bool:
+    path = Path(spec)
+    return path.suffix.lower() in (".png", ".jpg", ".jpeg") and path.is_file()
+
+
+def _read_image_file(spec: str) -> Any:
+    """One PNG/JPEG file as a (1, height, width) or (1, 3, height, width) uint8 array."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from isthmus.errors import DataError
+
+    try:
+        with Image.open(spec) as image:
+            pixels = np.asarray(image.convert("L" if image.mode in ("1", "L", "P", "LA") else "RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"{spec} is not a readable image ({exc})") from None
+    return (pixels if pixels.ndim == 2 else pixels.transpose(2, 0, 1))[None]
+
+
+def _write_pngs(target: Path, x: Any, *, sample_ndim: int, overwrite: bool) -> None:
+    """Samples as 8-bit PNG files: one file when ``target`` ends in .png, else a folder of them."""
+    import numpy as np
+    from PIL import Image
+
+    from isthmus._files import atomic_path
+
+    images = np.clip(np.rint(x.astype(np.float64)), 0, 255).astype(np.uint8)
+    if images.ndim == sample_ndim:
+        images = images[None]
+    images = images.reshape(len(images), *images.shape[-3:]) if images.ndim > 3 else images
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    if images.ndim == 4:
+        images = images.transpose(0, 2, 3, 1)  # (n, height, width, 3)
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] != 3):
+        raise OutputError(f"cannot write samples of shape {tuple(x.shape[1:])} as PNG; use a .npy output")
+    if target.suffix:
+        if len(images) != 1:
+            raise OutputError(f"{target} can hold one image, but the stream has {len(images)}; give a folder")
+        paths = [target]
+    else:
+        paths = [target / f"{i:05d}.png" for i in range(len(images))]
+    for path, image in zip(paths, images, strict=True):
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            Image.fromarray(image).save(tmp, format="PNG")
+
+
 @cli.command("export-encoder")
 @click.argument("model")
 @click.option("-o", "--output", required=True, help="Encoder file to write (.safetensors).")
@@ -286,6 +503,72 @@ def export_encoder(model: str, output: str, overwrite: bool) -> None:
     _refuse_existing(output, overwrite)
     _load(model).export_encoder(output, overwrite=overwrite)
     click.echo(f"saved {output}")
+
+
+@cli.command("export-onnx")
+@click.argument("model")
+@click.option("-o", "--output", required=True, help="ONNX file to write (.onnx).")
+@click.option(
+    "--part", type=click.Choice(["encoder", "decoder"]), default="encoder", show_default=True, help="Which half."
+)
+@_overwrite
+def export_onnx(model: str, output: str, part: str, overwrite: bool) -> None:
+    """Write MODEL's encoder or decoder as an ONNX graph, the scaler folded in (needs isthmus[onnx]).
+
+    The encoder maps x (batch, *sample shape) in the training data's units to code (batch, n_components),
+    the posterior mean for a variational model; the decoder maps code back to x. The batch size is free.
+    """
+    from isthmus.export import export_onnx as run
+
+    _refuse_existing(output, overwrite)
+    run(_load(model), output, part=part, overwrite=overwrite)
+    click.echo(f"saved {output}")
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("data", required=False)
+@click.option("-o", "--output", required=True, help="Folder to write index.html and its PNG files into.")
+@click.option(
+    "--labels",
+    default=None,
+    help="Labels of DATA that colour the codes: a labels file or a labelled data spec (default: DATA's own).",
+)
+@_image_size_opt
+@_overwrite
+def report(
+    model: str, data: str | None, output: str, labels: str | None, image_size: str | None, overwrite: bool
+) -> None:
+    """Write an HTML report with PNG plots of what MODEL learned, shown on DATA when given (needs isthmus[report]).
+
+    Loss curves, originals beside reconstructions, the codes coloured by label, samples and an
+    interpolation for variational models, anomaly scores, and reconstruction metrics beside PCA. The
+    folder's index.html opens from disk; it links nothing outside the folder.
+    """
+    from isthmus.report import write_report
+
+    if labels is not None and data is None:
+        raise click.UsageError("--labels needs DATA")
+    _refuse_existing(str(Path(output) / "index.html"), overwrite)
+    ae = _load(model)
+    dataset = None if data is None else _read(data, image_size)
+    y = None if dataset is None else dataset.y
+    if labels is not None:
+        from isthmus.data import read_labels
+
+        y = read_labels(labels)
+    result = write_report(
+        ae,
+        output,
+        None if dataset is None else dataset.X,
+        y,
+        model_name=Path(model).name,
+        data_name=None if dataset is None else dataset.name,
+        overwrite=overwrite,
+    )
+    for name, reason in result.skipped.items():
+        click.echo(f"not shown: {name} ({reason})", err=True)
+    click.echo(f"wrote {result.page} with {len(result.images)} figures")
 
 
 @cli.command()

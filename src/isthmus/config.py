@@ -19,13 +19,14 @@ from isthmus.errors import ConfigError
 CHOICES: dict[str, tuple[str, ...]] = {
     "architecture": ("mlp", "conv"),
     "activation": ("relu", "gelu", "silu", "elu", "leaky_relu", "tanh", "sigmoid"),
-    "bottleneck": ("deterministic", "gaussian"),
+    "bottleneck": ("deterministic", "gaussian", "quantized"),
     "penalty": ("none", "l1", "kl_sparsity", "topk", "contractive"),
     "corruption": ("none", "gaussian", "gaussian_clipped", "masking", "salt_pepper"),
     "loss": ("auto", "bce", "mse", "gaussian"),
     "scaling": ("auto", "minmax", "standard", "none"),
     "lr_schedule": ("constant", "cosine"),
     "device": ("auto", "cpu", "cuda", "mps"),
+    "anomaly_score": ("reconstruction", "elbo", "log_likelihood"),
 }
 
 
@@ -48,6 +49,8 @@ class ModelConfig:
     beta: float = 1.0
     kl_warmup: int = 0
     free_bits: float = 0.0
+    lmbda: float = 0.01
+    straight_through: bool = False
     loss: str = "auto"
     scaling: str = "auto"
 
@@ -83,11 +86,14 @@ class ModelConfig:
             )
         if not isinstance(self.binarize, bool):
             raise ConfigError(f"binarize={self.binarize!r} must be true or false")
+        _check_float("lmbda", self.lmbda, minimum=0.0)
+        if not isinstance(self.straight_through, bool):
+            raise ConfigError(f"straight_through={self.straight_through!r} must be true or false")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """How the network learns: optimizer, batches, stopping rules, seeding, device."""
+    """How the network learns: optimizer, batches, stopping rules, seeding, device; and the anomaly threshold."""
 
     max_iter: int = 50
     batch_size: int = 128
@@ -102,9 +108,14 @@ class TrainConfig:
     random_state: int | None = None
     verbose: int = 1
     device: str = "auto"
+    # anomaly detection: fit sets offset_ from the training rows' scores; the network does not depend on
+    # these, so they live here rather than in ModelConfig (and stay out of the model's fingerprint)
+    anomaly_score: str = "reconstruction"
+    contamination: float | str = "auto"
 
     def __post_init__(self) -> None:
         _check_choices(self)
+        _check_contamination(self.contamination)
         _check_int("max_iter", self.max_iter, minimum=1)
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("n_iter_no_change", self.n_iter_no_change, minimum=1)
@@ -150,6 +161,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "vae": {"bottleneck": "gaussian", "beta": 1.0, "kl_warmup": 5},
     # the KL weighted beta=4 for a more factorized code (Higgins et al., 2017)
     "beta-vae": {"bottleneck": "gaussian", "beta": 4.0, "kl_warmup": 5},
+    # integer code + learned entropy model, loss = squared error + lmbda * bits (Balle et al., 2017);
+    # a higher lmbda gives smaller files and a lower PSNR
+    "compress": {"bottleneck": "quantized", "loss": "mse", "lmbda": 0.01},
     "mnist": {
         "n_components": 30,
         "hidden_layer_sizes": (1000, 500, 250),
@@ -218,8 +232,8 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         value = raw
     if isinstance(value, str) and name == "hidden_layer_sizes" and "," in value:
         value = [int(v) for v in value.split(",") if v.strip()] if _all_ints(value) else value
-    if isinstance(value, str) and value.lower() in ("none", "null"):
-        value = None
+    if isinstance(value, str) and value.lower() in ("none", "null") and DEFAULTS.get(name, "") is None:
+        value = None  # only where None is a real setting (random_state, target_loss); "none" is a choice elsewhere
     return name, value
 
 
@@ -244,6 +258,16 @@ def _check_choices(cfg: object) -> None:
         value = getattr(cfg, field.name)
         if allowed is not None and value not in allowed:
             raise ConfigError(f"{field.name}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def _check_contamination(value: Any) -> None:
+    if isinstance(value, str) and value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 0.5:
+        raise ConfigError(
+            f"contamination={value!r} must be 'auto' or a number in (0, 0.5], the expected fraction of "
+            "anomalies in the training data, e.g. contamination=0.05"
+        )
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:

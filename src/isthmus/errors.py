@@ -12,7 +12,8 @@ Every error a user can cause is an :class:`IsthmusError`; the command line print
     ├── EncoderOnlyError                a model holding only the encoder was asked to decode
     ├── NotFittedError     (ValueError, AttributeError)  the estimator was used before ``fit``
     ├── TrainingError                   training diverged (NaN or inf loss)
-    └── OutputError                     a result cannot be written
+    ├── OutputError                     a result cannot be written
+    └── DependencyError    (ImportError)  an optional extra (report, onnx) is not installed
 """
 
 from __future__ import annotations
@@ -54,3 +55,7 @@ class TrainingError(IsthmusError):
 
 class OutputError(IsthmusError):
     """A result cannot be written (unwritable path, existing file without overwrite)."""
+
+
+class DependencyError(IsthmusError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the extra."""

@@ -16,11 +16,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, validate_data
 
-from isthmus import generative
+from isthmus import generative, scoring
 from isthmus import train as training
 from isthmus.config import DEFAULTS, ModelConfig, TrainConfig, split_params
 from isthmus.data import check_finite
 from isthmus.errors import ConfigError, DataError, EncoderOnlyError, NotFittedError
+from isthmus.inputs import as_input
 from isthmus.model import AutoencoderNet
 from isthmus.nets import ARCHITECTURES
 from isthmus.penalties import PENALTIES
@@ -82,6 +83,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Epochs over which the KL weight ramps linearly up to ``beta`` (0: no warm-up).
     free_bits : float, default=0.0
         Nats per latent dimension below which its KL is not penalized (0: off).
+    lmbda : float, default=0.01
+        Weight of the rate (bits per sample) against the distortion for ``bottleneck="quantized"``: a
+        higher ``lmbda`` gives smaller ``compress`` outputs and coarser reconstructions.
+    straight_through : bool, default=False
+        With ``bottleneck="quantized"``, train the decoder on the rounded code with the gradient passed
+        straight through the rounding, instead of on the code plus uniform noise.
     loss : {"auto", "bce", "mse", "gaussian"}, default="auto"
         ``"auto"``: binary cross-entropy with a sigmoid output when the scaled training data lie in
         [0, 1], else squared error with a linear output. ``"gaussian"``: the Gaussian negative
@@ -96,6 +103,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     verbose : int, default=1
         ``0`` is silent; ``1`` shows a progress bar with live losses.
     device : {"auto", "cpu", "cuda", "mps"}, default="auto"
+    anomaly_score : {"reconstruction", "elbo", "log_likelihood"}, default="reconstruction"
+        What ``score_samples`` returns (higher for normal rows): minus the squared reconstruction error
+        (after the scaler), or, for ``bottleneck="gaussian"``, the ELBO or the importance-weighted
+        log-likelihood in nats. See ``isthmus.scoring``.
+    contamination : "auto" or float in (0, 0.5], default="auto"
+        Sets ``offset_`` from the training rows' scores: a number is the fraction of training rows
+        flagged as anomalies; ``"auto"`` is Tukey's box-plot fence (1.5 interquartile ranges past the
+        quartile) on the log reconstruction errors, or on the ELBO or log-likelihood scores.
 
     Attributes
     ----------
@@ -108,6 +123,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     n_iter_ : int
     best_loss_ : float
     n_features_in_ : int
+    offset_ : float
+        Threshold on ``score_samples`` set by ``contamination`` (``decision_function = score_samples -
+        offset_``), for the ``anomaly_score`` and ``contamination`` of the fit.
     """
 
     def __init__(
@@ -128,6 +146,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         beta: float = DEFAULTS["beta"],
         kl_warmup: int = DEFAULTS["kl_warmup"],
         free_bits: float = DEFAULTS["free_bits"],
+        lmbda: float = DEFAULTS["lmbda"],
+        straight_through: bool = DEFAULTS["straight_through"],
         loss: str = DEFAULTS["loss"],
         scaling: str = DEFAULTS["scaling"],
         max_iter: int = DEFAULTS["max_iter"],
@@ -143,6 +163,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         random_state: int | None = DEFAULTS["random_state"],
         verbose: int = DEFAULTS["verbose"],
         device: str = DEFAULTS["device"],
+        anomaly_score: str = DEFAULTS["anomaly_score"],
+        contamination: float | str = DEFAULTS["contamination"],
     ) -> None:
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -159,6 +181,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.beta = beta
         self.kl_warmup = kl_warmup
         self.free_bits = free_bits
+        self.lmbda = lmbda
+        self.straight_through = straight_through
         self.loss = loss
         self.scaling = scaling
         self.max_iter = max_iter
@@ -174,6 +198,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.anomaly_score = anomaly_score
+        self.contamination = contamination
 
     # ------------------------------------------------------------------ fitting
 
@@ -243,6 +269,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
         x_train, x_val = self._split(scaled, train_cfg, seed)
         self.net_ = build_net(dataclasses.replace(model_cfg, loss=loss), self.input_shape_, seed)
+        scoring.check_score(self.net_, train_cfg.anomaly_score)  # before training, not after
         self.encoder_only_ = False
         result = training.train(
             self.net_,
@@ -259,6 +286,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.n_iter_ = result.n_iter
         self.best_loss_ = result.best_loss
         self._fit_pca_baseline(x)
+        self.fingerprint_ = self._finish_coding(scaled.reshape(n_samples, *shape))
+        self.offset_ = scoring.training_offset(self, scaled.reshape(n_samples, *shape), seed)
         if not result.converged:
             warnings.warn(
                 f"max_iter={train_cfg.max_iter} epochs ran out before the loss stopped improving by "
@@ -294,9 +323,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     # ------------------------------------------------------------------ validation
 
     def _validate(self, X: Any, *, reset: bool) -> np.ndarray:
-        if isinstance(X, torch.Tensor):
-            X = X.detach().cpu().numpy()
-        ndim = np.ndim(X) if not hasattr(X, "ndim") else X.ndim
+        X = as_input(X)  # tensors, torch Datasets, lists; DataFrames pass through with their column names
+        ndim = X.ndim
+        if ndim < 2:
+            raise DataError(
+                f"X must hold samples along its first axis, (n_samples, n_features) or images; got a {ndim}-D "
+                f"array of shape {tuple(X.shape)}. Reshape your data: X.reshape(1, -1) if it is one sample, "
+                "X.reshape(-1, 1) if it is one feature"
+            )
         if ndim > 2:
             x = check_array(X, dtype=np.float32, allow_nd=True, ensure_all_finite=False)
             check_finite(x, "X")
@@ -309,7 +343,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                 self._check_shape(tuple(x.shape[1:]))
             return x
         if not reset:
-            self._check_shape(tuple(np.shape(X)[1:]) if ndim == 2 else ())
+            self._check_shape(tuple(X.shape[1:]))
         x = validate_data(self, X, reset=reset, dtype=np.float32, ensure_all_finite=False)
         check_finite(x, "X")
         if reset:
@@ -326,9 +360,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self._check_fitted()
         if shape == tuple(self.input_shape_) or math.prod(shape) == self.n_features_in_:
             return
+        # the opening words are scikit-learn's own ("X has 1 features, but ... is expecting 4 features as input")
         raise DataError(
-            f"X has {math.prod(shape) if shape else 0} features per sample (shape {shape}), but this model was "
-            f"trained on {self.n_features_in_} (shape {tuple(self.input_shape_)}); pass data like the training data"
+            f"X has {math.prod(shape)} features, but {type(self).__name__} is expecting {self.n_features_in_} "
+            f"features as input: it was trained on {self.n_features_in_} per sample (shape "
+            f"{tuple(self.input_shape_)}), and got samples of shape {shape}; pass data like the training data"
         )
 
     # ------------------------------------------------------------------ using
@@ -363,7 +399,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             raise EncoderOnlyError(
                 "this model file holds only the encoder, so it cannot decode; use the full model file"
             )
-        z = check_array(X, dtype=np.float32, ensure_all_finite=False)
+        z = check_array(as_input(X, "codes"), dtype=np.float32, ensure_all_finite=False)
         check_finite(z, "codes")
         if z.shape[1] != self.n_components:
             raise DataError(f"codes have {z.shape[1]} columns, but this model's n_components={self.n_components}")
@@ -376,11 +412,58 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Encode then decode ``X``: its reconstruction in the caller's units and shape."""
         return self.inverse_transform(self.transform(X))
 
-    def reconstruction_error(self, X: Any) -> np.ndarray:
-        """Per-sample sum of squared errors in the caller's units, shape (n_samples,)."""
+    def reconstruction_error(self, X: Any, *, per_feature: bool = False) -> np.ndarray:
+        """Squared reconstruction errors of ``X`` in the caller's units.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *sample shape)
+        per_feature : bool, default=False
+            Give every feature's (pixel's, column's) squared error instead of their sum per sample: it
+            shows which features made a row anomalous.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), or (n_samples, *sample shape) with ``per_feature=True``
+            The per-feature errors sum to the per-sample ones.
+        """
         x = self._validate(X, reset=False)
-        recon = self.inverse_transform(self.transform(x))
-        return np.square(recon.reshape(len(x), -1) - x.reshape(len(x), -1)).sum(axis=1)
+        recon = self.reconstruct(X)  # X as given: a DataFrame keeps the column names that transform checks
+        errors = np.square(recon.reshape(len(x), -1) - x.reshape(len(x), -1))  # (n_samples, n_features)
+        return errors.reshape(len(x), *self.input_shape_) if per_feature else errors.sum(axis=1)
+
+    # ------------------------------------------------------------------ anomaly detection
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """How normal each row of ``X`` is: higher for normal rows, as scikit-learn's outlier detectors.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *sample shape)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            float64, by ``anomaly_score``: minus the sum of squared reconstruction errors after the
+            fitted scaler (``"reconstruction"``), or the ELBO or log-likelihood estimate in nats. The
+            Monte-Carlo scores use a fixed seed, so equal calls give equal scores.
+        """
+        self._check_fitted()
+        return scoring.score_samples(self, self._scaled(X))
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``score_samples(X) - offset_``, shape (n_samples,): negative for anomalies."""
+        self._check_fitted()
+        threshold = scoring.offset(self)  # before the scores, which may take long
+        return self.score_samples(X) - threshold
+
+    def predict(self, X: Any) -> np.ndarray:
+        """+1 for normal rows and -1 for anomalies (``decision_function(X) < 0``), shape (n_samples,)."""
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def fit_predict(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
+        """``fit(X, **fit_params).predict(X)``: flags about ``contamination`` of the training rows."""
+        return self.fit(X, **fit_params).predict(X)
 
     # ------------------------------------------------------------------ denoising and generating
 
@@ -499,6 +582,48 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def _n_features_out(self) -> int:
         return int(self.n_components)
 
+    # ------------------------------------------------------------------ compressing
+
+    def _finish_coding(self, scaled: np.ndarray) -> str | None:
+        # a quantized bottleneck builds its integer coding tables now, from the training codes, so that
+        # no separate "update" step can be forgotten; the fingerprint then identifies the whole model
+        if not self.net_.after_fit(torch.from_numpy(scaled)):
+            return None
+        from isthmus.artifact import fingerprint
+
+        return fingerprint(self)
+
+    def compress(self, X: Any) -> bytes:
+        """Entropy-code ``X`` into a bitstream (docs/format.md, section 4); needs ``bottleneck="quantized"``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *sample shape) or (*sample shape)
+            Samples like the training data, in the caller's units and any numeric dtype; the dtype
+            and the shape are stored, and ``decompress`` gives them back.
+
+        Returns
+        -------
+        bytes
+            The stream: header, entropy-coded integer code, checksum.
+        """
+        from isthmus.codec import compress
+
+        return compress(self, X)
+
+    def decompress(self, data: bytes) -> np.ndarray:
+        """Decode a bitstream written by ``compress`` with this model into an array like the compressed one.
+
+        Raises
+        ------
+        isthmus.codec.BitstreamError
+            If ``data`` is not a complete, intact stream of this model (each case its own subclass:
+            wrong model, truncated, corrupt, newer format version).
+        """
+        from isthmus.codec import decompress
+
+        return decompress(self, data)
+
     # ------------------------------------------------------------------ files
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> None:
@@ -513,7 +638,25 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
         save_model(self, path, encoder_only=True, overwrite=overwrite)
 
+    def score(self, X: Any, y: Any = None) -> float:
+        """Negative mean reconstruction error of ``X``: higher is better, so model selection works unsupervised.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *sample shape)
+        y : ignored
+
+        Returns
+        -------
+        float
+            ``-reconstruction_error(X).mean()``, the mean per-sample sum of squared errors in the caller's
+            units, negated (as scikit-learn's scorers are); ``GridSearchCV`` uses it when given no scorer.
+        """
+        return -float(self.reconstruction_error(X).mean())
+
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
+        # every output is float32 whatever the input dtype: the network computes in float32
+        tags.transformer_tags.preserves_dtype = ["float32"]
         return tags

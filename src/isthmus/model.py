@@ -136,6 +136,19 @@ class AutoencoderNet(nn.Module):
         constant = self._rec.nats_per_feature * math.prod(self.input_shape)
         return self._reconstruction(self.decoder(code), x, self.sigma()).float() + constant
 
+    @torch.no_grad()
+    def after_fit(self, x: Tensor, batch_size: int = 4096) -> bool:
+        """Let a bottleneck that derives coding state from the trained weights build it from the scaled
+        training data ``x`` ``(n_samples, *input_shape)``; True when one did (the quantized bottleneck)."""
+        build = getattr(self.bottleneck, "build_tables", None)
+        if build is None:
+            return False
+        self.eval()
+        device = next(self.parameters()).device
+        h = torch.cat([self.encoder(x[i : i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)])
+        build(h)
+        return True
+
     def loss(self, x: Tensor, *, generator: torch.Generator | None = None, epoch: int = 0) -> dict[str, Tensor]:
         """Training loss of a batch ``(batch, *input_shape)`` as named, batch-averaged terms.
 
@@ -158,6 +171,11 @@ class AutoencoderNet(nn.Module):
 
 def _check_composition(config: ModelConfig, bottleneck: nn.Module) -> None:
     """Reject combinations of table entries that contradict each other."""
+    if PENALTIES[config.penalty].constrain is not None and getattr(bottleneck, "integer_code", False):
+        raise ConfigError(
+            f"penalty={config.penalty!r} constrains the code, but bottleneck={config.bottleneck!r} codes integers "
+            "that must reach the decoder unchanged; use penalty='none' or 'l1' with it"
+        )
     if PENALTIES[config.penalty].constrain is not None and hasattr(bottleneck, "posterior"):
         raise ConfigError(
             f"penalty={config.penalty!r} constrains the code, but bottleneck={config.bottleneck!r} samples it "

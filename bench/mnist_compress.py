@@ -1,0 +1,236 @@
+"""Learned compression of MNIST against real files of the classical codecs, at matched PSNR.
+
+Trains one ``bottleneck="quantized"`` model per ``--lmbda`` on the first 50,000 rows of
+../shared/data/mnist-train.npz and reports on the last 10,000 rows, counting real bytes:
+
+* one file per image: every test image compressed alone (``Autoencoder.compress`` of one image, header,
+  payload and checksum included) beside the same image as WebP, JPEG, JPEG 2000, AVIF and PNG files at a
+  sweep of settings (Pillow);
+* the whole set in one file: one stream of all test images beside one WebP/JPEG/AVIF mosaic of them.
+
+PSNR is computed on the 8-bit outputs, from the mean squared error over the images. For each of our
+points, the best classical codec's bytes at the same PSNR are interpolated on its (PSNR, log bytes)
+curve; below a codec's lowest PSNR its smallest file counts. Targets (issue 5): one file per image, at
+most 1/5 of the best classical bytes from 20 to 25 dB and 1/3 from 25 to 32 dB; whole set, at most 1/3
+from 20 to 25 dB; decoding at least 5,000 images/s.
+
+    .venv/bin/python bench/mnist_compress.py --out runs/compress
+    .venv/bin/python bench/mnist_compress.py --max-iter 1 --limit 200 --lmbda 0.05   # smoke test
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, features
+
+from _common import Timer, mnist_splits, parser, report
+from isthmus import Autoencoder, load
+from isthmus.config import parse_assignment
+
+RECIPE: dict[str, Any] = {
+    "bottleneck": "quantized",
+    "loss": "mse",
+    "scaling": "minmax",
+    "n_components": 32,
+    "hidden_layer_sizes": (512, 256),
+    "activation": "gelu",
+    "straight_through": True,
+    "batch_size": 128,
+    "learning_rate": 2e-3,
+    "lr_schedule": "cosine",
+    "random_state": 0,
+}
+#: (codec, Pillow format, quality settings, extra save arguments)
+CODECS: list[tuple[str, str, list[int], dict[str, Any]]] = [
+    ("webp", "WEBP", [0, 2, 5, 10, 20, 30, 50, 70, 90], {"method": 6}),
+    ("jpeg", "JPEG", [1, 5, 10, 20, 30, 50, 70, 90], {"optimize": True}),
+    ("avif", "AVIF", [0, 10, 20, 30, 50, 70, 90], {"speed": 0}),
+    ("jpeg2000", "JPEG2000", [200, 100, 50, 25, 12, 6], {}),  # settings are compression ratios here
+]
+PER_IMAGE_TARGETS = ((20.0, 25.0, 1 / 5), (25.0, 32.0, 1 / 3))
+WHOLE_SET_TARGETS = ((20.0, 25.0, 1 / 3),)
+DECODE_TARGET = 5000.0
+
+
+def psnr(x: np.ndarray, y: np.ndarray) -> float:
+    """PSNR in dB of 8-bit ``y`` against ``x``, from the mean squared error over all pixels."""
+    mse = float(np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def _save(image: np.ndarray, fmt: str, setting: int, extra: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "JPEG2000":
+        Image.fromarray(image).save(buf, format=fmt, quality_mode="rates", quality_layers=[setting], **extra)
+    elif fmt == "PNG":
+        Image.fromarray(image).save(buf, format=fmt, optimize=True)
+    else:
+        Image.fromarray(image).save(buf, format=fmt, quality=setting, **extra)
+    return buf.getvalue()
+
+
+def _decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+
+
+def classical_curves(images: np.ndarray, *, mosaic: bool) -> dict[str, list[tuple[float, float]]]:
+    """Per codec, (PSNR, bytes per image) at each setting: one file per image, or one mosaic file."""
+    curves: dict[str, list[tuple[float, float]]] = {}
+    available = {"WEBP": features.check("webp"), "AVIF": features.check("avif"), "JPEG2000": features.check("jpg_2000")}
+    for name, fmt, settings, extra in CODECS:
+        if not available.get(fmt, True):
+            continue
+        points = []
+        for setting in settings:
+            if mosaic:
+                tiles = _mosaic(images)
+                data = _save(tiles, fmt, setting, extra)
+                points.append((psnr(tiles, _decode(data)), len(data) / len(images)))
+            else:
+                files = [_save(im, fmt, setting, extra) for im in images]
+                decoded = np.stack([_decode(f) for f in files])
+                points.append((psnr(images, decoded), float(np.mean([len(f) for f in files]))))
+        curves[name] = sorted(points)
+    if not mosaic:
+        png = [_save(im, "PNG", 0, {}) for im in images]
+        curves["png"] = [(math.inf, float(np.mean([len(f) for f in png])))]
+    return curves
+
+
+def _mosaic(images: np.ndarray) -> np.ndarray:
+    """``(n, 28, 28)`` images tiled into one square-ish 8-bit image (blank tiles pad the last row)."""
+    n, h, w = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    padded = np.zeros((rows * cols, h, w), dtype=np.uint8)
+    padded[:n] = images
+    return padded.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+
+
+def bytes_at(curve: list[tuple[float, float]], target: float) -> float:
+    """A codec's bytes at PSNR ``target``: log-linear interpolation on its curve; its smallest file below it."""
+    finite = [(p, b) for p, b in curve if math.isfinite(p)]
+    if not finite:
+        return min(b for _, b in curve)  # lossless only: infinite PSNR
+    # the cheapest file that reaches the target, or the interpolation between the two points around it
+    reaching = [b for p, b in finite if p >= target]
+    if not reaching:
+        return math.nan  # the codec never gets this good in the sweep
+    best = min(reaching)
+    for (p0, b0), (p1, b1) in itertools.pairwise(finite):
+        if p0 <= target <= p1 and p1 > p0:
+            t = (target - p0) / (p1 - p0)
+            best = min(best, math.exp(math.log(b0) + t * (math.log(b1) - math.log(b0))))
+    return best
+
+
+def best_classical(curves: dict[str, list[tuple[float, float]]], target: float) -> tuple[str, float]:
+    """The classical codec with the fewest bytes at PSNR ``target`` and those bytes."""
+    options = [(bytes_at(c, target), name) for name, c in curves.items()]
+    options = [(b, n) for b, n in options if not math.isnan(b)]
+    b, name = min(options) if options else (math.nan, "none")
+    return name, b
+
+
+def _verdict(points: list[dict[str, Any]], targets: tuple[tuple[float, float, float], ...]) -> dict[str, Any]:
+    checked = [p for p in points if any(lo <= p["psnr"] <= hi for lo, hi, _ in targets)]
+    ok = all(p["ratio"] <= next(r for lo, hi, r in targets if lo <= p["psnr"] <= hi) for p in checked)
+    return {"points_in_range": len(checked), "met": bool(checked) and ok}
+
+
+def evaluate(ae: Autoencoder, x_test: np.ndarray, limit: int, curves: dict[str, Any]) -> dict[str, Any]:
+    """Our point of one model: per-image and whole-set bytes, PSNR, ratios, and throughput."""
+    images = x_test[:limit]
+    with Timer() as t_enc:
+        streams = [ae.compress(images[i : i + 1]) for i in range(len(images))]
+    with Timer() as t_dec:
+        decoded = np.concatenate([ae.decompress(s) for s in streams])
+    per_image = {"bytes": float(np.mean([len(s) for s in streams])), "psnr": psnr(images, decoded)}
+    name, theirs = best_classical(curves["per_image"], per_image["psnr"])
+    per_image.update({"best_classical": name, "classical_bytes": theirs, "ratio": per_image["bytes"] / theirs})
+    per_image.update(
+        {"encode_images_per_s": len(images) / t_enc.seconds, "decode_images_per_s": len(images) / t_dec.seconds}
+    )
+
+    with Timer() as t_all_enc:
+        stream = ae.compress(x_test)
+    with Timer() as t_all_dec:
+        back = ae.decompress(stream)
+    whole = {"bytes_per_image": len(stream) / len(x_test), "psnr": psnr(x_test, back)}
+    name, theirs = best_classical(curves["whole_set"], whole["psnr"])
+    whole.update(
+        {"best_classical": name, "classical_bytes_per_image": theirs, "ratio": whole["bytes_per_image"] / theirs}
+    )
+    whole.update(
+        {"encode_images_per_s": len(x_test) / t_all_enc.seconds, "decode_images_per_s": len(x_test) / t_all_dec.seconds}
+    )
+    return {"per_image": per_image, "whole_set": whole}
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--lmbda", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05])
+    p.add_argument("--max-iter", type=int, default=20)
+    p.add_argument("--limit", type=int, default=1000, help="test images compressed one file each")
+    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="NAME=VALUE", help="recipe overrides")
+    args = p.parse_args()
+    splits = mnist_splits(args)
+    x_train, x_test = splits["x_train"], splits["x_test"]
+    recipe = {**RECIPE, "max_iter": args.max_iter}
+    recipe.update(dict(parse_assignment(item) for item in args.overrides))
+
+    with Timer() as t_classic:
+        curves = {
+            "per_image": classical_curves(x_test[: args.limit], mosaic=False),
+            "whole_set": classical_curves(x_test, mosaic=True),
+        }
+    points = []
+    for lmbda in args.lmbda:
+        path = None if args.out is None else Path(args.out) / f"compress_lmbda{lmbda:g}.safetensors"
+        with Timer() as t_fit:
+            if path is not None and path.exists():
+                ae = load(path)
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ae = Autoencoder(**recipe, lmbda=lmbda, verbose=0).fit(x_train)
+                if path is not None:
+                    ae.save(path)
+        point = {"lmbda": lmbda, "train_seconds": t_fit.seconds, **evaluate(ae, x_test, args.limit, curves)}
+        points.append(point)
+        pi, ws = point["per_image"], point["whole_set"]
+        print(
+            f"lmbda={lmbda:g}: one file per image {pi['bytes']:.1f} B at {pi['psnr']:.2f} dB "
+            f"({pi['best_classical']} {pi['classical_bytes']:.1f} B, ratio {pi['ratio']:.3f}); "
+            f"whole set {ws['bytes_per_image']:.2f} B/image at {ws['psnr']:.2f} dB "
+            f"({ws['best_classical']} {ws['classical_bytes_per_image']:.1f} B, ratio {ws['ratio']:.3f}); "
+            f"decode {ws['decode_images_per_s']:.0f} images/s",
+            flush=True,
+        )
+    per_image = [{"psnr": q["per_image"]["psnr"], "ratio": q["per_image"]["ratio"]} for q in points]
+    whole_set = [{"psnr": q["whole_set"]["psnr"], "ratio": q["whole_set"]["ratio"]} for q in points]
+    report(
+        {
+            "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.items()},
+            "points": points,
+            "classical": curves,
+            "classical_seconds": t_classic.seconds,
+            "targets": {
+                "per_image": _verdict(per_image, PER_IMAGE_TARGETS),
+                "whole_set": _verdict(whole_set, WHOLE_SET_TARGETS),
+                "decode_images_per_s": min(q["whole_set"]["decode_images_per_s"] for q in points),
+                "decode_met": min(q["whole_set"]["decode_images_per_s"] for q in points) >= DECODE_TARGET,
+            },
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

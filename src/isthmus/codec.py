@@ -1,0 +1,315 @@
+"""The bitstream: a compact container around an entropy-coded integer code (docs/format.md, section 4).
+
+``write_stream`` / ``read_stream`` are the container alone: magic, version, dtype and shape, payload
+length, payload, CRC-16. ``compress`` / ``decompress`` join it to a fitted model with a quantized
+bottleneck: the code ``transform`` gives, coded with the model's integer tables (``entropy``), the coder
+starting from a 20-bit tag of the model's fingerprint, which the decoder must end in. The fingerprint
+thus travels inside the payload, where it costs (almost) no bytes: a one-image stream has 7 bytes of
+overhead.
+
+Every way a stream can be wrong raises its own subclass of :class:`BitstreamError`::
+
+    DataError
+    └── BitstreamError                  not a usable isthmus bitstream
+        ├── NotABitstreamError          the magic bytes are missing: some other file
+        ├── TruncatedBitstreamError     the stream ends before its header says it does
+        ├── CorruptBitstreamError       checksum mismatch, bytes after the end, impossible header
+        ├── BitstreamVersionError       written by a newer isthmus with a newer format
+        └── WrongModelError             intact, but written by another model than the one decoding it
+"""
+
+from __future__ import annotations
+
+import binascii
+import math
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from isthmus.entropy import PayloadError, decode_symbols, encode_symbols
+from isthmus.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from isthmus.estimator import Autoencoder
+
+MAGIC = b"\x89I"
+FORMAT_VERSION = 1
+#: bits of the model fingerprint that the coder starts from and must end in (docs/format.md, section 4.4)
+TAG_BITS = 20
+MAX_SAMPLES = 2**20
+MAX_VALUES = 2**30
+_MAX_NDIM = 8
+_MAX_VARINT_BYTES = 9
+_CHECKSUM_BYTES = 2
+#: dtype code -> dtype (docs/format.md, section 4.2)
+DTYPES: tuple[np.dtype[Any], ...] = tuple(
+    np.dtype(name)
+    for name in ("uint8", "uint16", "int8", "int16", "int32", "float16", "float32", "float64", "int64", "bool")
+)
+
+
+class BitstreamError(DataError):
+    """A byte string is not a usable isthmus bitstream for this model."""
+
+
+class NotABitstreamError(BitstreamError):
+    """The data do not start with the bitstream's magic bytes: it is some other kind of file."""
+
+
+class TruncatedBitstreamError(BitstreamError):
+    """The stream ends before the end its header announces."""
+
+
+class CorruptBitstreamError(BitstreamError):
+    """The stream's bytes were changed: checksum mismatch, extra bytes, or a payload that does not decode."""
+
+
+class BitstreamVersionError(BitstreamError):
+    """The stream uses a newer format version than this isthmus reads."""
+
+
+class WrongModelError(BitstreamError):
+    """The stream was written by a different model than the one asked to decode it."""
+
+
+class Header(NamedTuple):
+    """A stream's header fields."""
+
+    dtype: np.dtype[Any]  # the decoded array's dtype
+    shape: tuple[int, ...]  # the decoded array's shape
+    n_samples: int  # samples of the model's input shape that the shape holds
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) of ``data``."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+class _Reader:
+    """Reads header fields from the front of a stream; running out of bytes means it was truncated."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise TruncatedBitstreamError(
+                f"the stream ends inside its {what} (after {len(self.data)} bytes); it is truncated"
+            )
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def varint(self, what: str) -> int:
+        value = 0
+        for i in range(_MAX_VARINT_BYTES):
+            byte = self.take(1, what)[0]
+            value |= (byte & 0x7F) << (7 * i)
+            if not byte & 0x80:
+                if byte == 0 and i > 0:
+                    raise CorruptBitstreamError(f"the {what} is not a minimal varint; the stream is corrupt")
+                return value
+        raise CorruptBitstreamError(f"the {what} is longer than {_MAX_VARINT_BYTES} bytes; the stream is corrupt")
+
+
+def _shape_form(shape: tuple[int, ...], sample_shape: tuple[int, ...]) -> tuple[int, list[int]]:
+    """(form, the varints that follow it) that describe ``shape`` (docs/format.md, section 4.3)."""
+    if shape == (1, *sample_shape):
+        return 0, []
+    if len(shape) == len(sample_shape) + 1 and shape[1:] == sample_shape:
+        return 1, [shape[0]]
+    if shape == sample_shape:
+        return 2, []
+    return 3, [len(shape), *shape]
+
+
+def n_samples(shape: tuple[int, ...], sample_shape: tuple[int, ...]) -> int:
+    """How many samples of ``sample_shape`` an array of ``shape`` holds, or DataError if a stream cannot store it."""
+    n_features = math.prod(sample_shape)
+    size = math.prod(shape)
+    if not shape or size == 0 or size % n_features or len(shape) > _MAX_NDIM:
+        raise DataError(
+            f"an array of shape {shape} cannot be compressed by this model: it must hold one or more whole "
+            f"samples of shape {sample_shape}, in at most {_MAX_NDIM} dimensions"
+        )
+    if size // n_features > MAX_SAMPLES or size > MAX_VALUES:
+        raise DataError(
+            f"an array of shape {shape} is too large for one stream (at most {MAX_SAMPLES} samples and "
+            f"{MAX_VALUES} values); compress it in parts"
+        )
+    return size // n_features
+
+
+def write_stream(payload: bytes, *, dtype: Any, shape: tuple[int, ...], sample_shape: tuple[int, ...]) -> bytes:
+    """Wrap an entropy-coded ``payload`` in the container of docs/format.md, section 4.1.
+
+    Parameters
+    ----------
+    payload : bytes
+    dtype : dtype-like
+        The decoded array's dtype, one of ``DTYPES``.
+    shape : tuple of int
+        The decoded array's shape: ``m`` samples of ``sample_shape``, ``m >= 1``.
+    sample_shape : tuple of int
+        The model's input shape.
+
+    Returns
+    -------
+    bytes
+    """
+    code = DTYPES.index(np.dtype(dtype))
+    n_samples(shape, sample_shape)
+    form, fields = _shape_form(tuple(shape), tuple(sample_shape))
+    head = MAGIC + _varint(FORMAT_VERSION) + bytes([code | form << 4])
+    body = head + b"".join(_varint(v) for v in fields) + _varint(len(payload)) + payload
+    return body + crc16(body).to_bytes(_CHECKSUM_BYTES, "little")
+
+
+def read_stream(data: bytes, *, sample_shape: tuple[int, ...]) -> tuple[Header, bytes]:
+    """Check a stream's container as docs/format.md, section 4.5 says; return its header and payload.
+
+    Parameters
+    ----------
+    data : bytes
+    sample_shape : tuple of int
+        The reading model's input shape.
+
+    Raises
+    ------
+    BitstreamError
+        One of its subclasses, naming what is wrong.
+    """
+    data = bytes(data)
+    if data[: len(MAGIC)] != MAGIC[: len(data)]:
+        raise NotABitstreamError(
+            f"the data do not start with the isthmus bitstream magic bytes {MAGIC.hex(' ')} (they start with "
+            f"{data[:4].hex(' ') or 'nothing'}); it is not a stream written by compress"
+        )
+    reader = _Reader(data)
+    reader.take(len(MAGIC), "magic bytes")
+    version = reader.varint("format version")
+    if version > FORMAT_VERSION:
+        raise BitstreamVersionError(
+            f"the stream uses bitstream format version {version}, newer than this isthmus reads "
+            f"({FORMAT_VERSION}); upgrade isthmus"
+        )
+    if version < 1:
+        raise CorruptBitstreamError(f"format version {version} does not exist (versions start at 1); corrupt stream")
+    layout = reader.take(1, "layout byte")[0]
+    form = (layout >> 4) & 0x3
+    if form == 3:
+        ndim = reader.varint("number of dimensions")
+        if not 1 <= ndim <= _MAX_NDIM:
+            raise CorruptBitstreamError(f"the shape has {ndim} dimensions (1 to {_MAX_NDIM} allowed); corrupt stream")
+        fields = [reader.varint("shape") for _ in range(ndim)]
+    else:
+        fields = [reader.varint("number of samples")] if form == 1 else []
+    length = reader.varint("payload length")
+    end = reader.pos + length + _CHECKSUM_BYTES
+    if len(data) < end:
+        raise TruncatedBitstreamError(
+            f"the stream is {len(data)} bytes long, but its header announces {end}; it is truncated"
+        )
+    if len(data) > end:
+        raise CorruptBitstreamError(f"{len(data) - end} unexpected bytes follow the end of the stream")
+    if crc16(data[: end - _CHECKSUM_BYTES]) != int.from_bytes(data[end - _CHECKSUM_BYTES :], "little"):
+        raise CorruptBitstreamError("the stream's checksum does not match its bytes; it is corrupt")
+    return _header(layout, form, fields, tuple(sample_shape)), data[reader.pos : reader.pos + length]
+
+
+def _header(layout: int, form: int, fields: list[int], sample_shape: tuple[int, ...]) -> Header:
+    """The header's meaning, once the checksum holds: impossible fields are corruption (or a forgery),
+    a shape that does not hold whole samples of this model's was written by another model."""
+    if layout & 0xC0:
+        raise CorruptBitstreamError(
+            f"layout byte {layout:#04x} sets reserved bits (the lossless flag and bit 7 are 0 in format version "
+            f"{FORMAT_VERSION}); corrupt stream"
+        )
+    code = layout & 0x0F
+    if code >= len(DTYPES):
+        raise CorruptBitstreamError(f"dtype code {code} is not defined (0 to {len(DTYPES) - 1}); corrupt stream")
+    shape = {0: (1, *sample_shape), 1: (*fields, *sample_shape), 2: sample_shape}.get(form, tuple(fields))
+    size = math.prod(shape)
+    n_features = math.prod(sample_shape)
+    if size == 0 or size > MAX_VALUES:
+        raise CorruptBitstreamError(f"shape {shape} has {size} values (1 to {MAX_VALUES} allowed); corrupt stream")
+    if size % n_features or size // n_features > MAX_SAMPLES:
+        raise WrongModelError(
+            f"the stream's array of shape {shape} does not hold 1 to {MAX_SAMPLES} whole samples of this model's "
+            f"shape {sample_shape}: it was written by another model; decode it with the model that compressed it"
+        )
+    return Header(DTYPES[code], tuple(int(v) for v in shape), size // n_features)
+
+
+# ---------------------------------------------------------------------------- a model's streams
+
+
+def _coding_state(ae: Autoencoder) -> tuple[Any, int]:
+    ae._check_fitted()
+    tables = getattr(ae.net_.bottleneck, "tables", None)
+    fingerprint = getattr(ae, "fingerprint_", None)
+    if tables is None or fingerprint is None:
+        raise ConfigError(
+            f"compress and decompress need a model trained with bottleneck='quantized' (this one has "
+            f"bottleneck={ae.bottleneck!r}); train one with preset 'compress'"
+        )
+    return tables, int(fingerprint, 16) >> (256 - TAG_BITS)  # the fingerprint's first TAG_BITS bits
+
+
+def compress(ae: Autoencoder, X: Any) -> bytes:
+    """``ae``'s bitstream of ``X``: the rounded code of every sample, entropy-coded with ``ae``'s tables."""
+    tables, tag = _coding_state(ae)
+    if hasattr(X, "detach"):  # a torch tensor
+        X = X.detach().cpu().numpy()
+    x = np.asarray(X)
+    if x.dtype.byteorder not in "=|":
+        x = x.astype(x.dtype.newbyteorder("="))
+    if x.dtype not in DTYPES:
+        raise DataError(f"cannot compress an array of dtype {x.dtype}; allowed: {', '.join(map(str, DTYPES))}")
+    sample_shape = tuple(ae.input_shape_)
+    shape = tuple(int(s) for s in x.shape)
+    m = n_samples(shape, sample_shape)
+    code = ae.transform(x.reshape(m, *sample_shape).astype(np.float32))  # (m, n_components)
+    if not np.all(np.isfinite(code)) or np.abs(code).max(initial=0.0) >= 2**31 - 1:
+        raise DataError("the code of X is not finite or exceeds int32; X is far outside the training data's range")
+    values = np.rint(code).astype(np.int64).ravel()
+    index = np.tile(np.arange(code.shape[1]), m)
+    payload = encode_symbols(values, tables, index, tag=tag)
+    return write_stream(payload, dtype=x.dtype, shape=shape, sample_shape=sample_shape)
+
+
+def decompress(ae: Autoencoder, data: bytes) -> np.ndarray:
+    """The array ``compress`` coded into ``data``, decoded with ``ae``, in its stored dtype and shape."""
+    tables, tag = _coding_state(ae)
+    header, payload = read_stream(data, sample_shape=tuple(ae.input_shape_))
+    n_components = len(tables.cdf)
+    index = np.tile(np.arange(n_components), header.n_samples)
+    try:
+        values = decode_symbols(payload, tables, index, tag=tag)
+    except PayloadError:
+        # the checksum held, so these are the bytes the writer wrote: another model's tables or tag wrote them
+        raise WrongModelError(
+            "the stream is intact but does not decode with this model (its payload does not end in this model's "
+            "fingerprint tag): it was written by another model; decode it with the model that compressed it"
+        ) from None
+    out = ae.inverse_transform(values.reshape(header.n_samples, n_components).astype(np.float32))
+    return _as_dtype(out.reshape(header.shape), header.dtype)
+
+
+def _as_dtype(x: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+    if dtype == np.bool_:
+        return x >= 0.5
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(x), info.min, info.max).astype(dtype)
+    return x.astype(dtype)

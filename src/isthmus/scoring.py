@@ -1,0 +1,215 @@
+"""Anomaly scores and thresholds, in scikit-learn's outlier convention (as in ``IsolationForest``).
+
+``Autoencoder.score_samples`` is higher for normal rows; ``offset_``, set at the end of ``fit`` from the
+training rows' scores, is the threshold; ``decision_function = score_samples - offset_`` is negative for
+anomalies, and ``predict`` gives +1 (normal) or -1 (anomaly).
+
+Scores, by the ``anomaly_score`` parameter (the table ``SCORES`` at the end): each maps the fitted
+estimator and scaled samples ``(n_samples, *net shape)`` to ``(n_samples,)`` float64 scores.
+
+- ``"reconstruction"``: minus the sum of squared reconstruction errors, measured after the fitted scaler
+  (the units the network was trained in), so that every feature counts as the scaler weighs it rather
+  than by its raw units: for tabular data with standard scaling a column in dollars does not drown a
+  column in years. For images (one global scale) it is the caller-unit error divided by scale**2. The
+  per-feature errors in the caller's units are ``Autoencoder.reconstruction_error(X, per_feature=True)``.
+- ``"elbo"``: the evidence lower bound of a variational model, in nats, averaged over ``ELBO_SAMPLES``
+  posterior draws.
+- ``"log_likelihood"``: the importance-weighted estimate of log p(x) with ``LL_IMPORTANCE`` samples, equal
+  to ``Autoencoder.log_likelihood(X, random_state=SEED)``.
+
+The Monte-Carlo scores draw from a generator seeded with ``SEED`` on every call, so scoring the same
+rows twice gives the same numbers. Both are densities of ``X`` in the caller's units (as
+``log_likelihood`` documents); a constant shift of all scores does not change any ranking.
+
+Thresholds, by the ``contamination`` parameter:
+
+- a number ``c`` in (0, 0.5]: ``offset_`` is the ``c`` quantile of the training scores, so a fraction ``c``
+  of the training rows is flagged (the rule of ``IsolationForest``);
+- ``"auto"``: Tukey's fence (the box-plot rule for outliers) on a logarithmic scale, which assumes no
+  contamination rate: a row is an anomaly when its log reconstruction error lies more than 1.5
+  interquartile ranges above the upper quartile of the training rows' log errors, or, for the scores
+  that are logarithms already (``"elbo"``, ``"log_likelihood"``), when its score lies more than 1.5
+  interquartile ranges below their lower quartile. It flags 0.35% of normally distributed values; on
+  the log scale, squared errors (long-tailed) are close to that, where a fence on the raw errors
+  flags their whole tail (several percent to over 10% of training rows in our tests).
+
+Training scores are optimistic (the network has seen those rows), so held-out normal data are flagged
+somewhat more often than the training rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from isthmus import generative
+from isthmus.errors import ConfigError, DataError, NotFittedError
+from isthmus.model import AutoencoderNet
+
+if TYPE_CHECKING:
+    from isthmus.estimator import Autoencoder
+
+#: seed of the posterior draws of the Monte-Carlo scores (fixed, so that scores are repeatable)
+SEED = 0
+#: posterior draws averaged in the "elbo" score
+ELBO_SAMPLES = 16
+#: importance samples of the "log_likelihood" score (the default of ``Autoencoder.log_likelihood``)
+LL_IMPORTANCE = 100
+#: the Monte-Carlo scores set ``offset_`` from at most this many training rows (a seeded subsample)
+MAX_OFFSET_ROWS = 10_000
+#: Tukey's fence: a score this many interquartile ranges below the lower quartile is an outlier
+FENCE = 1.5
+
+Scores = npt.NDArray[np.float64]
+
+
+class Score(NamedTuple):
+    """A table entry: the score, whether it needs a posterior, the training rows ``offset_`` uses, and
+    whether the score is minus an error (so that ``"auto"`` puts its fence on the error's logarithm)."""
+
+    compute: Callable[[Autoencoder, npt.NDArray[np.float32]], Scores]
+    variational: bool = False
+    offset_rows: int | None = None  # None: every training row
+    negative_error: bool = False
+
+
+def check_score(net: AutoencoderNet, name: str) -> None:
+    """Raise ConfigError if the score ``name`` needs a posterior that ``net`` does not have."""
+    if SCORES[name].variational and not hasattr(net.bottleneck, "posterior"):
+        raise ConfigError(
+            f"anomaly_score={name!r} needs a variational model, but bottleneck={net.config.bottleneck!r} has no "
+            "posterior; use anomaly_score='reconstruction' or bottleneck='gaussian' (e.g. preset 'vae')"
+        )
+
+
+def score_samples(ae: Autoencoder, scaled: npt.NDArray[np.float32]) -> Scores:
+    """``(n_samples,)`` float64 scores of scaled samples ``(n_samples, *net shape)``, higher for normal rows."""
+    ae._check_decoder(f"compute anomaly_score={ae.anomaly_score!r}")
+    check_score(ae.net_, ae.anomaly_score)
+    ae.net_.eval()
+    return SCORES[ae.anomaly_score].compute(ae, scaled)
+
+
+def threshold(scores: Scores, contamination: float | str, *, negative_error: bool = False) -> float:
+    """The ``offset_`` for training ``scores``: the ``contamination`` quantile, or Tukey's fence for ``"auto"``
+    (on ``log(-scores)`` when ``negative_error``, else on the scores)."""
+    if not isinstance(contamination, str):
+        return float(np.percentile(scores, 100.0 * contamination))
+    # "auto", the only string the config allows
+    if negative_error:
+        log_error = np.log(np.maximum(-scores, np.finfo(np.float64).tiny))  # exact reconstructions stay finite
+        q1, q3 = np.percentile(log_error, [25.0, 75.0])
+        with np.errstate(over="ignore"):  # mostly exact reconstructions: an infinite fence flags nothing
+            return -float(np.exp(q3 + FENCE * (q3 - q1)))
+    q1, q3 = np.percentile(scores, [25.0, 75.0])
+    return float(q1 - FENCE * (q3 - q1))
+
+
+def offset(ae: Autoencoder) -> float:
+    """``ae.offset_``, or NotFittedError for a model loaded from a file written before thresholds were stored."""
+    if not hasattr(ae, "offset_"):
+        raise NotFittedError(
+            "this model has no offset_ (its file was written before isthmus stored anomaly thresholds); "
+            "refit it, or set model.offset_ to a threshold on score_samples, e.g. a low quantile of the "
+            "training rows' scores"
+        )
+    return float(ae.offset_)
+
+
+def training_offset(ae: Autoencoder, scaled: npt.NDArray[np.float32], seed: int) -> float:
+    """``offset_`` from the scaled training samples (a seeded subsample for the Monte-Carlo scores)."""
+    entry = SCORES[ae.anomaly_score]
+    if entry.offset_rows is not None and len(scaled) > entry.offset_rows:
+        scaled = scaled[np.sort(np.random.RandomState(seed).choice(len(scaled), entry.offset_rows, replace=False))]
+    return threshold(score_samples(ae, scaled), ae.contamination, negative_error=entry.negative_error)
+
+
+# ---------------------------------------------------------------------------------------- evaluating
+
+
+def anomaly_truth(labels: npt.ArrayLike, name: str = "labels") -> npt.NDArray[np.bool_]:
+    """Which rows are anomalies: labels 0/1 (1 = anomaly) or +1/-1 (-1 = anomaly, as ``predict`` gives)."""
+    values = np.asarray(labels)
+    found = set(np.unique(values).tolist())
+    if found <= {0, 1}:
+        truth = values == 1
+    elif found <= {-1, 1}:
+        truth = values == -1
+    else:
+        shown = ", ".join(str(v) for v in sorted(found)[:6]) + (", ..." if len(found) > 6 else "")
+        raise DataError(
+            f"{name} holds the values {shown}; anomaly labels must be 0/1 (1 = anomaly) or +1/-1 "
+            "(-1 = anomaly, as predict gives)"
+        )
+    if truth.all() or not truth.any():
+        which = "every" if truth.all() else "no"
+        raise DataError(
+            f"{name} marks {which} row as an anomaly; ROC-AUC and average precision need both normal and "
+            "anomalous rows"
+        )
+    return truth
+
+
+def detection_metrics(scores: npt.ArrayLike, is_anomaly: npt.ArrayLike) -> dict[str, float | int]:
+    """How well low ``scores`` find the anomalies: ``{"roc_auc", "average_precision", "n_anomalies"}``.
+
+    Both metrics rank rows by ``-scores`` with the anomalies as the positive class; 0.5 and the anomaly
+    rate are what a random ranking gets.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    truth = np.asarray(is_anomaly, dtype=bool)
+    ranking = -np.asarray(scores, dtype=np.float64)
+    return {
+        "roc_auc": float(roc_auc_score(truth, ranking)),
+        "average_precision": float(average_precision_score(truth, ranking)),
+        "n_anomalies": int(truth.sum()),
+    }
+
+
+# ---------------------------------------------------------------------------------------- the scores
+
+
+def _log_scale(ae: Autoencoder) -> float:
+    """log |Jacobian| of the scaler: turns a density of scaled values into one of the caller's units."""
+    if ae.resolved_["loss"] == "bce":
+        return 0.0  # a probability of binary values, not a density
+    return float(np.log(ae.scaler_.scale.astype(np.float64)).sum())
+
+
+def _reconstruction(ae: Autoencoder, scaled: npt.NDArray[np.float32]) -> Scores:
+    recon = ae._batched(ae.net_, scaled)  # (n_samples, *net shape), scaled units
+    return -np.square(recon.astype(np.float64) - scaled).reshape(len(scaled), -1).sum(axis=1)
+
+
+def _elbo(ae: Autoencoder, scaled: npt.NDArray[np.float32]) -> Scores:
+    x = torch.from_numpy(np.ascontiguousarray(scaled)).to(ae._device())
+    generator = ae._generator(SEED)
+    rows = max(1, generative.MAX_ROWS // ELBO_SAMPLES)  # data rows per call: bounds decoder rows in memory
+    with torch.inference_mode():
+        # log_weights: (ELBO_SAMPLES, rows); their mean over the draws estimates the ELBO of each row
+        parts = [
+            generative.log_weights(ae.net_, x[start : start + rows], ELBO_SAMPLES, generator=generator).double().mean(0)
+            for start in range(0, len(x), rows)
+        ]
+    elbo = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)
+    return elbo - _log_scale(ae)
+
+
+def _log_likelihood(ae: Autoencoder, scaled: npt.NDArray[np.float32]) -> Scores:
+    x = torch.from_numpy(np.ascontiguousarray(scaled)).to(ae._device())
+    with torch.inference_mode():
+        ll = generative.log_likelihood(ae.net_, x, LL_IMPORTANCE, generator=ae._generator(SEED))
+    return ll.double().cpu().numpy() - _log_scale(ae)
+
+
+#: ``anomaly_score`` name -> its entry; ``config.CHOICES["anomaly_score"]`` lists the same names
+SCORES: dict[str, Score] = {
+    "reconstruction": Score(_reconstruction, negative_error=True),
+    "elbo": Score(_elbo, variational=True, offset_rows=MAX_OFFSET_ROWS),
+    "log_likelihood": Score(_log_likelihood, variational=True, offset_rows=MAX_OFFSET_ROWS),
+}

@@ -13,9 +13,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import parser, report
 from sklearn.datasets import load_digits
 
+from _common import parser, report
 from isthmus import Autoencoder, evaluate
 from isthmus.metrics import pca_reconstruct
 

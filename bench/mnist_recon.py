@@ -19,7 +19,8 @@ from isthmus import Autoencoder
 
 RECIPE = {
     "n_components": 30,
-    "hidden_layer_sizes": (1000, 500, 250),
+    "architecture": "conv",
+    "hidden_layer_sizes": (32, 64, 128),
     "scaling": "minmax",
     "loss": "bce",
     "batch_size": 128,
@@ -31,26 +32,41 @@ RECIPE = {
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--max-iter", type=int, default=150, help="epochs (cosine schedule over all of them)")
+    p.add_argument("--max-iter", type=int, default=60, help="epochs (cosine schedule over all of them)")
     p.add_argument("--activation", default="relu")
+    p.add_argument("--architecture", default=RECIPE["architecture"], choices=["mlp", "conv"])
+    p.add_argument("--hidden", default=None, help="hidden_layer_sizes, e.g. 1000,500,250 (conv: channels)")
+    p.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
+    p.add_argument("--learning-rate", type=float, default=RECIPE["learning_rate"])
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     data = mnist_splits(args)
     # pixels in [0, 1], flattened: the scale all our baselines use
-    x_train = data["x_train"].reshape(len(data["x_train"]), -1).astype(np.float32) / 255.0
-    x_test = data["x_test"].reshape(len(data["x_test"]), -1).astype(np.float32) / 255.0
-
-    ae = Autoencoder(**RECIPE, activation=args.activation, max_iter=args.max_iter, verbose=1)
+    shape = (-1,) if args.architecture == "mlp" else (1, 28, 28)
+    x_train = data["x_train"].reshape(len(data["x_train"]), *shape).astype(np.float32) / 255.0
+    x_test = data["x_test"].reshape(len(data["x_test"]), *shape).astype(np.float32) / 255.0
+    recipe = {
+        **RECIPE,
+        "activation": args.activation,
+        "architecture": args.architecture,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "max_iter": args.max_iter,
+    }
+    if args.hidden:
+        recipe["hidden_layer_sizes"] = tuple(int(v) for v in args.hidden.split(","))
+    ae = Autoencoder(**recipe, verbose=1)
     with Timer() as t, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ae.fit(x_train, log=None if args.out is None else args.out.with_suffix(".log.jsonl"))
     if args.out is not None:
         ae.save(args.out)
-    sse = float(np.square(ae.reconstruct(x_test) - x_test).sum(axis=1).mean())
-    pca = PCA(n_components=30, random_state=0).fit(x_train)
-    pca_sse = float(np.square(pca.inverse_transform(pca.transform(x_test)) - x_test).sum(axis=1).mean())
+    sse = float(np.square(ae.reconstruct(x_test) - x_test).reshape(len(x_test), -1).sum(axis=1).mean())
+    flat_train, flat_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+    pca = PCA(n_components=30, random_state=0).fit(flat_train)
+    pca_sse = float(np.square(pca.inverse_transform(pca.transform(flat_test)) - flat_test).sum(axis=1).mean())
     print(f"held-out per-image SSE: isthmus {sse:.3f}, PCA-30 {pca_sse:.3f} (ratio {sse / pca_sse:.3f})")
     print(f"training: {ae.n_iter_} epochs in {t.seconds / 60:.1f} min")
     report(
@@ -60,7 +76,7 @@ def main() -> None:
             "ratio_to_pca": sse / pca_sse,
             "epochs": ae.n_iter_,
             "train_minutes": t.seconds / 60,
-            "recipe": {**RECIPE, "activation": args.activation, "max_iter": args.max_iter},
+            "recipe": recipe,
             "n_train": len(x_train),
             "n_test": len(x_test),
         }

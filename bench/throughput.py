@@ -14,9 +14,9 @@ import warnings
 
 import numpy as np
 import torch
-from _common import parser, report
 from torch import nn
 
+from _common import parser, report
 from isthmus import Autoencoder
 
 MODELS = {"784-1000-500-250-30": (784, (1000, 500, 250), 30), "64-32-8": (64, (32,), 8)}

@@ -68,8 +68,8 @@ def test_fit_leaves_global_rng_alone(tabular: np.ndarray) -> None:
     assert torch.equal(torch.rand(3), expected)
 
 
-@pytest.mark.parametrize(("scaling", "low", "high"), [("minmax", 0.0, 1.0), ("standard", None, None)])
-def test_scaler_fitted_on_training_data(tabular: np.ndarray, scaling: str, low: float | None, high: float | None) -> None:
+@pytest.mark.parametrize("scaling", ["minmax", "standard"])
+def test_scaler_fitted_on_training_data(tabular: np.ndarray, scaling: str) -> None:
     ae = fit(tabular, n_components=3, scaling=scaling)
     scaled = ae.scaler_.transform(tabular)
     if scaling == "minmax":

@@ -50,6 +50,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
     p.add_argument("--n-importance", type=int, default=5000, help="importance samples per held-out image")
     p.add_argument("--limit", type=int, default=None, help="use only this many training and held-out rows")
+    p.add_argument("--n-eval", type=int, default=None, help="held-out rows for the likelihood (default: all)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
@@ -62,6 +63,7 @@ def main() -> None:
         x_train, x_test = x_train[: args.limit], x_test[: args.limit]
     # the held-out images binarized once, with a fixed seed, as is usual for this benchmark
     x_test_bin = (np.random.default_rng(0).uniform(size=x_test.shape) < x_test).astype(np.float32)
+    x_test_bin = x_test_bin[: args.n_eval]
 
     recipe = {
         **RECIPE,
@@ -100,7 +102,7 @@ def main() -> None:
             "device": device,
             "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.items()},
             "n_train": len(x_train),
-            "n_test": len(x_test),
+            "n_test": len(x_test_bin),
         }
     )
 

@@ -37,13 +37,15 @@ def mlp(widths: Sequence[int], activation: str) -> nn.Sequential:
 
 def mlp_encoder(input_shape: tuple[int, ...], hidden: Sequence[int], n_out: int, activation: str) -> nn.Module:
     """``(batch, *input_shape) -> (batch, n_out)`` through ``hidden`` widths."""
-    return nn.Sequential(nn.Flatten(), mlp([math.prod(input_shape), *hidden, n_out], activation))
+    # a flat input needs no Flatten; Identity keeps the parameter names the same for every input rank
+    flatten = nn.Flatten() if len(input_shape) > 1 else nn.Identity()
+    return nn.Sequential(flatten, mlp([math.prod(input_shape), *hidden, n_out], activation))
 
 
 def mlp_decoder(input_shape: tuple[int, ...], hidden: Sequence[int], n_in: int, activation: str) -> nn.Module:
     """``(batch, n_in) -> (batch, *input_shape)`` through the mirrored ``hidden`` widths."""
     body = mlp([n_in, *reversed(hidden), math.prod(input_shape)], activation)
-    return nn.Sequential(body, nn.Unflatten(1, input_shape))
+    return nn.Sequential(body, nn.Unflatten(1, input_shape) if len(input_shape) > 1 else nn.Identity())
 
 
 def _conv_sizes(height: int, width: int, n_layers: int) -> list[tuple[int, int]]:

@@ -267,3 +267,39 @@ def test_cli_compress_and_decompress(
     (tmp_path / "cut.isth").write_bytes((tmp_path / "x.isth").read_bytes()[:-3])
     assert main(["decompress", m, str(tmp_path / "cut.isth"), "-o", str(tmp_path / "z.npy")]) == 1
     assert "truncated" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- lossless streams
+
+
+def test_lossless_stream_gives_the_data_back_bit_for_bit(model: Autoencoder, images: np.ndarray) -> None:
+    x = images[:20].astype(np.uint8)  # digits: integers 0..16, so the model has pixel tables
+    data = model.compress(x, lossless=True)
+    assert data[3] & 0x40  # the lossless flag
+    back = model.decompress(data)
+    assert back.dtype == np.uint8
+    np.testing.assert_array_equal(back, x)
+    np.testing.assert_array_equal(model.decompress(model.compress(x[0], lossless=True)), x[0])
+    # a lossless stream costs more than the lossy one, but less than the raw 4-bit values
+    assert len(model.compress(x)) < len(data) < x.size / 2
+
+
+def test_lossless_streams_are_refused_when_corrupt_or_not_8_bit(model: Autoencoder, images: np.ndarray) -> None:
+    data = model.compress(images[:2].astype(np.uint8), lossless=True)
+    for pos in range(len(data)):
+        with pytest.raises(BitstreamError):
+            model.decompress(data[:pos] + bytes([data[pos] ^ 0x21]) + data[pos + 1 :])
+    with pytest.raises(DataError, match="uint8"):
+        model.compress(images[:2], lossless=True)
+    with pytest.raises(WrongModelError):
+        _fit(images, seed=3).decompress(data)
+    scaled = _fit(images / 7.0)  # not 8-bit data: no pixel tables
+    assert scaled.lossless_tables_ is None
+    with pytest.raises(ConfigError, match="8-bit"):
+        scaled.compress(images[:2].astype(np.uint8), lossless=True)
+
+
+def test_saved_model_keeps_its_pixel_tables(model: Autoencoder, images: np.ndarray, tmp_path: Any) -> None:
+    x = images[:3].astype(np.uint8)
+    model.save(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(load(tmp_path / "m.safetensors").decompress(model.compress(x, lossless=True)), x)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -30,9 +32,9 @@ def test_tables_are_valid_and_reject_bad_rows() -> None:
     bad = tables.cdf.copy()
     bad[0, 1] = bad[0, 2]  # a zero frequency
     with pytest.raises(ValueError, match="rise strictly"):
-        entropy.check_cdf_tables(tables._replace(cdf=bad))
+        entropy.check_cdf_tables(dataclasses.replace(tables, cdf=bad))
     with pytest.raises(ValueError, match="length"):
-        entropy.check_cdf_tables(tables._replace(lengths=tables.lengths + 100))
+        entropy.check_cdf_tables(dataclasses.replace(tables, lengths=tables.lengths + 100))
 
 
 def test_coder_sees_exactly_the_integer_table() -> None:

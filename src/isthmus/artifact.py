@@ -34,6 +34,7 @@ _ENCODER_PARTS = ("encoder.", "bottleneck.")
 _ARRAYS = ("scaler.offset", "scaler.scale", "pca.mean", "pca.components")
 #: a quantized model's integer coding tables, in the order of entropy.CdfTables
 _TABLES = ("entropy.cdf", "entropy.lengths", "entropy.offsets")
+_LOSSLESS = ("lossless.cdf", "lossless.lengths", "lossless.offsets")
 #: torch dtype -> safetensors dtype name (the ones an isthmus file may hold)
 _DTYPES = {
     torch.float64: "F64",
@@ -88,11 +89,16 @@ def model_tensors(ae: Autoencoder, *, encoder_only: bool) -> dict[str, torch.Ten
         "pca.components": ae.pca_components_,
     }
     state.update({k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()})
-    tables = getattr(ae.net_.bottleneck, "tables", None)
-    if tables is not None:  # a quantized model's integer coding tables (docs/format.md, section 2.6)
-        for name, arr in zip(_TABLES, tables[:3], strict=True):
-            state[name] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.int32))
+    # a quantized model's integer coding tables, and its pixel tables (docs/format.md, section 2.6)
+    for names, tables in ((_TABLES, getattr(ae.net_.bottleneck, "tables", None)), (_LOSSLESS, _lossless(ae))):
+        if tables is not None:
+            for name, arr in zip(names, (tables.cdf, tables.lengths, tables.offsets), strict=True):
+                state[name] = torch.from_numpy(np.array(arr, dtype=np.int32))  # a writable copy
     return state
+
+
+def _lossless(ae: Autoencoder) -> CdfTables | None:
+    return getattr(ae, "lossless_tables_", None)
 
 
 def fingerprint(ae: Autoencoder) -> str:
@@ -237,22 +243,15 @@ def _load_coding(
 ) -> str | None:
     """Give a quantized bottleneck its stored tables and check the stored fingerprint (section 2.6)."""
     bottleneck = ae.net_.bottleneck
+    ae.lossless_tables_ = None
     if not hasattr(bottleneck, "build_tables"):
         return None
     missing = [name for name in _TABLES if name not in tensors]
     if missing:
         raise ModelFileError(f"{path}: tensor {missing[0]!r} is missing; a quantized model needs its coding tables")
-    arrays = [tensors[name] for name in _TABLES]
-    if any(a.dtype != torch.int32 for a in arrays):
-        raise ModelFileError(f"{path}: the tensors {', '.join(_TABLES)} must be I32")
-    if arrays[0].dim() != 2 or arrays[0].shape[0] != ae.n_components:
-        raise ModelFileError(f"{path}: tensor 'entropy.cdf' must be (n_components={ae.n_components}, max_length + 1)")
-    tables = CdfTables(*(a.numpy() for a in arrays))
-    try:
-        check_cdf_tables(tables)
-    except ValueError as exc:
-        raise ModelFileError(f"{path}: the coding tables are invalid ({exc})") from None
-    bottleneck.tables = tables
+    bottleneck.tables = _read_tables(path, tensors, _TABLES, ae.n_components)  # type: ignore[assignment]
+    if _LOSSLESS[0] in tensors:
+        ae.lossless_tables_ = _read_tables(path, tensors, _LOSSLESS, 256)
     stored = metadata.get("fingerprint")
     if stored is not None and (len(stored) != 64 or any(ch not in "0123456789abcdef" for ch in stored)):
         raise ModelFileError(f"{path}: metadata fingerprint={stored[:80]!r} must be 64 lowercase hex digits")
@@ -266,6 +265,26 @@ def _load_coding(
             f"{path}: its tensors do not match its stored fingerprint; the file was modified after it was written"
         )
     return computed
+
+
+def _read_tables(
+    path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], names: tuple[str, ...], rows: int
+) -> CdfTables:
+    """Integer tables from three I32 tensors, checked against the rules of entropy.CdfTables."""
+    missing = [name for name in names if name not in tensors]
+    if missing:
+        raise ModelFileError(f"{path}: tensor {missing[0]!r} is missing; the file is incomplete")
+    arrays = [tensors[name] for name in names]
+    if any(a.dtype != torch.int32 for a in arrays):
+        raise ModelFileError(f"{path}: the tensors {', '.join(names)} must be I32")
+    if arrays[0].dim() != 2 or arrays[0].shape[0] != rows:
+        raise ModelFileError(f"{path}: tensor {names[0]!r} must be ({rows}, max_length + 1)")
+    tables = CdfTables(arrays[0].numpy(), arrays[1].numpy(), arrays[2].numpy())
+    try:
+        check_cdf_tables(tables)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: the tables {', '.join(names)} are invalid ({exc})") from None
+    return tables
 
 
 def _parse_metadata(path: str | os.PathLike[str], metadata: dict[str, str]) -> dict[str, Any]:

@@ -7,6 +7,10 @@ the code the decoder sees in training (``code``), the deterministic code ``trans
 A bottleneck with a probabilistic code also has ``posterior(h) -> (mean, log_var)`` and the
 generative uses (``generative.py``: sampling, importance-weighted likelihoods) look for that method
 rather than for a class; the prior is always the standard normal.
+
+A bottleneck that codes its output also has ``build_tables(h)``, which ``fit`` calls once training
+ends (``AutoencoderNet.after_fit``): the quantized bottleneck turns its learned density into the
+integer tables of the entropy coder there.
 """
 
 from __future__ import annotations

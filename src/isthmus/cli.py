@@ -398,9 +398,10 @@ def _db(value: float) -> str:
 @click.argument("model")
 @click.argument("data")
 @click.option("-o", "--output", required=True, help="Bitstream file to write (.isth).")
+@click.option("--lossless", is_flag=True, help="Store 8-bit data exactly (decompress gives them back bit for bit).")
 @_image_size_opt
 @_overwrite
-def compress(model: str, data: str, output: str, image_size: str | None, overwrite: bool) -> None:
+def compress(model: str, data: str, output: str, lossless: bool, image_size: str | None, overwrite: bool) -> None:
     """Compress DATA with MODEL (bottleneck='quantized') into one bitstream file.
 
     DATA is any data spec, or one PNG/JPEG file. Values that are all integers 0..255 (8-bit images) are
@@ -418,7 +419,7 @@ def compress(model: str, data: str, output: str, image_size: str | None, overwri
         x = x.reshape(len(x), *sample_shape)  # e.g. (n, 1, 28, 28) images for a model of (28, 28) samples
     if np.all((x >= 0) & (x <= 255) & (x == np.round(x))):
         x = x.astype(np.uint8)
-    stream = ae.compress(x)
+    stream = ae.compress(x, lossless=lossless)
     write_bytes_atomic(output, stream, overwrite=overwrite)
     bits = 8 * len(stream) / x.size
     click.echo(f"wrote {output}: {len(x)} samples in {len(stream)} bytes ({bits:.3f} bits per value)")

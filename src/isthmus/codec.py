@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from isthmus.entropy import PayloadError, decode_symbols, encode_symbols
+from isthmus.entropy import CdfTables, PayloadError, build_cdf_tables, decode_symbols, encode_symbols
 from isthmus.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ class Header(NamedTuple):
     dtype: np.dtype[Any]  # the decoded array's dtype
     shape: tuple[int, ...]  # the decoded array's shape
     n_samples: int  # samples of the model's input shape that the shape holds
+    lossless: bool = False  # the payload also codes every value exactly (docs/format.md, section 4.6)
 
 
 def crc16(data: bytes) -> int:
@@ -150,7 +151,9 @@ def n_samples(shape: tuple[int, ...], sample_shape: tuple[int, ...]) -> int:
     return size // n_features
 
 
-def write_stream(payload: bytes, *, dtype: Any, shape: tuple[int, ...], sample_shape: tuple[int, ...]) -> bytes:
+def write_stream(
+    payload: bytes, *, dtype: Any, shape: tuple[int, ...], sample_shape: tuple[int, ...], lossless: bool = False
+) -> bytes:
     """Wrap an entropy-coded ``payload`` in the container of docs/format.md, section 4.1.
 
     Parameters
@@ -162,6 +165,8 @@ def write_stream(payload: bytes, *, dtype: Any, shape: tuple[int, ...], sample_s
         The decoded array's shape: ``m`` samples of ``sample_shape``, ``m >= 1``.
     sample_shape : tuple of int
         The model's input shape.
+    lossless : bool, default=False
+        Set the lossless flag: ``payload`` is a code length, the code payload and the pixel payload.
 
     Returns
     -------
@@ -170,13 +175,13 @@ def write_stream(payload: bytes, *, dtype: Any, shape: tuple[int, ...], sample_s
     code = DTYPES.index(np.dtype(dtype))
     n_samples(shape, sample_shape)
     form, fields = _shape_form(tuple(shape), tuple(sample_shape))
-    head = MAGIC + _varint(FORMAT_VERSION) + bytes([code | form << 4])
+    head = MAGIC + _varint(FORMAT_VERSION) + bytes([code | form << 4 | int(lossless) << 6])
     body = head + b"".join(_varint(v) for v in fields) + _varint(len(payload)) + payload
     return body + crc16(body).to_bytes(_CHECKSUM_BYTES, "little")
 
 
 def read_stream(data: bytes, *, sample_shape: tuple[int, ...]) -> tuple[Header, bytes]:
-    """Check a stream's container as docs/format.md, section 4.5 says; return its header and payload.
+    """Check a stream's container as docs/format.md, section 4.7 says; return its header and payload.
 
     Parameters
     ----------
@@ -230,14 +235,14 @@ def read_stream(data: bytes, *, sample_shape: tuple[int, ...]) -> tuple[Header, 
 def _header(layout: int, form: int, fields: list[int], sample_shape: tuple[int, ...]) -> Header:
     """The header's meaning, once the checksum holds: impossible fields are corruption (or a forgery),
     a shape that does not hold whole samples of this model's was written by another model."""
-    if layout & 0xC0:
-        raise CorruptBitstreamError(
-            f"layout byte {layout:#04x} sets reserved bits (the lossless flag and bit 7 are 0 in format version "
-            f"{FORMAT_VERSION}); corrupt stream"
-        )
+    if layout & 0x80:
+        raise CorruptBitstreamError(f"layout byte {layout:#04x} sets the reserved bit 7; corrupt stream")
     code = layout & 0x0F
+    lossless = bool(layout & 0x40)
     if code >= len(DTYPES):
         raise CorruptBitstreamError(f"dtype code {code} is not defined (0 to {len(DTYPES) - 1}); corrupt stream")
+    if lossless and DTYPES[code] != np.uint8:
+        raise CorruptBitstreamError(f"a lossless stream holds uint8 data, not {DTYPES[code]}; corrupt stream")
     shape = {0: (1, *sample_shape), 1: (*fields, *sample_shape), 2: sample_shape}.get(form, tuple(fields))
     size = math.prod(shape)
     n_features = math.prod(sample_shape)
@@ -248,13 +253,13 @@ def _header(layout: int, form: int, fields: list[int], sample_shape: tuple[int, 
             f"the stream's array of shape {shape} does not hold 1 to {MAX_SAMPLES} whole samples of this model's "
             f"shape {sample_shape}: it was written by another model; decode it with the model that compressed it"
         )
-    return Header(DTYPES[code], tuple(int(v) for v in shape), size // n_features)
+    return Header(DTYPES[code], tuple(int(v) for v in shape), size // n_features, lossless)
 
 
 # ---------------------------------------------------------------------------- a model's streams
 
 
-def _coding_state(ae: Autoencoder) -> tuple[Any, int]:
+def _coding_state(ae: Autoencoder) -> tuple[CdfTables, int]:
     ae._check_fitted()
     tables = getattr(ae.net_.bottleneck, "tables", None)
     fingerprint = getattr(ae, "fingerprint_", None)
@@ -266,8 +271,9 @@ def _coding_state(ae: Autoencoder) -> tuple[Any, int]:
     return tables, int(fingerprint, 16) >> (256 - TAG_BITS)  # the fingerprint's first TAG_BITS bits
 
 
-def compress(ae: Autoencoder, X: Any) -> bytes:
-    """``ae``'s bitstream of ``X``: the rounded code of every sample, entropy-coded with ``ae``'s tables."""
+def compress(ae: Autoencoder, X: Any, *, lossless: bool = False) -> bytes:
+    """``ae``'s bitstream of ``X``: the rounded code of every sample, entropy-coded with ``ae``'s tables;
+    with ``lossless``, also every value of 8-bit ``X``, coded given the code's reconstruction."""
     tables, tag = _coding_state(ae)
     if hasattr(X, "detach"):  # a torch tensor
         X = X.detach().cpu().numpy()
@@ -276,6 +282,9 @@ def compress(ae: Autoencoder, X: Any) -> bytes:
         x = x.astype(x.dtype.newbyteorder("="))
     if x.dtype not in DTYPES:
         raise DataError(f"cannot compress an array of dtype {x.dtype}; allowed: {', '.join(map(str, DTYPES))}")
+    pixel_tables = _lossless_tables(ae) if lossless else None
+    if lossless and x.dtype != np.uint8:
+        raise DataError(f"lossless compression stores 8-bit data; X has dtype {x.dtype}: pass X.astype(np.uint8)")
     sample_shape = tuple(ae.input_shape_)
     shape = tuple(int(s) for s in x.shape)
     m = n_samples(shape, sample_shape)
@@ -285,7 +294,11 @@ def compress(ae: Autoencoder, X: Any) -> bytes:
     values = np.rint(code).astype(np.int64).ravel()
     index = np.tile(np.arange(code.shape[1]), m)
     payload = encode_symbols(values, tables, index, tag=tag)
-    return write_stream(payload, dtype=x.dtype, shape=shape, sample_shape=sample_shape)
+    if pixel_tables is not None:
+        contexts = _contexts(ae, code)  # (m * n_features,) the rounded reconstruction of each value
+        pixels = encode_symbols(x.reshape(-1).astype(np.int64), pixel_tables, contexts, tag=_pixel_tag(ae))
+        payload = _varint(len(payload)) + payload + pixels
+    return write_stream(payload, dtype=x.dtype, shape=shape, sample_shape=sample_shape, lossless=lossless)
 
 
 def decompress(ae: Autoencoder, data: bytes) -> np.ndarray:
@@ -293,6 +306,14 @@ def decompress(ae: Autoencoder, data: bytes) -> np.ndarray:
     tables, tag = _coding_state(ae)
     header, payload = read_stream(data, sample_shape=tuple(ae.input_shape_))
     n_components = len(tables.cdf)
+    pixels = b""
+    if header.lossless:
+        pixel_tables = _lossless_tables(ae)
+        reader = _Reader(payload)
+        length = reader.varint("code length")
+        if reader.pos + length > len(payload):
+            raise CorruptBitstreamError("the lossless payload's code length exceeds the payload; corrupt stream")
+        payload, pixels = payload[reader.pos : reader.pos + length], payload[reader.pos + length :]
     index = np.tile(np.arange(n_components), header.n_samples)
     try:
         values = decode_symbols(payload, tables, index, tag=tag)
@@ -302,8 +323,64 @@ def decompress(ae: Autoencoder, data: bytes) -> np.ndarray:
             "the stream is intact but does not decode with this model (its payload does not end in this model's "
             "fingerprint tag): it was written by another model; decode it with the model that compressed it"
         ) from None
-    out = ae.inverse_transform(values.reshape(header.n_samples, n_components).astype(np.float32))
-    return _as_dtype(out.reshape(header.shape), header.dtype)
+    code = values.reshape(header.n_samples, n_components).astype(np.float32)
+    if header.lossless:
+        try:
+            exact = decode_symbols(pixels, pixel_tables, _contexts(ae, code), tag=_pixel_tag(ae))
+        except PayloadError:
+            raise WrongModelError(
+                "the lossless stream's pixels do not decode with this model: it was written by another model, or "
+                "on a machine whose network computes a different rounded reconstruction than this one's"
+            ) from None
+        return exact.astype(np.uint8).reshape(header.shape)
+    return _as_dtype(_reconstruct(ae, code).reshape(header.shape), header.dtype)
+
+
+def _reconstruct(ae: Autoencoder, code: np.ndarray) -> np.ndarray:
+    """``inverse_transform`` of an integer code ``(m, n_components)``, without its input checks (the code
+    comes from the coder, so it is finite and the right width): about twice as fast on one image."""
+    if ae.encoder_only_:
+        return ae.inverse_transform(code)  # raises EncoderOnlyError
+    if ae.net_.training:
+        ae.net_.eval()
+    out = ae._batched(ae.net_.decode, code.astype(np.float32))
+    return ae.scaler_.inverse_transform(out.reshape(len(code), *ae.input_shape_))
+
+
+def _lossless_tables(ae: Autoencoder) -> CdfTables:
+    tables = getattr(ae, "lossless_tables_", None)
+    if tables is None:
+        raise ConfigError(
+            "lossless streams need a model fitted on 8-bit data (every value an integer 0..255), which holds the "
+            "pixel tables; this model's training data were not 8-bit"
+        )
+    return tables
+
+
+def _pixel_tag(ae: Autoencoder) -> int:
+    """The pixel payload's tag: the fingerprint's bits TAG_BITS to 2 * TAG_BITS - 1."""
+    return (int(str(ae.fingerprint_), 16) >> (256 - 2 * TAG_BITS)) & ((1 << TAG_BITS) - 1)
+
+
+def _contexts(ae: Autoencoder, code: np.ndarray) -> np.ndarray:
+    """``(m * n_features,)`` each value's context: its reconstruction from ``code``, rounded into 0..255."""
+    return np.clip(np.rint(_reconstruct(ae, code).reshape(-1)), 0, 255).astype(np.int64)
+
+
+def build_lossless_tables(ae: Autoencoder, x: np.ndarray) -> CdfTables | None:
+    """The 256 pixel tables of lossless streams, counted on 8-bit training data ``x``; None for other data.
+
+    Table ``v`` is the distribution of a value given that its reconstruction rounds to ``v``, with half a
+    count added to every value so that none is impossible.
+    """
+    flat = x.reshape(len(x), -1)
+    if flat.size == 0 or flat.min() < 0 or flat.max() > 255 or not np.array_equal(flat, np.rint(flat)):
+        return None
+    contexts = _contexts(ae, ae.transform(x))
+    pairs = np.bincount(contexts * 256 + flat.reshape(-1).astype(np.int64), minlength=256 * 256)
+    counts = pairs.reshape(256, 256).astype(np.float64) + 0.5  # (context, value)
+    pmfs = counts / counts.sum(axis=1, keepdims=True)
+    return build_cdf_tables(list(pmfs), offsets=np.zeros(256, dtype=np.int64), tail_mass=np.zeros(256))
 
 
 def _as_dtype(x: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:

@@ -16,8 +16,9 @@ The byte layout of a payload is specified in ``docs/format.md`` (section "Entrop
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import constriction
 import numpy as np
@@ -39,19 +40,32 @@ class PayloadError(DataError):
     """An entropy-coded payload does not decode: it is corrupt or was coded with other tables."""
 
 
-class CdfTables(NamedTuple):
+@dataclasses.dataclass(frozen=True, eq=False)
+class CdfTables:
     """Integer cumulative frequency tables, one row per coding context (e.g. per code channel).
 
     ``cdf[t, :lengths[t] + 1]`` rises strictly from 0 to ``2**precision``: symbol ``s`` of table
     ``t`` has frequency ``cdf[t, s + 1] - cdf[t, s]`` (at least 1), and stands for the integer
     ``offsets[t] + s``, except the last symbol ``lengths[t] - 1``, the escape. Entries past
-    ``lengths[t]`` repeat ``2**precision``.
+    ``lengths[t]`` repeat ``2**precision``. The arrays are read-only copies, so that the coder's
+    models, built once per table on first use, always match them.
     """
 
     cdf: np.ndarray  # (n_tables, max_length + 1) int32
     lengths: np.ndarray  # (n_tables,) int32, symbols per table including the escape, >= 2
     offsets: np.ndarray  # (n_tables,) int32, the integer that symbol 0 stands for
     precision: int = PRECISION
+
+    def __post_init__(self) -> None:
+        for name in ("cdf", "lengths", "offsets"):
+            array = np.array(getattr(self, name), copy=True)
+            array.setflags(write=False)
+            object.__setattr__(self, name, array)
+
+    @functools.cached_property
+    def models(self) -> list[constriction.stream.model.Categorical | None]:
+        """The coder's model of each table, built on first use (``None`` until then)."""
+        return [None] * len(self.cdf)
 
 
 def quantize_pmf(pmf: ArrayLike, precision: int = PRECISION) -> np.ndarray:
@@ -127,7 +141,7 @@ def build_cdf_tables(
 
 def check_cdf_tables(tables: CdfTables) -> None:
     """Raise ``ValueError`` unless ``tables`` obey every rule of :class:`CdfTables`."""
-    cdf, lengths, offsets, precision = tables
+    cdf, lengths, offsets, precision = tables.cdf, tables.lengths, tables.offsets, tables.precision
     if not isinstance(precision, int) or not 2 <= precision <= _CODER_PRECISION:
         raise ValueError(f"precision={precision!r} must be an integer between 2 and {_CODER_PRECISION}")
     if cdf.ndim != 2 or lengths.shape != (len(cdf),) or offsets.shape != (len(cdf),) or len(cdf) == 0:
@@ -155,10 +169,14 @@ def check_cdf_tables(tables: CdfTables) -> None:
 
 
 def _model(tables: CdfTables, t: int) -> constriction.stream.model.Categorical:
-    # constriction's fast quantization maps these exact integers (scale 1.0) to cdf * 2**(24 - precision)
-    freq = np.diff(tables.cdf[t, : tables.lengths[t] + 1].astype(np.int64))
-    weights = freq << (_CODER_PRECISION - tables.precision)
-    return constriction.stream.model.Categorical((weights - 1).astype(np.float64), perfect=False)
+    model = tables.models[t]
+    if model is None:
+        # constriction's fast quantization maps these exact integers (scale 1.0) to cdf * 2**(24 - precision)
+        freq = np.diff(tables.cdf[t, : tables.lengths[t] + 1].astype(np.int64))
+        weights = freq * (1 << (_CODER_PRECISION - tables.precision))
+        model = constriction.stream.model.Categorical((weights - 1).astype(np.float64), perfect=False)
+        tables.models[t] = model
+    return model
 
 
 def _groups(sorted_index: np.ndarray) -> list[tuple[int, int, int]]:

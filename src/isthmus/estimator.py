@@ -286,7 +286,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.n_iter_ = result.n_iter
         self.best_loss_ = result.best_loss
         self._fit_pca_baseline(x)
-        self.fingerprint_ = self._finish_coding(scaled.reshape(n_samples, *shape))
+        self.fingerprint_ = self._finish_coding(x, scaled.reshape(n_samples, *shape))
         self.offset_ = scoring.training_offset(self, scaled.reshape(n_samples, *shape), seed)
         if not result.converged:
             warnings.warn(
@@ -377,7 +377,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         device = self._device()
         with torch.inference_mode():
             for start in range(0, len(x), _INFERENCE_BATCH):
-                batch = torch.from_numpy(np.require(x[start : start + _INFERENCE_BATCH], np.float32, ("C", "W"))).to(device)
+                chunk = np.require(x[start : start + _INFERENCE_BATCH], np.float32, ("C", "W"))  # writable for torch
+                batch = torch.from_numpy(chunk).to(device)
                 out.append(fn(batch).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
@@ -584,16 +585,20 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     # ------------------------------------------------------------------ compressing
 
-    def _finish_coding(self, scaled: np.ndarray) -> str | None:
+    def _finish_coding(self, x: np.ndarray, scaled: np.ndarray) -> str | None:
         # a quantized bottleneck builds its integer coding tables now, from the training codes, so that
-        # no separate "update" step can be forgotten; the fingerprint then identifies the whole model
+        # no separate "update" step can be forgotten (and, for 8-bit data, the pixel tables of lossless
+        # streams); the fingerprint then identifies the whole model
+        self.lossless_tables_ = None
         if not self.net_.after_fit(torch.from_numpy(scaled)):
             return None
         from isthmus.artifact import fingerprint
+        from isthmus.codec import build_lossless_tables
 
+        self.lossless_tables_ = build_lossless_tables(self, x)
         return fingerprint(self)
 
-    def compress(self, X: Any) -> bytes:
+    def compress(self, X: Any, *, lossless: bool = False) -> bytes:
         """Entropy-code ``X`` into a bitstream (docs/format.md, section 4); needs ``bottleneck="quantized"``.
 
         Parameters
@@ -601,6 +606,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         X : array-like of shape (n_samples, *sample shape) or (*sample shape)
             Samples like the training data, in the caller's units and any numeric dtype; the dtype
             and the shape are stored, and ``decompress`` gives them back.
+        lossless : bool, default=False
+            Also code every value exactly, given the code's reconstruction, so that ``decompress`` gives
+            ``X`` back bit for bit. Needs ``uint8`` data and a model fitted on 8-bit data.
 
         Returns
         -------
@@ -609,7 +617,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """
         from isthmus.codec import compress
 
-        return compress(self, X)
+        return compress(self, X, lossless=lossless)
 
     def decompress(self, data: bytes) -> np.ndarray:
         """Decode a bitstream written by ``compress`` with this model into an array like the compressed one.

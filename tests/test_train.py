@@ -106,3 +106,28 @@ def test_divergence_names_the_epoch_and_the_cause() -> None:
     x = torch.full((32, 4), 1e30)  # unscaled, absurdly large data overflows the squared error
     with pytest.raises(TrainingError, match=r"epoch 1.*learning_rate.*scal"):
         train(net, x, None, TrainConfig(max_iter=3, verbose=0, device="cpu"), seed=0)
+
+
+class _Rising(torch.nn.Module):
+    """A model whose loss grows with the epoch, like a loss whose KL weight is warming up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def loss(self, x: torch.Tensor, *, generator: object = None, epoch: int = 0) -> dict[str, torch.Tensor]:
+        total = self.w.square().sum() * 0 + float(epoch)
+        return {"loss": total}
+
+
+@pytest.mark.parametrize(("settle", "expected"), [(0, 3), (5, 7)])
+def test_stopping_rules_wait_for_the_objective_to_settle(settle: int, expected: int) -> None:
+    config = TrainConfig(max_iter=20, n_iter_no_change=2, verbose=0, device="cpu")
+    result = train(_Rising(), torch.zeros(8, 1), None, config, seed=0, settle_epochs=settle)
+    assert result.n_iter == expected
+
+
+def test_vae_warm_up_is_not_cut_short(digits: np.ndarray) -> None:
+    params = {**TINY, "n_components": 2, "bottleneck": "gaussian", "kl_warmup": 6, "n_iter_no_change": 1,
+              "max_iter": 9}
+    assert Autoencoder(**params).fit(digits[:200]).n_iter_ > 6

@@ -281,6 +281,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             resume=resume is not None,
             log=log,
             callbacks=callbacks,
+            settle_epochs=model_cfg.kl_warmup,  # the KL weight ramps up: the loss is not comparable before
         )
         self.history_ = result.history
         self.n_iter_ = result.n_iter

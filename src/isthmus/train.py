@@ -92,6 +92,7 @@ def train(
     resume: bool = False,
     log: str | os.PathLike[str] | None = None,
     callbacks: Sequence[Callback] = (),
+    settle_epochs: int = 0,
 ) -> TrainResult:
     """Train ``net`` in place on scaled data and return its history.
 
@@ -111,6 +112,9 @@ def train(
         Per-epoch metrics appended as JSON lines.
     callbacks : sequence of callables
         Called as ``callback(epoch, record)`` after each epoch.
+    settle_epochs : int
+        Epochs during which the objective itself still changes (a loss-weight warm-up): stopping rules
+        and the best loss start counting only after them.
     """
     device = resolve_device(config.device)
     net.to(device)
@@ -143,6 +147,8 @@ def train(
                     f"training diverged at epoch {epoch}: {monitor} is {current}; lower learning_rate "
                     f"(now {config.learning_rate}) or scale the data (scaling='standard' or 'minmax')"
                 )
+            if epoch <= settle_epochs:  # the objective is still changing: nothing to compare with yet
+                state.best_loss = math.inf
             if current < state.best_loss - config.tol:
                 state.bad_epochs = 0
                 if x_val is not None:
@@ -152,7 +158,7 @@ def train(
             state.best_loss = min(state.best_loss, current)
             state.epoch = epoch
             state.history.append(record)
-            converged = state.bad_epochs >= config.n_iter_no_change or (
+            converged = epoch > settle_epochs and state.bad_epochs >= config.n_iter_no_change or (
                 config.target_loss is not None and current <= config.target_loss
             )
             if log is not None:

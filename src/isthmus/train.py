@@ -158,7 +158,7 @@ def train(
             state.best_loss = min(state.best_loss, current)
             state.epoch = epoch
             state.history.append(record)
-            converged = epoch > settle_epochs and state.bad_epochs >= config.n_iter_no_change or (
+            converged = (epoch > settle_epochs and state.bad_epochs >= config.n_iter_no_change) or (
                 config.target_loss is not None and current <= config.target_loss
             )
             if log is not None:

@@ -1,0 +1,101 @@
+"""Commands that map arrays through a model: encode, decode, reconstruct, denoise, sample, interpolate."""
+
+from __future__ import annotations
+
+import click
+
+from isthmus.cli._common import _image_size_opt, _load, _overwrite, _read, _refuse_existing, _write
+
+
+@click.command()
+@click.argument("model")
+@click.argument("data")
+@click.option("-o", "--output", required=True, help="Codes file: .npy, .csv or .parquet.")
+@_image_size_opt
+@_overwrite
+def encode(model: str, data: str, output: str, image_size: str | None, overwrite: bool) -> None:
+    """Encode DATA with MODEL into codes (n_samples, n_components)."""
+    _refuse_existing(output, overwrite)
+    ae = _load(model)
+    _write(output, ae.transform(_read(data, image_size).X), overwrite)
+
+@click.command()
+@click.argument("model")
+@click.argument("codes")
+@click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet.")
+@_overwrite
+def decode(model: str, codes: str, output: str, overwrite: bool) -> None:
+    """Decode CODES with MODEL back into data in the training data's units."""
+    _refuse_existing(output, overwrite)
+    ae = _load(model)
+    _write(output, ae.inverse_transform(_read(codes).X), overwrite)
+
+@click.command()
+@click.argument("model")
+@click.argument("data")
+@click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet.")
+@_image_size_opt
+@_overwrite
+def reconstruct(model: str, data: str, output: str, image_size: str | None, overwrite: bool) -> None:
+    """Encode and decode DATA: its reconstruction through the bottleneck."""
+    _refuse_existing(output, overwrite)
+    ae = _load(model)
+    _write(output, ae.reconstruct(_read(data, image_size).X), overwrite)
+
+@click.command()
+@click.argument("model")
+@click.argument("data")
+@click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet.")
+@_image_size_opt
+@_overwrite
+def denoise(model: str, data: str, output: str, image_size: str | None, overwrite: bool) -> None:
+    """Clean DATA with MODEL, a model trained with a corruption (e.g. --preset denoising).
+
+    The output is DATA's reconstruction in DATA's units: the network learned to map corrupted inputs to
+    clean ones, so give it data corrupted like its training noise.
+    """
+    _refuse_existing(output, overwrite)
+    ae = _load(model)
+    _write(output, ae.denoise(_read(data, image_size).X), overwrite)
+
+@click.command()
+@click.argument("model")
+@click.option("-n", "--n-samples", type=click.IntRange(min=1), default=16, show_default=True, help="How many.")
+@click.option("--random-state", type=int, default=None, help="Seed of the codes drawn (default: fresh).")
+@click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet.")
+@_overwrite
+def sample(model: str, n_samples: int, random_state: int | None, output: str, overwrite: bool) -> None:
+    """Draw new data from MODEL, a variational model (bottleneck=gaussian, e.g. --preset vae).
+
+    Each sample is the decoder's mean at a code drawn from the standard normal prior, in the training
+    data's units and sample shape.
+    """
+    _refuse_existing(output, overwrite)
+    ae = _load(model)
+    _write(output, ae.sample(n_samples, random_state=random_state), overwrite)
+
+@click.command()
+@click.argument("model")
+@click.argument("data")
+@click.option("--steps", type=click.IntRange(min=2), default=8, show_default=True, help="Points per path, both ends.")
+@click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet.")
+@_image_size_opt
+@_overwrite
+def interpolate(model: str, data: str, steps: int, output: str, image_size: str | None, overwrite: bool) -> None:
+    """Walk the code space between DATA's rows taken in pairs (1st-2nd, 3rd-4th, ...).
+
+    Each pair gives STEPS decoded points on the straight line between the two codes (both ends
+    included); the output has n_pairs * STEPS rows, pair after pair. Works for every bottleneck.
+    """
+    from isthmus.errors import DataError
+
+    _refuse_existing(output, overwrite)
+    ae = _load(model)
+    x = _read(data, image_size).X
+    if len(x) < 2 or len(x) % 2:
+        raise DataError(
+            f"{data} has {len(x)} rows; interpolate joins rows in pairs (1st-2nd, 3rd-4th, ...), "
+            "so give an even number of at least 2"
+        )
+    paths = ae.interpolate(x[0::2], x[1::2], steps=steps)  # (n_pairs, steps, *sample shape)
+    _write(output, paths.reshape(-1, *paths.shape[2:]), overwrite)

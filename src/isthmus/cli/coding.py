@@ -1,0 +1,109 @@
+"""Commands that write and read bitstreams: compress, decompress."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from isthmus.cli._common import _image_size_opt, _load, _overwrite, _read, _refuse_existing, _write
+from isthmus.errors import OutputError
+
+
+@click.command()
+@click.argument("model")
+@click.argument("data")
+@click.option("-o", "--output", required=True, help="Bitstream file to write (.isth).")
+@click.option("--lossless", is_flag=True, help="Store 8-bit data exactly (decompress gives them back bit for bit).")
+@_image_size_opt
+@_overwrite
+def compress(model: str, data: str, output: str, lossless: bool, image_size: str | None, overwrite: bool) -> None:
+    """Compress DATA with MODEL (bottleneck='quantized') into one bitstream file.
+
+    DATA is any data spec, or one PNG/JPEG file. Values that are all integers 0..255 (8-bit images) are
+    stored as uint8, so that decompress gives 8-bit images back; other data as float32.
+    """
+    import numpy as np
+
+    from isthmus._files import write_bytes_atomic
+
+    _refuse_existing(output, overwrite)
+    ae = _load(model)
+    x = _read_image_file(data) if _is_image_file(data) else _read(data, image_size).X
+    sample_shape = tuple(ae.input_shape_)
+    if x.ndim >= 2 and x.shape[1:] != sample_shape and math.prod(x.shape[1:]) == math.prod(sample_shape):
+        x = x.reshape(len(x), *sample_shape)  # e.g. (n, 1, 28, 28) images for a model of (28, 28) samples
+    if np.all((x >= 0) & (x <= 255) & (x == np.round(x))):
+        x = x.astype(np.uint8)
+    stream = ae.compress(x, lossless=lossless)
+    write_bytes_atomic(output, stream, overwrite=overwrite)
+    bits = 8 * len(stream) / x.size
+    click.echo(f"wrote {output}: {len(x)} samples in {len(stream)} bytes ({bits:.3f} bits per value)")
+
+@click.command()
+@click.argument("model")
+@click.argument("stream")
+@click.option("-o", "--output", required=True, help="Output: .npy, .csv, .parquet, .png (one image) or a folder.")
+@_overwrite
+def decompress(model: str, stream: str, output: str, overwrite: bool) -> None:
+    """Decode STREAM, a bitstream written by compress, with the MODEL that wrote it.
+
+    OUTPUT ending in .png writes one image; OUTPUT without a suffix is a folder of PNG files, one per sample
+    (00000.png, ...); any other suffix is an array file.
+    """
+    _refuse_existing(output, overwrite)
+    ae = _load(model)
+    x = ae.decompress(Path(stream).read_bytes())
+    target = Path(output)
+    if target.suffix.lower() == ".png" or not target.suffix:
+        _write_pngs(target, x, sample_ndim=len(ae.input_shape_), overwrite=overwrite)
+        click.echo(f"wrote {output} {tuple(x.shape)}", err=True)
+    else:
+        _write(output, x, overwrite)
+
+def _is_image_file(spec: str) -> bool:
+    path = Path(spec)
+    return path.suffix.lower() in (".png", ".jpg", ".jpeg") and path.is_file()
+
+def _read_image_file(spec: str) -> Any:
+    """One PNG/JPEG file as a (1, height, width) or (1, 3, height, width) uint8 array."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from isthmus.errors import DataError
+
+    try:
+        with Image.open(spec) as image:
+            pixels = np.asarray(image.convert("L" if image.mode in ("1", "L", "P", "LA") else "RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"{spec} is not a readable image ({exc})") from None
+    return (pixels if pixels.ndim == 2 else pixels.transpose(2, 0, 1))[None]
+
+def _write_pngs(target: Path, x: Any, *, sample_ndim: int, overwrite: bool) -> None:
+    """Samples as 8-bit PNG files: one file when ``target`` ends in .png, else a folder of them."""
+    import numpy as np
+    from PIL import Image
+
+    from isthmus._files import atomic_path
+
+    images = np.clip(np.rint(x.astype(np.float64)), 0, 255).astype(np.uint8)
+    if images.ndim == sample_ndim:
+        images = images[None]
+    images = images.reshape(len(images), *images.shape[-3:]) if images.ndim > 3 else images
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    if images.ndim == 4:
+        images = images.transpose(0, 2, 3, 1)  # (n, height, width, 3)
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] != 3):
+        raise OutputError(f"cannot write samples of shape {tuple(x.shape[1:])} as PNG; use a .npy output")
+    if target.suffix:
+        if len(images) != 1:
+            raise OutputError(f"{target} can hold one image, but the stream has {len(images)}; give a folder")
+        paths = [target]
+    else:
+        paths = [target / f"{i:05d}.png" for i in range(len(images))]
+    for path, image in zip(paths, images, strict=True):
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            Image.fromarray(image).save(tmp, format="PNG")

@@ -1,0 +1,202 @@
+"""Commands that measure a model: evaluate (beside PCA), score (anomalies), report (HTML + PNG)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from isthmus.cli._common import (
+    _db,
+    _image_size_opt,
+    _load,
+    _overwrite,
+    _raise_encoder_only,
+    _read,
+    _refuse_existing,
+    _write,
+)
+
+
+@click.command()
+@click.argument("model")
+@click.argument("data")
+@click.option(
+    "--labels",
+    default=None,
+    help="Class labels of DATA (a labels file, or a data spec such as 'digits[:500]' whose source has labels): "
+    "adds kNN and probe accuracies of the codes.",
+)
+@click.option(
+    "--train",
+    "train_data",
+    default=None,
+    help="Labelled data to fit the kNN classifier and the probe on (default: 5-fold cross-validation on DATA).",
+)
+@click.option("--train-labels", default=None, help="Labels of --train (default: those its source carries).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_image_size_opt
+def evaluate(
+    model: str,
+    data: str,
+    labels: str | None,
+    train_data: str | None,
+    train_labels: str | None,
+    as_json: bool,
+    image_size: str | None,
+) -> None:
+    """MODEL on DATA beside PCA with the same n_components, fitted on the same training data.
+
+    Reports reconstruction (MSE, SSE per sample, PSNR, explained variance) and the trustworthiness of the
+    codes; with --labels also the accuracy of a 5-nearest-neighbour classifier and of a logistic-regression
+    probe reading the codes, fitted on --train's codes or, without --train, cross-validated on DATA.
+    """
+    from isthmus.metrics import evaluate as run
+
+    if train_data is not None and labels is None:
+        raise click.UsageError("--train fits the kNN classifier and the probe, which also need --labels for DATA")
+    if train_labels is not None and train_data is None:
+        raise click.UsageError("--train-labels gives the labels of --train; give --train too")
+    ae = _load(model)
+    if ae.encoder_only_:
+        _raise_encoder_only()
+    dataset = _read(data, image_size)
+    y = None if labels is None else _labels_for(labels, len(dataset.X), data)
+    x_train = y_train = None
+    if train_data is not None:
+        train = _read(train_data, image_size)
+        x_train = train.X
+        y_train = _train_labels(train, train_labels, train_data)
+    result = {"model": model, "data": dataset.name, **run(ae, dataset.X, y, X_train=x_train, y_train=y_train)}
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"{dataset.name}: {result['n_samples']} samples, n_components={result['n_components']}")
+    columns = ("MSE", "SSE/sample", "PSNR (dB)", "expl. var", "trustw.", "kNN-5", "probe")
+    click.echo(f"{'':14}" + "".join(f"{c:>12}" for c in columns))
+    for name, label in (("autoencoder", "autoencoder"), ("pca", f"PCA-{result['n_components']}")):
+        m = result[name]
+        cells = (
+            f"{m['mse']:.5g}",
+            f"{m['sse_per_sample']:.5g}",
+            _db(m["psnr"]),
+            *(_fraction(m[key]) for key in ("explained_variance", "trustworthiness", "knn_accuracy", "probe_accuracy")),
+        )
+        click.echo(f"{label:14}" + "".join(f"{c:>12}" for c in cells))
+    fitted = result["classifiers"]
+    if fitted is not None and fitted["fit_on"] == "train":
+        click.echo(f"kNN-5 and probe fitted on the codes of {train_data} ({fitted['n_train']} rows), scored on {data}")
+    elif fitted is not None:
+        click.echo(f"kNN-5 and probe accuracies: {fitted['n_splits']}-fold cross-validation on {data}")
+
+def _fraction(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+def _labels_for(spec: str, n_samples: int, data: str) -> Any:
+    """Labels read from ``spec``, one per row of DATA, or DataError."""
+    from isthmus.data import read_labels
+    from isthmus.errors import DataError
+
+    y = read_labels(spec)
+    if len(y) != n_samples:
+        raise DataError(f"{spec} has {len(y)} labels but {data} has {n_samples} rows; give one label per row")
+    return y
+
+def _train_labels(train: Any, spec: str | None, train_data: str) -> Any:
+    """The labels of --train: from --train-labels, else those its source carries."""
+    from isthmus.errors import DataError
+
+    if spec is not None:
+        return _labels_for(spec, len(train.X), train_data)
+    if train.y is None:
+        raise DataError(f"{train_data} carries no labels; give them with --train-labels")
+    return train.y
+
+@click.command("score")
+@click.argument("model")
+@click.argument("data")
+@click.option("-o", "--output", required=True, help="Scores file (.npy, .csv or .parquet): columns score, flag.")
+@click.option(
+    "--labels",
+    default=None,
+    help="Which rows of DATA are anomalies, 0/1 (1 = anomaly) or +1/-1 (-1 = anomaly): a labels file or a data "
+    "spec; prints ROC-AUC and average precision.",
+)
+@_image_size_opt
+@_overwrite
+def score_command(
+    model: str, data: str, output: str, labels: str | None, image_size: str | None, overwrite: bool
+) -> None:
+    """Score DATA's rows for anomalies with MODEL: a score and a flag per row.
+
+    The output has one row per row of DATA and two columns: score (higher is more normal; what it is
+    depends on the model's anomaly_score) and flag (+1 normal, -1 anomaly: a score below the threshold
+    offset_ that the model's contamination set from its training rows).
+    """
+    import numpy as np
+
+    from isthmus.scoring import anomaly_truth, detection_metrics, offset
+
+    _refuse_existing(output, overwrite)
+    ae = _load(model)
+    threshold = offset(ae)
+    dataset = _read(data, image_size)
+    truth = None if labels is None else anomaly_truth(_labels_for(labels, len(dataset.X), data), labels)
+    scores = ae.score_samples(dataset.X)  # (n_samples,)
+    flags = np.where(scores - threshold < 0, -1, 1)  # as predict, without scoring twice
+    _write(output, np.column_stack([scores, flags]), overwrite, columns=("score", "flag"))
+    n_flagged = int((flags == -1).sum())
+    click.echo(f"flagged {n_flagged} of {len(scores)} rows as anomalies (score < offset_ = {threshold:.6g})")
+    if truth is not None:
+        m = detection_metrics(scores, truth)
+        click.echo(
+            f"ROC-AUC {m['roc_auc']:.4f}, average precision {m['average_precision']:.4f} "
+            f"({m['n_anomalies']} anomalies in {len(scores)} rows)"
+        )
+
+@click.command()
+@click.argument("model")
+@click.argument("data", required=False)
+@click.option("-o", "--output", required=True, help="Folder to write index.html and its PNG files into.")
+@click.option(
+    "--labels",
+    default=None,
+    help="Labels of DATA that colour the codes: a labels file or a labelled data spec (default: DATA's own).",
+)
+@_image_size_opt
+@_overwrite
+def report(
+    model: str, data: str | None, output: str, labels: str | None, image_size: str | None, overwrite: bool
+) -> None:
+    """Write an HTML report with PNG plots of what MODEL learned, shown on DATA when given (needs isthmus[report]).
+
+    Loss curves, originals beside reconstructions, the codes coloured by label, samples and an
+    interpolation for variational models, anomaly scores, and reconstruction metrics beside PCA. The
+    folder's index.html opens from disk; it links nothing outside the folder.
+    """
+    from isthmus.report import write_report
+
+    if labels is not None and data is None:
+        raise click.UsageError("--labels needs DATA")
+    _refuse_existing(str(Path(output) / "index.html"), overwrite)
+    ae = _load(model)
+    dataset = None if data is None else _read(data, image_size)
+    y = None if dataset is None else dataset.y
+    if labels is not None:
+        from isthmus.data import read_labels
+
+        y = read_labels(labels)
+    result = write_report(
+        ae,
+        output,
+        None if dataset is None else dataset.X,
+        y,
+        model_name=Path(model).name,
+        data_name=None if dataset is None else dataset.name,
+        overwrite=overwrite,
+    )
+    for name, reason in result.skipped.items():
+        click.echo(f"not shown: {name} ({reason})", err=True)
+    click.echo(f"wrote {result.page} with {len(result.images)} figures")

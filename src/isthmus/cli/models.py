@@ -1,0 +1,139 @@
+"""Commands that make and describe model files: train, info, export-encoder, export-onnx."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from isthmus.cli._common import _image_size_opt, _load, _overwrite, _read, _refuse_existing
+from isthmus.config import PRESETS, parse_assignment, resolve_params
+
+
+@click.command()
+@click.argument("data")
+@click.option("-o", "--output", "model", required=True, help="Model file to write (.safetensors).")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None, help="A named recipe.")
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML parameters."
+)
+@click.option(
+    "--set", "assignments", multiple=True, metavar="NAME=VALUE", help="Set any estimator parameter."
+)
+@click.option("--resume", is_flag=True, help="Continue the stopped run from MODEL's checkpoint.")
+@_image_size_opt
+@_overwrite
+def train(
+    data: str,
+    model: str,
+    preset: str | None,
+    config_file: str | None,
+    assignments: Sequence[str],
+    resume: bool,
+    image_size: str | None,
+    overwrite: bool,
+) -> None:
+    """Train an autoencoder on DATA and save it to MODEL.
+
+    DATA is a file (.npy, .npz[:key], .csv, .parquet, IDX, image folder) or a built-in name (digits,
+    mnist), optionally sliced by rows: 'digits[:1500]'. A checkpoint (MODEL with suffix .ckpt) is
+    written after every epoch, per-epoch metrics go to MODEL with suffix .log.jsonl.
+    """
+    from isthmus import Autoencoder
+
+    overrides = dict(parse_assignment(a) for a in assignments)
+    params = resolve_params(preset=preset, config_file=config_file, overrides=overrides)
+    _refuse_existing(model, overwrite or resume)
+    checkpoint = Path(model).with_suffix(".ckpt")
+    log = Path(model).with_suffix(".log.jsonl")
+    dataset = _read(data, image_size)
+    if not resume:
+        log.unlink(missing_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)  # the log is appended to, so nothing else creates it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ae = Autoencoder(**params).fit(
+            dataset.X,
+            checkpoint=None if resume else checkpoint,
+            resume=checkpoint if resume else None,
+            log=log,
+        )
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
+    ae.save(model)
+    last = ae.history_[-1] if ae.history_ else {}
+    shown = ", ".join(f"{k}={v:.5g}" for k, v in last.items() if k.endswith("_loss"))
+    click.echo(f"trained {ae.n_iter_} epochs on {len(dataset.X)} samples of {dataset.name} ({shown})")
+    click.echo(f"saved {model}")
+
+@click.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(model: str, as_json: bool) -> None:
+    """Describe MODEL: parameters, input shape, training and provenance."""
+    from isthmus.artifact import read_model_file
+
+    metadata, tensors = read_model_file(model)
+    # safetensors hands metadata back in no fixed order; sort it so that the output is stable
+    described = {k: _metadata_value(k, v) for k, v in sorted(metadata.items()) if k != "training"}
+    training = _metadata_value("training", metadata.get("training", "{}"))
+    training = training if isinstance(training, dict) else {}
+    described["n_iter"] = training.get("n_iter")
+    described["best_loss"] = training.get("best_loss")
+    described["n_parameters"] = sum(
+        t.numel() for k, t in tensors.items() if not k.startswith(("scaler.", "pca."))
+    )
+    if as_json:
+        click.echo(json.dumps(described, sort_keys=True))
+        return
+    for key, value in sorted(described.items(), key=lambda item: (isinstance(item[1], dict), item[0])):
+        if isinstance(value, dict):  # params (and resolved): one line per entry, after the plain keys
+            click.echo(f"{key}:")
+            for name, v in value.items():
+                click.echo(f"  {name} = {v}")
+        else:
+            click.echo(f"{key}: {value}")
+
+_PLAIN_STRINGS = ("format", "isthmus_version", "torch_version")
+
+def _metadata_value(key: str, text: str) -> Any:
+    """A metadata value decoded from JSON; plain-string fields, and text that is not JSON, as given."""
+    if key in _PLAIN_STRINGS:
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+@click.command("export-encoder")
+@click.argument("model")
+@click.option("-o", "--output", required=True, help="Encoder file to write (.safetensors).")
+@_overwrite
+def export_encoder(model: str, output: str, overwrite: bool) -> None:
+    """Write MODEL's encoder alone: it can encode but not decode."""
+    _refuse_existing(output, overwrite)
+    _load(model).export_encoder(output, overwrite=overwrite)
+    click.echo(f"saved {output}")
+
+@click.command("export-onnx")
+@click.argument("model")
+@click.option("-o", "--output", required=True, help="ONNX file to write (.onnx).")
+@click.option(
+    "--part", type=click.Choice(["encoder", "decoder"]), default="encoder", show_default=True, help="Which half."
+)
+@_overwrite
+def export_onnx(model: str, output: str, part: str, overwrite: bool) -> None:
+    """Write MODEL's encoder or decoder as an ONNX graph, the scaler folded in (needs isthmus[onnx]).
+
+    The encoder maps x (batch, *sample shape) in the training data's units to code (batch, n_components),
+    the posterior mean for a variational model; the decoder maps code back to x. The batch size is free.
+    """
+    from isthmus.export import export_onnx as run
+
+    _refuse_existing(output, overwrite)
+    run(_load(model), output, part=part, overwrite=overwrite)
+    click.echo(f"saved {output}")

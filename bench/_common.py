@@ -20,7 +20,19 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--train", type=Path, default=None, help="training .npz with x (and y); default MNIST rows 0..49999")
     p.add_argument("--test", type=Path, default=None, help="test .npz with x (and y); default MNIST rows 50000..59999")
     p.add_argument("--out", type=Path, default=None, help="where to keep the trained model(s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return p
+
+
+def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the command line and apply ``--threads``."""
+    args = p.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def _load(path: Path) -> tuple[np.ndarray, np.ndarray | None]:

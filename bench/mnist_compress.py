@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, features
 
-from _common import Timer, mnist_splits, parser, report
+from _common import Timer, mnist_splits, parse, parser, report
 from isthmus import Autoencoder, load
 from isthmus.config import parse_assignment
 
@@ -192,7 +192,7 @@ def main() -> None:
     p.add_argument("--max-iter", type=int, default=20)
     p.add_argument("--limit", type=int, default=1000, help="test images compressed one file each")
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="NAME=VALUE", help="recipe overrides")
-    args = p.parse_args()
+    args = parse(p)
     splits = mnist_splits(args)
     x_train, x_test = splits["x_train"], splits["x_test"]
     recipe = {**RECIPE, "max_iter": args.max_iter}

@@ -17,10 +17,9 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-import torch
 from sklearn.decomposition import PCA
 
-from _common import Timer, mnist_splits, parser, report
+from _common import Timer, mnist_splits, parse, parser, report
 from isthmus import Autoencoder
 from isthmus.metrics import reconstruction_metrics
 
@@ -88,11 +87,7 @@ def main() -> None:
     p.add_argument("--n-components", type=int, default=RECIPE["n_components"])
     p.add_argument("--n-tune", type=int, default=300, help="noisy training rows the references are tuned on")
     p.add_argument("--limit", type=int, default=None, help="use only this many training rows")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse(p)
     data = mnist_splits(args)
     x_train = data["x_train"].astype(np.float32) / 255.0  # (n, 28, 28)
     x_test = data["x_test"][:N_TEST].astype(np.float32) / 255.0

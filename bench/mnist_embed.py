@@ -22,11 +22,10 @@ import warnings
 from typing import Any
 
 import numpy as np
-import torch
 
-from _common import Timer, mnist_splits, parser, report
+from _common import Timer, mnist_splits, parse, parser, report
 from isthmus import Autoencoder, evaluate
-from isthmus.config import CHOICES, parse_assignment
+from isthmus.config import parse_assignment
 
 TARGET_KNN_2D = 0.90
 RECIPE: dict[str, Any] = {
@@ -52,11 +51,7 @@ def main() -> None:
     p.add_argument("--set", dest="extra", action="append", default=[], metavar="NAME=VALUE",
                    help="any other estimator parameter, e.g. --set corruption=masking --set noise_level=0.2")
     p.add_argument("--limit", type=int, default=None, help="use only this many training and held-out rows")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse(p)
     data = mnist_splits(args)
     if data["y_train"] is None or data["y_test"] is None:
         raise SystemExit("error: the kNN accuracy needs labels: give --train and --test .npz files with x and y")
@@ -74,7 +69,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "max_iter": args.max_iter,
         "device": args.device,
-        **dict(_assignment(a) for a in args.extra),
+        **dict(parse_assignment(a) for a in args.extra),
     }
     results: dict[str, Any] = {}
     device = "none"
@@ -119,12 +114,6 @@ def main() -> None:
             "n_test": len(x_test),
         }
     )
-
-
-def _assignment(text: str) -> tuple[str, Any]:
-    """``--set name=value`` as the CLI parses it, except that a choice named "none" stays the string."""
-    name, value = parse_assignment(text)
-    return name, "none" if value is None and "none" in CHOICES.get(name, ()) else value
 
 
 if __name__ == "__main__":

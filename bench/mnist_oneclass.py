@@ -18,13 +18,12 @@ import warnings
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 
-from _common import Timer, mnist_splits, parser, report
+from _common import Timer, mnist_splits, parse, parser, report
 from isthmus import Autoencoder
-from isthmus.config import CHOICES, parse_assignment
+from isthmus.config import parse_assignment
 from isthmus.scoring import detection_metrics
 
 TARGET_MEAN_AUC = 0.97
@@ -56,11 +55,7 @@ def main() -> None:
     p.add_argument("--set", dest="extra", action="append", default=[], metavar="NAME=VALUE",
                    help="any other estimator parameter, e.g. --set architecture=conv --set corruption=masking")
     p.add_argument("--limit", type=int, default=None, help="use only this many training and held-out rows")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse(p)
     data = mnist_splits(args)
     if data["y_train"] is None or data["y_test"] is None:
         raise SystemExit("error: the one-class protocol needs labels: give --train and --test .npz files with x and y")
@@ -75,7 +70,7 @@ def main() -> None:
         "hidden_layer_sizes": tuple(int(w) for w in args.hidden.split(",") if w.strip()),
         "max_iter": args.max_iter,
         "device": args.device,
-        **dict(_assignment(a) for a in args.extra),
+        **dict(parse_assignment(a) for a in args.extra),
     }
     if recipe.get("architecture", "mlp") == "mlp":  # the MLP takes flat rows; conv takes (n, 28, 28) images
         x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
@@ -139,12 +134,6 @@ def main() -> None:
             "n_test": len(x_test),
         }
     )
-
-
-def _assignment(text: str) -> tuple[str, Any]:
-    """``--set name=value`` as the CLI parses it, except that a choice named "none" stays the string."""
-    name, value = parse_assignment(text)
-    return name, "none" if value is None and "none" in CHOICES.get(name, ()) else value
 
 
 if __name__ == "__main__":

@@ -11,10 +11,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import torch
 from sklearn.decomposition import PCA
 
-from _common import Timer, mnist_splits, parser, report
+from _common import Timer, mnist_splits, parse, parser, report
 from isthmus import Autoencoder
 
 RECIPE = {
@@ -38,10 +37,7 @@ def main() -> None:
     p.add_argument("--hidden", default=None, help="hidden_layer_sizes, e.g. 1000,500,250 (conv: channels)")
     p.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
     p.add_argument("--learning-rate", type=float, default=RECIPE["learning_rate"])
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse(p)
     data = mnist_splits(args)
     # pixels in [0, 1], flattened: the scale all our baselines use
     shape = (-1,) if args.architecture == "mlp" else (1, 28, 28)

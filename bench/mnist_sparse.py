@@ -16,10 +16,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from _common import Timer, mnist_splits, parser, report
+from _common import Timer, mnist_splits, parse, parser, report
 from isthmus import Autoencoder
 
 N_UNITS = 1000
@@ -54,11 +53,7 @@ def main() -> None:
         help="|activation| above which a unit is active (default: 0 for topk, 0.1 otherwise)",
     )
     p.add_argument("--limit", type=int, default=None, help="use only this many training and held-out rows")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse(p)
     data = mnist_splits(args)
     if data["y_train"] is None or data["y_test"] is None:
         raise SystemExit("error: the 5-NN accuracy needs labels; pass .npz files with x and y")

@@ -15,9 +15,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import torch
 
-from _common import Timer, mnist_splits, parser, report
+from _common import Timer, mnist_splits, parse, parser, report
 from isthmus import Autoencoder
 
 TARGET_NATS = 86.0
@@ -51,11 +50,7 @@ def main() -> None:
     p.add_argument("--n-importance", type=int, default=5000, help="importance samples per held-out image")
     p.add_argument("--limit", type=int, default=None, help="use only this many training and held-out rows")
     p.add_argument("--n-eval", type=int, default=None, help="held-out rows for the likelihood (default: all)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse(p)
     data = mnist_splits(args)
     x_train = data["x_train"].reshape(len(data["x_train"]), -1).astype(np.float32) / 255.0
     x_test = data["x_test"].reshape(len(data["x_test"]), -1).astype(np.float32) / 255.0

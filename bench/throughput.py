@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from _common import parser, report
+from _common import parse, parser, report
 from isthmus import Autoencoder
 
 MODELS = {"784-1000-500-250-30": (784, (1000, 500, 250), 30), "64-32-8": (64, (32,), 8)}
@@ -70,7 +70,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=2, help="alternate the runs this many times, keep the best")
-    args = p.parse_args()
+    args = parse(p)
     rng = np.random.default_rng(0)
     figures: dict[str, dict[str, float]] = {}
     for name, (n_in, hidden, code) in MODELS.items():

@@ -29,6 +29,7 @@ class _Group(click.Group):
             click.echo("error: interrupted", err=True)
             ctx.exit(130)
 
+
 def _image_size(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -38,19 +39,23 @@ def _image_size(value: str | None) -> tuple[int, int] | None:
         raise click.BadParameter(f"{value!r} must look like WIDTHxHEIGHT, e.g. 28x28") from None
     return width, height
 
+
 def _refuse_existing(path: str, overwrite: bool) -> None:
     if Path(path).exists() and not overwrite:
         raise OutputError(f"{path} already exists; pass --overwrite to replace it")
+
 
 def _read(spec: str, image_size: str | None = None) -> Any:
     from isthmus.data import read_data
 
     return read_data(spec, image_size=_image_size(image_size))
 
+
 def _load(path: str) -> Any:
     from isthmus import load
 
     return load(path)
+
 
 def _write(path: str, array: Any, overwrite: bool, columns: Sequence[str] | None = None) -> None:
     from isthmus.data import write_array
@@ -58,16 +63,17 @@ def _write(path: str, array: Any, overwrite: bool, columns: Sequence[str] | None
     write_array(path, array, overwrite=overwrite, columns=columns)
     click.echo(f"wrote {path} {tuple(array.shape)}", err=True)
 
+
 _overwrite = click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 
 _image_size_opt = click.option("--image-size", default=None, help="Resize images in a folder, WIDTHxHEIGHT.")
 
+
 def _raise_encoder_only() -> None:
     from isthmus.errors import EncoderOnlyError
 
-    raise EncoderOnlyError(
-        "this model file holds only the encoder, so it cannot reconstruct; use the full model"
-    )
+    raise EncoderOnlyError("this model file holds only the encoder, so it cannot reconstruct; use the full model")
+
 
 def _db(value: float) -> str:
     return "inf" if math.isinf(value) else f"{value:.2f}"

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 from isthmus.cli._common import _image_size_opt, _load, _overwrite, _read, _refuse_existing, _write
+from isthmus.estimator import Autoencoder
+
+
+def _map_rows(
+    method: Callable[[Autoencoder, Any], Any],
+    model: str,
+    data: str,
+    output: str,
+    image_size: str | None,
+    overwrite: bool,
+) -> None:
+    """Load MODEL, pass DATA's rows through ``method`` and write the result to OUTPUT."""
+    _refuse_existing(output, overwrite)
+    ae = _load(model)
+    _write(output, method(ae, _read(data, image_size).X), overwrite)
 
 
 @click.command()
@@ -15,9 +33,8 @@ from isthmus.cli._common import _image_size_opt, _load, _overwrite, _read, _refu
 @_overwrite
 def encode(model: str, data: str, output: str, image_size: str | None, overwrite: bool) -> None:
     """Encode DATA with MODEL into codes (n_samples, n_components)."""
-    _refuse_existing(output, overwrite)
-    ae = _load(model)
-    _write(output, ae.transform(_read(data, image_size).X), overwrite)
+    _map_rows(Autoencoder.transform, model, data, output, image_size, overwrite)
+
 
 @click.command()
 @click.argument("model")
@@ -26,9 +43,8 @@ def encode(model: str, data: str, output: str, image_size: str | None, overwrite
 @_overwrite
 def decode(model: str, codes: str, output: str, overwrite: bool) -> None:
     """Decode CODES with MODEL back into data in the training data's units."""
-    _refuse_existing(output, overwrite)
-    ae = _load(model)
-    _write(output, ae.inverse_transform(_read(codes).X), overwrite)
+    _map_rows(Autoencoder.inverse_transform, model, codes, output, None, overwrite)
+
 
 @click.command()
 @click.argument("model")
@@ -38,9 +54,8 @@ def decode(model: str, codes: str, output: str, overwrite: bool) -> None:
 @_overwrite
 def reconstruct(model: str, data: str, output: str, image_size: str | None, overwrite: bool) -> None:
     """Encode and decode DATA: its reconstruction through the bottleneck."""
-    _refuse_existing(output, overwrite)
-    ae = _load(model)
-    _write(output, ae.reconstruct(_read(data, image_size).X), overwrite)
+    _map_rows(Autoencoder.reconstruct, model, data, output, image_size, overwrite)
+
 
 @click.command()
 @click.argument("model")
@@ -54,9 +69,8 @@ def denoise(model: str, data: str, output: str, image_size: str | None, overwrit
     The output is DATA's reconstruction in DATA's units: the network learned to map corrupted inputs to
     clean ones, so give it data corrupted like its training noise.
     """
-    _refuse_existing(output, overwrite)
-    ae = _load(model)
-    _write(output, ae.denoise(_read(data, image_size).X), overwrite)
+    _map_rows(Autoencoder.denoise, model, data, output, image_size, overwrite)
+
 
 @click.command()
 @click.argument("model")
@@ -73,6 +87,7 @@ def sample(model: str, n_samples: int, random_state: int | None, output: str, ov
     _refuse_existing(output, overwrite)
     ae = _load(model)
     _write(output, ae.sample(n_samples, random_state=random_state), overwrite)
+
 
 @click.command()
 @click.argument("model")

@@ -42,6 +42,7 @@ def compress(model: str, data: str, output: str, lossless: bool, image_size: str
     bits = 8 * len(stream) / x.size
     click.echo(f"wrote {output}: {len(x)} samples in {len(stream)} bytes ({bits:.3f} bits per value)")
 
+
 @click.command()
 @click.argument("model")
 @click.argument("stream")
@@ -63,9 +64,11 @@ def decompress(model: str, stream: str, output: str, overwrite: bool) -> None:
     else:
         _write(output, x, overwrite)
 
+
 def _is_image_file(spec: str) -> bool:
     path = Path(spec)
     return path.suffix.lower() in (".png", ".jpg", ".jpeg") and path.is_file()
+
 
 def _read_image_file(spec: str) -> Any:
     """One PNG/JPEG file as a (1, height, width) or (1, 3, height, width) uint8 array."""
@@ -80,6 +83,7 @@ def _read_image_file(spec: str) -> Any:
     except (OSError, UnidentifiedImageError) as exc:
         raise DataError(f"{spec} is not a readable image ({exc})") from None
     return (pixels if pixels.ndim == 2 else pixels.transpose(2, 0, 1))[None]
+
 
 def _write_pngs(target: Path, x: Any, *, sample_ndim: int, overwrite: bool) -> None:
     """Samples as 8-bit PNG files: one file when ``target`` ends in .png, else a folder of them."""

@@ -91,8 +91,10 @@ def evaluate(
     elif fitted is not None:
         click.echo(f"kNN-5 and probe accuracies: {fitted['n_splits']}-fold cross-validation on {data}")
 
+
 def _fraction(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
 
 def _labels_for(spec: str, n_samples: int, data: str) -> Any:
     """Labels read from ``spec``, one per row of DATA, or DataError."""
@@ -104,6 +106,7 @@ def _labels_for(spec: str, n_samples: int, data: str) -> Any:
         raise DataError(f"{spec} has {len(y)} labels but {data} has {n_samples} rows; give one label per row")
     return y
 
+
 def _train_labels(train: Any, spec: str | None, train_data: str) -> Any:
     """The labels of --train: from --train-labels, else those its source carries."""
     from isthmus.errors import DataError
@@ -113,6 +116,7 @@ def _train_labels(train: Any, spec: str | None, train_data: str) -> Any:
     if train.y is None:
         raise DataError(f"{train_data} carries no labels; give them with --train-labels")
     return train.y
+
 
 @click.command("score")
 @click.argument("model")
@@ -155,6 +159,7 @@ def score_command(
             f"ROC-AUC {m['roc_auc']:.4f}, average precision {m['average_precision']:.4f} "
             f"({m['n_anomalies']} anomalies in {len(scores)} rows)"
         )
+
 
 @click.command()
 @click.argument("model")

@@ -18,12 +18,8 @@ from isthmus.config import PRESETS, parse_assignment, resolve_params
 @click.argument("data")
 @click.option("-o", "--output", "model", required=True, help="Model file to write (.safetensors).")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None, help="A named recipe.")
-@click.option(
-    "--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML parameters."
-)
-@click.option(
-    "--set", "assignments", multiple=True, metavar="NAME=VALUE", help="Set any estimator parameter."
-)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML parameters.")
+@click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE", help="Set any estimator parameter.")
 @click.option("--resume", is_flag=True, help="Continue the stopped run from MODEL's checkpoint.")
 @_image_size_opt
 @_overwrite
@@ -70,6 +66,7 @@ def train(
     click.echo(f"trained {ae.n_iter_} epochs on {len(dataset.X)} samples of {dataset.name} ({shown})")
     click.echo(f"saved {model}")
 
+
 @click.command()
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -84,9 +81,7 @@ def info(model: str, as_json: bool) -> None:
     training = training if isinstance(training, dict) else {}
     described["n_iter"] = training.get("n_iter")
     described["best_loss"] = training.get("best_loss")
-    described["n_parameters"] = sum(
-        t.numel() for k, t in tensors.items() if not k.startswith(("scaler.", "pca."))
-    )
+    described["n_parameters"] = sum(t.numel() for k, t in tensors.items() if not k.startswith(("scaler.", "pca.")))
     if as_json:
         click.echo(json.dumps(described, sort_keys=True))
         return
@@ -98,7 +93,9 @@ def info(model: str, as_json: bool) -> None:
         else:
             click.echo(f"{key}: {value}")
 
+
 _PLAIN_STRINGS = ("format", "isthmus_version", "torch_version")
+
 
 def _metadata_value(key: str, text: str) -> Any:
     """A metadata value decoded from JSON; plain-string fields, and text that is not JSON, as given."""
@@ -109,6 +106,7 @@ def _metadata_value(key: str, text: str) -> Any:
     except ValueError:
         return text
 
+
 @click.command("export-encoder")
 @click.argument("model")
 @click.option("-o", "--output", required=True, help="Encoder file to write (.safetensors).")
@@ -118,6 +116,7 @@ def export_encoder(model: str, output: str, overwrite: bool) -> None:
     _refuse_existing(output, overwrite)
     _load(model).export_encoder(output, overwrite=overwrite)
     click.echo(f"saved {output}")
+
 
 @click.command("export-onnx")
 @click.argument("model")

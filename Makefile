@@ -26,7 +26,7 @@ demo: $(VENV)/.report  ## train on the built-in digits, print metrics beside PCA
 	$(BIN)/isthmus train 'digits[:1500]' -o runs/demo/digits.safetensors --overwrite \
 		--set n_components=8 --set hidden_layer_sizes=[256,128] --set max_iter=200 --set random_state=0 \
 		--set early_stopping=true --set n_iter_no_change=20
-	$(BIN)/isthmus evaluate runs/demo/digits.safetensors 'digits[1500:]'
+	$(BIN)/isthmus evaluate runs/demo/digits.safetensors 'digits[1500:]' --labels 'digits[1500:]' --train 'digits[:1500]'
 	$(BIN)/isthmus report runs/demo/digits.safetensors 'digits[1500:]' -o runs/demo/report --overwrite
 
 test: $(VENV)/.test  ## the whole suite

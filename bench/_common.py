@@ -52,6 +52,11 @@ def mnist_splits(args: argparse.Namespace) -> dict[str, Any]:
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
+def pixels(images: np.ndarray, *shape: int) -> np.ndarray:
+    """8-bit images as float32 in [0, 1] (the scale all our baselines use), reshaped to ``(n, *shape)``."""
+    return images.reshape(len(images), *(shape or (-1,))).astype(np.float32) / 255.0
+
+
 class Timer:
     """``with Timer() as t: ...`` then ``t.seconds``."""
 

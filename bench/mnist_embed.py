@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import Timer, mnist_splits, parse, parser, report
+from _common import Timer, mnist_splits, parse, parser, pixels, report
 from isthmus import Autoencoder, evaluate
 from isthmus.config import parse_assignment
 
@@ -55,8 +55,8 @@ def main() -> None:
     data = mnist_splits(args)
     if data["y_train"] is None or data["y_test"] is None:
         raise SystemExit("error: the kNN accuracy needs labels: give --train and --test .npz files with x and y")
-    x_train = data["x_train"].reshape(len(data["x_train"]), -1).astype(np.float32) / 255.0
-    x_test = data["x_test"].reshape(len(data["x_test"]), -1).astype(np.float32) / 255.0
+    x_train = pixels(data["x_train"])
+    x_test = pixels(data["x_test"])
     y_train, y_test = data["y_train"].astype(np.int64), data["y_test"].astype(np.int64)
     if args.limit:
         x_train, y_train, x_test, y_test = (a[: args.limit] for a in (x_train, y_train, x_test, y_test))

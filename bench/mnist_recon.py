@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from sklearn.decomposition import PCA
 
-from _common import Timer, mnist_splits, parse, parser, report
+from _common import Timer, mnist_splits, parse, parser, pixels, report
 from isthmus import Autoencoder
 
 RECIPE = {
@@ -41,8 +41,8 @@ def main() -> None:
     data = mnist_splits(args)
     # pixels in [0, 1], flattened: the scale all our baselines use
     shape = (-1,) if args.architecture == "mlp" else (1, 28, 28)
-    x_train = data["x_train"].reshape(len(data["x_train"]), *shape).astype(np.float32) / 255.0
-    x_test = data["x_test"].reshape(len(data["x_test"]), *shape).astype(np.float32) / 255.0
+    x_train = pixels(data["x_train"], *shape)
+    x_test = pixels(data["x_test"], *shape)
     recipe = {
         **RECIPE,
         "activation": args.activation,

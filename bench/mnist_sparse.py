@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
 
-from _common import Timer, mnist_splits, parse, parser, report
+from _common import Timer, mnist_splits, parse, parser, pixels, report
 from isthmus import Autoencoder
 
 N_UNITS = 1000
@@ -57,8 +57,8 @@ def main() -> None:
     data = mnist_splits(args)
     if data["y_train"] is None or data["y_test"] is None:
         raise SystemExit("error: the 5-NN accuracy needs labels; pass .npz files with x and y")
-    x_train = data["x_train"].reshape(len(data["x_train"]), -1).astype(np.float32) / 255.0
-    x_test = data["x_test"].reshape(len(data["x_test"]), -1).astype(np.float32) / 255.0
+    x_train = pixels(data["x_train"])
+    x_test = pixels(data["x_test"])
     y_train, y_test = data["y_train"], data["y_test"]
     if args.limit:
         x_train, y_train, x_test, y_test = (a[: args.limit] for a in (x_train, y_train, x_test, y_test))

@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from _common import Timer, mnist_splits, parse, parser, report
+from _common import Timer, mnist_splits, parse, parser, pixels, report
 from isthmus import Autoencoder
 
 TARGET_NATS = 86.0
@@ -52,8 +52,8 @@ def main() -> None:
     p.add_argument("--n-eval", type=int, default=None, help="held-out rows for the likelihood (default: all)")
     args = parse(p)
     data = mnist_splits(args)
-    x_train = data["x_train"].reshape(len(data["x_train"]), -1).astype(np.float32) / 255.0
-    x_test = data["x_test"].reshape(len(data["x_test"]), -1).astype(np.float32) / 255.0
+    x_train = pixels(data["x_train"])
+    x_test = pixels(data["x_test"])
     if args.limit:
         x_train, x_test = x_train[: args.limit], x_test[: args.limit]
     # the held-out images binarized once, with a fixed seed, as is usual for this benchmark

@@ -70,6 +70,15 @@ def batches(x: Tensor, batch_size: int) -> Iterator[Tensor]:
         yield x[start : start + batch_size]
 
 
+class _Run(NamedTuple):
+    """The live objects of a run whose state a checkpoint captures."""
+
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    shuffle_gen: torch.Generator
+    noise_gen: torch.Generator
+
+
 class _State:
     """Everything a checkpoint must hold to continue a run bit for bit."""
 
@@ -124,10 +133,11 @@ def train(
     shuffle_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
     state = _State()
+    run = _Run(net, optimizer, shuffle_gen, noise_gen)
     if resume:
         if checkpoint is None or not Path(checkpoint).exists():
             raise ModelFileError(f"cannot resume: checkpoint {checkpoint} does not exist; train without --resume")
-        _load_checkpoint(checkpoint, net, optimizer, shuffle_gen, noise_gen, state, len(x_train))
+        _load_checkpoint(checkpoint, run, state, len(x_train))
     monitor = "val_loss" if x_val is not None else "train_loss"
     converged = False
     bar = tqdm(total=config.max_iter, initial=state.epoch, disable=config.verbose == 0, unit="epoch", leave=False)
@@ -165,7 +175,7 @@ def train(
                 with open(log, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record) + "\n")
             if checkpoint is not None:
-                _save_checkpoint(checkpoint, net, optimizer, shuffle_gen, noise_gen, state, len(x_train), seed)
+                _save_checkpoint(checkpoint, run, state, len(x_train), seed)
             bar.update(1)
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("train_loss", "val_loss")})
             for callback in callbacks:
@@ -256,14 +266,12 @@ def _evaluate(net: nn.Module, x: Tensor, batch_size: int, device: torch.device, 
 
 def _save_checkpoint(
     path: str | os.PathLike[str],
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    shuffle_gen: torch.Generator,
-    noise_gen: torch.Generator,
+    run: _Run,
     state: _State,
     n_train: int,
     seed: int,
 ) -> None:
+    net, optimizer, shuffle_gen, noise_gen = run
     tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     if state.best_weights is not None:
         tensors.update({f"best.{k}": v.cpu().contiguous() for k, v in state.best_weights.items()})
@@ -295,10 +303,7 @@ def _save_checkpoint(
 
 def _load_checkpoint(
     path: str | os.PathLike[str],
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    shuffle_gen: torch.Generator,
-    noise_gen: torch.Generator,
+    run: _Run,
     state: _State,
     n_train: int,
 ) -> None:
@@ -311,7 +316,7 @@ def _load_checkpoint(
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{path} is not an isthmus checkpoint")
     try:
-        _restore(path, meta, tensors, net, optimizer, shuffle_gen, noise_gen, state, n_train)
+        _restore(path, meta, tensors, run, state, n_train)
     except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
         raise ModelFileError(
             f"checkpoint {path} is damaged ({type(exc).__name__}: {exc}); delete it to start over"
@@ -322,13 +327,11 @@ def _restore(
     path: str | os.PathLike[str],
     meta: dict[str, str],
     tensors: dict[str, Tensor],
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    shuffle_gen: torch.Generator,
-    noise_gen: torch.Generator,
+    run: _Run,
     state: _State,
     n_train: int,
 ) -> None:
+    net, optimizer, shuffle_gen, noise_gen = run
     if int(meta["format_version"]) > CHECKPOINT_VERSION:
         raise ModelFileError(f"checkpoint {path} was written by a newer isthmus; upgrade isthmus to resume it")
     int(meta["seed"])  # the estimator split the data with it; it must be readable

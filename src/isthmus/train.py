@@ -176,8 +176,10 @@ def train(
                     fh.write(json.dumps(record) + "\n")
             if checkpoint is not None:
                 _save_checkpoint(checkpoint, run, state, len(x_train), seed)
+            # postfix first without a redraw; update() redraws at most every mininterval seconds
+            shown = {k: f"{v:.4g}" for k, v in record.items() if k in ("train_loss", "val_loss")}
+            bar.set_postfix(shown, refresh=False)
             bar.update(1)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("train_loss", "val_loss")})
             for callback in callbacks:
                 callback(epoch, record)
     finally:

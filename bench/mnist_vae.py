@@ -13,11 +13,12 @@ long training and evaluation took.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 from _common import Timer, mnist_splits, parse, parser, pixels, report
-from isthmus import Autoencoder
+from isthmus import Autoencoder, load
 
 TARGET_NATS = 86.0
 RECIPE = {
@@ -50,6 +51,7 @@ def main() -> None:
     p.add_argument("--n-importance", type=int, default=5000, help="importance samples per held-out image")
     p.add_argument("--limit", type=int, default=None, help="use only this many training and held-out rows")
     p.add_argument("--n-eval", type=int, default=None, help="held-out rows for the likelihood (default: all)")
+    p.add_argument("--model", type=Path, default=None, help="evaluate this saved model instead of training one")
     args = parse(p)
     data = mnist_splits(args)
     x_train = pixels(data["x_train"])
@@ -71,11 +73,15 @@ def main() -> None:
         "max_iter": args.max_iter,
         "device": args.device,
     }
-    ae = Autoencoder(**recipe, verbose=1)
     with Timer() as train_time, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ae.fit(x_train, log=None if args.out is None else args.out.with_suffix(".log.jsonl"))
-    if args.out is not None:
+        if args.model is not None:
+            ae = load(args.model)  # its stored parameters replace the recipe flags
+            recipe = ae.get_params()
+        else:
+            ae = Autoencoder(**recipe, verbose=1)
+            ae.fit(x_train, log=None if args.out is None else args.out.with_suffix(".log.jsonl"))
+    if args.out is not None and args.model is None:
         ae.save(args.out)
     with Timer() as eval_time:
         nll = -float(ae.log_likelihood(x_test_bin, n_importance=args.n_importance, random_state=0).mean())

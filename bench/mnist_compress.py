@@ -230,7 +230,7 @@ def main() -> None:
     whole_set = [{"psnr": q["whole_set"]["psnr"], "ratio": q["whole_set"]["ratio"]} for q in points]
     report(
         {
-            "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.items()},
+            "recipe": recipe,  # json writes tuples as lists
             "points": points,
             "classical": curves,
             "classical_seconds": t_classic.seconds,

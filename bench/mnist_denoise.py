@@ -156,7 +156,7 @@ def main() -> None:
             "epochs": ae.n_iter_,
             "train_minutes": train_time.seconds / 60,
             "reference_minutes": ref_time.seconds / 60,
-            "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.items()},
+            "recipe": recipe,  # json writes tuples as lists
             "n_train": len(x_train),
             "n_test": len(x_test),
         }

@@ -109,7 +109,7 @@ def main() -> None:
             "target_knn5_2d": TARGET_KNN_2D,
             "target_met": None if knn_2d is None else knn_2d >= TARGET_KNN_2D,
             "device": device,
-            "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.items()},
+            "recipe": recipe,  # json writes tuples as lists
             "n_train": len(x_train),
             "n_test": len(x_test),
         }

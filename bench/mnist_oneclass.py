@@ -130,7 +130,7 @@ def main() -> None:
             "all_digits": len(per_digit) == 10,
             "minutes": total.seconds / 60,
             "device": device,
-            "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.items()},
+            "recipe": recipe,  # json writes tuples as lists
             "n_test": len(x_test),
         }
     )

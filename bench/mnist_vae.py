@@ -101,7 +101,7 @@ def main() -> None:
             "train_minutes": train_time.seconds / 60,
             "eval_minutes": eval_time.seconds / 60,
             "device": device,
-            "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.items()},
+            "recipe": recipe,  # json writes tuples as lists
             "n_train": len(x_train),
             "n_test": len(x_test_bin),
         }

@@ -4,9 +4,9 @@ Trains one ``bottleneck="quantized"`` model per ``--lmbda`` on the first 50,000 
 ../shared/data/mnist-train.npz and reports on the last 10,000 rows, counting real bytes:
 
 * one file per image: every test image compressed alone (``Autoencoder.compress`` of one image, header,
-  payload and checksum included) beside the same image as WebP, JPEG, JPEG 2000, AVIF and PNG files at a
-  sweep of settings (Pillow);
-* the whole set in one file: one stream of all test images beside one WebP/JPEG/AVIF mosaic of them.
+  payload and checksum included) beside the same image as PNG, JPEG, WebP, JPEG 2000, AVIF and JPEG XL
+  files at a sweep of settings (``isthmus.rd``: Pillow, and imagecodecs where installed);
+* the whole set in one file: one stream of all test images beside one mosaic file of them per codec.
 
 PSNR is computed on the 8-bit outputs, from the mean squared error over the images. For each of our
 points, the best classical codec's bytes at the same PSNR are interpolated on its (PSNR, log bytes)
@@ -21,19 +21,16 @@ to 25 dB; lossless at most 1.0 bit per pixel; decoding at least 5,000 images/s.
 
 from __future__ import annotations
 
-import io
-import itertools
-import math
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, features
 
 from _common import Timer, mnist_splits, parse, parser, report
 from isthmus import Autoencoder, load
 from isthmus.config import parse_assignment
+from isthmus.rd import best_classical, classical_curves, psnr
 
 RECIPE: dict[str, Any] = {
     "bottleneck": "quantized",
@@ -48,96 +45,9 @@ RECIPE: dict[str, Any] = {
     "lr_schedule": "cosine",
     "random_state": 0,
 }
-#: (codec, Pillow format, quality settings, extra save arguments)
-CODECS: list[tuple[str, str, list[int], dict[str, Any]]] = [
-    ("webp", "WEBP", [0, 2, 5, 10, 20, 30, 50, 70, 90], {"method": 6}),
-    ("jpeg", "JPEG", [1, 5, 10, 20, 30, 50, 70, 90], {"optimize": True}),
-    ("avif", "AVIF", [0, 10, 20, 30, 50, 70, 90], {"speed": 6}),
-    ("jpeg2000", "JPEG2000", [18, 20, 22, 25, 28, 32, 36, 40], {}),  # settings are target PSNRs (dB) here
-]
 PER_IMAGE_TARGETS = ((20.0, 25.0, 1 / 5), (25.0, 32.0, 1 / 3))
 WHOLE_SET_TARGETS = ((20.0, 25.0, 1 / 3),)
 DECODE_TARGET = 5000.0
-
-
-def psnr(x: np.ndarray, y: np.ndarray) -> float:
-    """PSNR in dB of 8-bit ``y`` against ``x``, from the mean squared error over all pixels."""
-    mse = float(np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
-def _save(image: np.ndarray, fmt: str, setting: int, extra: dict[str, Any]) -> bytes:
-    buf = io.BytesIO()
-    if fmt == "JPEG2000":
-        Image.fromarray(image).save(buf, format=fmt, quality_mode="dB", quality_layers=[setting], **extra)
-    elif fmt == "PNG":
-        Image.fromarray(image).save(buf, format=fmt, optimize=True)
-    else:
-        Image.fromarray(image).save(buf, format=fmt, quality=setting, **extra)
-    return buf.getvalue()
-
-
-def _decode(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
-
-
-def classical_curves(images: np.ndarray, *, mosaic: bool) -> dict[str, list[tuple[float, float]]]:
-    """Per codec, (PSNR, bytes per image) at each setting: one file per image, or one mosaic file."""
-    curves: dict[str, list[tuple[float, float]]] = {}
-    available = {"WEBP": features.check("webp"), "AVIF": features.check("avif"), "JPEG2000": features.check("jpg_2000")}
-    for name, fmt, settings, extra in CODECS:
-        if not available.get(fmt, True):
-            continue
-        points = []
-        for setting in settings:
-            if mosaic:
-                tiles = _mosaic(images)
-                data = _save(tiles, fmt, setting, extra)
-                points.append((psnr(tiles, _decode(data)), len(data) / len(images)))
-            else:
-                files = [_save(im, fmt, setting, extra) for im in images]
-                decoded = np.stack([_decode(f) for f in files])
-                points.append((psnr(images, decoded), float(np.mean([len(f) for f in files]))))
-        curves[name] = sorted(points)
-    if not mosaic:
-        png = [_save(im, "PNG", 0, {}) for im in images]
-        curves["png"] = [(math.inf, float(np.mean([len(f) for f in png])))]
-    return curves
-
-
-def _mosaic(images: np.ndarray) -> np.ndarray:
-    """``(n, 28, 28)`` images tiled into one square-ish 8-bit image (blank tiles pad the last row)."""
-    n, h, w = images.shape
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    padded = np.zeros((rows * cols, h, w), dtype=np.uint8)
-    padded[:n] = images
-    return padded.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
-
-
-def bytes_at(curve: list[tuple[float, float]], target: float) -> float:
-    """A codec's bytes at PSNR ``target``: log-linear interpolation on its curve; its smallest file below it."""
-    finite = [(p, b) for p, b in curve if math.isfinite(p)]
-    if not finite:
-        return min(b for _, b in curve)  # lossless only: infinite PSNR
-    # the cheapest file that reaches the target, or the interpolation between the two points around it
-    reaching = [b for p, b in finite if p >= target]
-    if not reaching:
-        return math.nan  # the codec never gets this good in the sweep
-    best = min(reaching)
-    for (p0, b0), (p1, b1) in itertools.pairwise(finite):
-        if p0 <= target <= p1 and p1 > p0:
-            t = (target - p0) / (p1 - p0)
-            best = min(best, math.exp(math.log(b0) + t * (math.log(b1) - math.log(b0))))
-    return best
-
-
-def best_classical(curves: dict[str, list[tuple[float, float]]], target: float) -> tuple[str, float]:
-    """The classical codec with the fewest bytes at PSNR ``target`` and those bytes."""
-    options = [(bytes_at(c, target), name) for name, c in curves.items()]
-    options = [(b, n) for b, n in options if not math.isnan(b)]
-    b, name = min(options) if options else (math.nan, "none")
-    return name, b
 
 
 def _verdict(points: list[dict[str, Any]], targets: tuple[tuple[float, float, float], ...]) -> dict[str, Any]:

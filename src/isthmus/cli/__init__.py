@@ -33,6 +33,7 @@ COMMANDS: tuple[click.Command, ...] = (
     measure.report,
     coding.compress,
     coding.decompress,
+    coding.rd,
     models.export_encoder,
     models.export_onnx,
     models.info,

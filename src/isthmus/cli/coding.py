@@ -1,4 +1,4 @@
-"""Commands that write and read bitstreams: compress, decompress."""
+"""Commands that write and read bitstreams: compress, decompress, and rd (beside the classical codecs)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from isthmus.cli._common import _image_size_opt, _load, _overwrite, _read, _refuse_existing, _write
+from isthmus.cli._common import _db, _image_size_opt, _load, _overwrite, _read, _refuse_existing, _write
 from isthmus.errors import OutputError
+from isthmus.rd import CODECS
 
 
 @click.command()
@@ -63,6 +64,85 @@ def decompress(model: str, stream: str, output: str, overwrite: bool) -> None:
         click.echo(f"wrote {output} {tuple(x.shape)}", err=True)
     else:
         _write(output, x, overwrite)
+
+
+@click.command("rd")
+@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@click.argument("data")
+@click.option("-o", "--output", required=True, help="Folder to write rd.csv and rd.png into.")
+@click.option(
+    "--mode",
+    type=click.Choice(["per_image", "whole_set", "both"]),
+    default="both",
+    show_default=True,
+    help="One file per image, all images in one file (classical codecs: one mosaic), or both.",
+)
+@click.option(
+    "--codec", "codecs", multiple=True, type=click.Choice(list(CODECS)), help="Only this classical codec (repeatable)."
+)
+@click.option("--limit", type=int, default=1000, show_default=True, help="Images compressed one file each (per_image).")
+@click.option("--lossless", is_flag=True, help="Also measure the models' lossless streams.")
+@_image_size_opt
+@_overwrite
+def rd(
+    models: tuple[str, ...],
+    data: str,
+    output: str,
+    mode: str,
+    codecs: tuple[str, ...],
+    limit: int,
+    lossless: bool,
+    image_size: str | None,
+    overwrite: bool,
+) -> None:
+    """Rate-distortion of each MODEL (bottleneck='quantized') beside PNG, JPEG, WebP, JPEG 2000, AVIF, JPEG XL.
+
+    DATA holds 8-bit images (integers 0..255). Every codec runs at a sweep of settings; bytes are real
+    file sizes, PSNR is measured on the 8-bit outputs. Writes OUTPUT/rd.csv (one row per mode, codec or
+    model, and setting, with encode and decode images/s) and OUTPUT/rd.png (PSNR against bits per pixel),
+    and prints each model's bytes over the best classical codec's bytes at the same PSNR. Codecs that
+    are not installed are skipped with a note (JPEG XL needs isthmus[codecs]).
+    """
+    from isthmus._optional import import_optional
+    from isthmus.rd import curves, plot, rate_distortion, ratios, write_csv
+
+    folder = Path(output)
+    csv_path, png_path = folder / "rd.csv", folder / "rd.png"
+    for path in (csv_path, png_path):
+        _refuse_existing(str(path), overwrite)
+    import_optional("matplotlib.figure", extra="report", feature="the rate-distortion plot")  # fail before the work
+    names = [Path(m).stem for m in models]
+    loaded = {(name if names.count(name) == 1 else m): _load(m) for name, m in zip(names, models, strict=True)}
+    x = _read_image_file(data) if _is_image_file(data) else _read(data, image_size).X
+    result = rate_distortion(
+        loaded,
+        x,
+        modes=("per_image", "whole_set") if mode == "both" else (mode,),
+        codecs=codecs or None,
+        limit=limit,
+        lossless=lossless,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    for name, why in result.skipped.items():
+        click.echo(f"note: {name} skipped: {why}", err=True)
+    write_csv(result.rows, csv_path, overwrite=overwrite)
+    plot(result.rows, png_path, overwrite=overwrite)
+    click.echo(f"wrote {csv_path} ({len(result.rows)} rows) and {png_path}", err=True)
+    speed = {(r.mode, r.codec, r.setting): r for r in result.rows if r.kind == "model"}
+    for q in ratios(result.rows):
+        r = speed[(q.mode, q.model, q.setting)]
+        lowest = min((p for p, _ in curves(result.rows, q.mode).get(q.codec, []) if math.isfinite(p)), default=0.0)
+        below = f", below its lowest setting ({lowest:.2f} dB): its smallest file" if q.psnr < lowest else ""
+        versus = (
+            f"best classical {q.codec} {q.codec_bytes_per_image:.1f} B{below}, ratio {q.ratio:.3f}"
+            if math.isfinite(q.ratio)
+            else "no classical codec reaches this PSNR"
+        )
+        click.echo(
+            f"{q.mode} {q.model} ({q.setting}): {q.bytes_per_image:.1f} B/image ({r.bits_per_pixel:.3f} bpp) "
+            f"at {_db(q.psnr)} dB; {versus}; encode {r.encode_images_per_s:.0f}, "
+            f"decode {r.decode_images_per_s:.0f} images/s"
+        )
 
 
 def _is_image_file(spec: str) -> bool:

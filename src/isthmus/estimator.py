@@ -6,7 +6,7 @@ import dataclasses
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,18 +16,22 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, validate_data
 
-from isthmus import generative, scoring
+from isthmus import distributed, generative, scoring
 from isthmus import train as training
+from isthmus.batches import ChunkSource
 from isthmus.config import DEFAULTS, ModelConfig, TrainConfig, split_params
 from isthmus.data import check_finite
+from isthmus.data.stream import Rows, moments, sample_rows
 from isthmus.errors import ConfigError, DataError, EncoderOnlyError, NotFittedError
 from isthmus.inputs import as_input
 from isthmus.model import AutoencoderNet
 from isthmus.nets import ARCHITECTURES
 from isthmus.penalties import PENALTIES
-from isthmus.scaling import fit_scaler, resolve_scaling
+from isthmus.scaling import fit_scaler, resolve_scaling, scaler_from_moments
 
 _INFERENCE_BATCH = 4096
+#: rows of a streamed source kept at hand for the PCA baseline, the coding tables and the anomaly threshold
+_STREAM_SAMPLE = 20000
 
 
 def net_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -103,6 +107,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     verbose : int, default=1
         ``0`` is silent; ``1`` shows a progress bar with live losses.
     device : {"auto", "cpu", "cuda", "mps"}, default="auto"
+    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
+        Autocast dtype for training and encoding; the loss and the optimizer state stay float32.
+        ``"auto"`` is bf16 (else fp16) on CUDA and fp32 on CPUs; ``"bf16"`` also runs on CPUs;
+        ``"fp16"`` needs CUDA (its gradients are scaled against underflow).
+    on_divergence : {"stop", "retry"}, default="stop"
+        On a NaN or infinite loss, stop with an error (the last checkpoint holds the last good epoch),
+        or restart from the last good epoch with half the learning rate, up to three times.
     anomaly_score : {"reconstruction", "elbo", "log_likelihood"}, default="reconstruction"
         What ``score_samples`` returns (higher for normal rows): minus the squared reconstruction error
         (after the scaler), or, for ``bottleneck="gaussian"``, the ELBO or the importance-weighted
@@ -163,6 +174,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         random_state: int | None = DEFAULTS["random_state"],
         verbose: int = DEFAULTS["verbose"],
         device: str = DEFAULTS["device"],
+        precision: str = DEFAULTS["precision"],
+        on_divergence: str = DEFAULTS["on_divergence"],
         anomaly_score: str = DEFAULTS["anomaly_score"],
         contamination: float | str = DEFAULTS["contamination"],
     ) -> None:
@@ -198,6 +211,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.precision = precision
+        self.on_divergence = on_divergence
         self.anomaly_score = anomaly_score
         self.contamination = contamination
 
@@ -237,9 +252,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self : Autoencoder
         """
         model_cfg, train_cfg = self._configs()
-        x = self._validate(X, reset=True)
-        n_samples = len(x)
-        is_image = x.ndim > 2
+        streaming = isinstance(X, Rows)
+        if streaming:
+            self._set_shape(X.sample_shape)
+            n_samples = len(X)
+        else:
+            x = self._validate(X, reset=True)
+            n_samples = len(x)
+        is_image = len(self.input_shape_) > 1
         shape = net_shape(self.input_shape_)
         arch = ARCHITECTURES[model_cfg.architecture]
         if len(shape) not in arch.input_ranks:
@@ -259,22 +279,36 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         seed = self._seed(resume)
 
         scaling = resolve_scaling(model_cfg.scaling, is_image)
-        self.scaler_ = fit_scaler(x, scaling, is_image=is_image)
-        scaled = self.scaler_.transform(x)
+        if streaming:  # one pass for the scaler; a seeded sample for what needs rows at hand
+            stats = moments(X)
+            self.scaler_ = scaler_from_moments(
+                stats.minimum, stats.maximum, stats.mean, stats.std, scaling, is_image=is_image
+            )
+            low = float(self.scaler_.transform(stats.minimum.astype(np.float32)).min())
+            high = float(self.scaler_.transform(stats.maximum.astype(np.float32)).max())
+            self.data_range_ = float(stats.maximum.max() - stats.minimum.min()) or 1.0
+            x = sample_rows(X, _STREAM_SAMPLE, seed).reshape(-1, *self.input_shape_)
+            x_train, x_val = self._split_stream(X, train_cfg, seed)
+        else:
+            self.scaler_ = fit_scaler(x, scaling, is_image=is_image)
+            scaled = self.scaler_.transform(x)
+            low, high = float(scaled.min()), float(scaled.max())
+            self.data_range_ = float(x.max() - x.min()) or 1.0
+            train_rows, val_rows = self._split(scaled, train_cfg, seed)
+            x_train = torch.from_numpy(train_rows.reshape(len(train_rows), *shape))
+            x_val = None if val_rows is None else torch.from_numpy(val_rows.reshape(len(val_rows), *shape))
         loss = model_cfg.loss
         if loss == "auto":
-            loss = "bce" if scaled.min() >= 0.0 and scaled.max() <= 1.0 else "mse"
+            loss = "bce" if low >= 0.0 and high <= 1.0 else "mse"
         self.resolved_ = {"loss": loss, "scaling": scaling}
-        self.data_range_ = float(x.max() - x.min()) or 1.0
 
-        x_train, x_val = self._split(scaled, train_cfg, seed)
         self.net_ = build_net(dataclasses.replace(model_cfg, loss=loss), self.input_shape_, seed)
         scoring.check_score(self.net_, train_cfg.anomaly_score)  # before training, not after
         self.encoder_only_ = False
         result = training.train(
             self.net_,
-            torch.from_numpy(x_train.reshape(len(x_train), *shape)),
-            None if x_val is None else torch.from_numpy(x_val.reshape(len(x_val), *shape)),
+            x_train,
+            x_val,
             train_cfg,
             seed=seed,
             checkpoint=checkpoint,
@@ -286,9 +320,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.history_ = result.history
         self.n_iter_ = result.n_iter
         self.best_loss_ = result.best_loss
+        # with streamed data, x is the sample of rows, not all of them
+        scaled = self.scaler_.transform(x).reshape(len(x), *shape)
         self._fit_pca_baseline(x)
-        self.fingerprint_ = self._finish_coding(x, scaled.reshape(n_samples, *shape))
-        self.offset_ = scoring.training_offset(self, scaled.reshape(n_samples, *shape), seed)
+        self.fingerprint_ = self._finish_coding(x, scaled)
+        self.offset_ = scoring.training_offset(self, scaled, seed)
         if not result.converged:
             warnings.warn(
                 f"max_iter={train_cfg.max_iter} epochs ran out before the loss stopped improving by "
@@ -302,7 +338,28 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         stored = None if resume is None else training.checkpoint_seed(resume)
         if stored is not None:
             return stored
-        return int(check_random_state(self.random_state).randint(2**31 - 2))
+        # every rank of a process group must split, shuffle and initialize alike: rank 0's seed wins
+        return distributed.broadcast_int(int(check_random_state(self.random_state).randint(2**31 - 2)))
+
+    def _split_stream(self, rows: Rows, cfg: TrainConfig, seed: int) -> tuple[ChunkSource, ChunkSource | None]:
+        shape = net_shape(self.input_shape_)
+        scaler = self.scaler_
+
+        def transform(raw: np.ndarray) -> np.ndarray:
+            return scaler.transform(raw).reshape(len(raw), *shape)
+
+        chunks = list(range(len(rows.chunks)))
+        if not cfg.early_stopping:
+            return ChunkSource(rows, chunks, transform), None
+        if len(chunks) < 2:
+            raise DataError(
+                f"{rows.name} is one chunk of rows, too few to hold out whole chunks for validation; "
+                "set early_stopping=False or read it with smaller chunks (chunk_rows)"
+            )
+        order = np.random.RandomState(seed).permutation(len(chunks))
+        n_val = min(max(1, round(cfg.validation_fraction * len(chunks))), len(chunks) - 1)
+        val, train = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
+        return ChunkSource(rows, train, transform), ChunkSource(rows, val, transform)
 
     def _split(self, x: np.ndarray, cfg: TrainConfig, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         if not cfg.early_stopping:
@@ -336,10 +393,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             x = check_array(X, dtype=np.float32, allow_nd=True, ensure_all_finite=False)
             check_finite(x, "X")
             if reset:
-                self.input_shape_ = tuple(x.shape[1:])
-                self.n_features_in_ = math.prod(self.input_shape_)
-                if hasattr(self, "feature_names_in_"):
-                    del self.feature_names_in_
+                self._set_shape(x.shape[1:])
             else:
                 self._check_shape(tuple(x.shape[1:]))
             return x
@@ -350,6 +404,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         if reset:
             self.input_shape_ = (x.shape[1],)
         return x.reshape(len(x), *self.input_shape_)
+
+    def _set_shape(self, sample_shape: Sequence[int]) -> None:
+        self.input_shape_ = tuple(int(s) for s in sample_shape)
+        self.n_features_in_ = math.prod(self.input_shape_)
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "net_"):
@@ -376,7 +436,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def _batched(self, fn: Any, x: np.ndarray) -> np.ndarray:
         out = []
         device = self._device()
-        with torch.inference_mode():
+        with torch.inference_mode(), training.autocast(device, self.precision):
             for start in range(0, len(x), _INFERENCE_BATCH):
                 chunk = np.require(x[start : start + _INFERENCE_BATCH], np.float32, ("C", "W"))  # writable for torch
                 batch = torch.from_numpy(chunk).to(device)
@@ -389,10 +449,22 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return self.scaler_.transform(x.reshape(len(x), *self.input_shape_)).reshape(len(x), *shape)
 
     def transform(self, X: Any) -> np.ndarray:
-        """Encode ``X`` into its deterministic code, shape (n_samples, n_components)."""
+        """Encode ``X`` into its deterministic code, shape (n_samples, n_components).
+
+        ``X`` may also be a streamed source (:func:`isthmus.data.open_rows`), encoded a chunk at a time.
+        """
         self._check_fitted()
+        if isinstance(X, Rows):
+            return np.concatenate(list(self.iter_transform(X)))
         self.net_.eval()
         return self._batched(self.net_.encode, self._scaled(X)).reshape(-1, self.n_components)
+
+    def iter_transform(self, rows: Rows) -> Iterator[np.ndarray]:
+        """Codes of a streamed source, one array per chunk, in row order: bounded memory for any size."""
+        self._check_fitted()
+        self._check_shape(rows.sample_shape)
+        for chunk in rows.iter_chunks():
+            yield self.transform(chunk.reshape(len(chunk), *self.input_shape_))
 
     def inverse_transform(self, X: Any) -> np.ndarray:
         """Decode codes (n_samples, n_components) back to the caller's units and sample shape."""

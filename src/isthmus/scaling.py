@@ -50,3 +50,24 @@ def fit_scaler(x: np.ndarray, scaling: str, *, is_image: bool) -> Scaler:
         offset=np.broadcast_to(low, shape).astype(np.float32),
         scale=np.broadcast_to(span, shape).astype(np.float32),
     )
+
+
+def scaler_from_moments(
+    low: np.ndarray, high: np.ndarray, mean: np.ndarray, std: np.ndarray, scaling: str, *, is_image: bool
+) -> Scaler:
+    """The scaler :func:`fit_scaler` would fit, from per-feature statistics gathered in one streaming pass."""
+    if is_image:  # one global offset and scale: pool the per-pixel statistics (every pixel has equal count)
+        pooled_mean = mean.mean()
+        pooled_std = np.sqrt((std**2 + (mean - pooled_mean) ** 2).mean())
+        low, high = np.full_like(low, low.min()), np.full_like(high, high.max())
+        mean, std = np.full_like(mean, pooled_mean), np.full_like(std, pooled_std)
+    if scaling == "minmax":
+        offset, span = low, high - low
+    elif scaling == "standard":
+        offset, span = mean, std
+    elif scaling == "none":
+        offset, span = np.zeros_like(mean), np.ones_like(mean)
+    else:
+        raise ConfigError(f"scaling={scaling!r} is not allowed; choose one of: auto, minmax, standard, none")
+    span = np.where(span > 0, span, 1.0)
+    return Scaler(offset=offset.astype(np.float32), scale=span.astype(np.float32))

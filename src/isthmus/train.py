@@ -1,16 +1,19 @@
 """The training loop. It knows no variant by name: it calls ``net.loss(batch)`` and steps.
 
-It owns batching, the optimizer, the learning-rate schedule, early stopping, the JSON-lines log,
-atomic checkpoints and resuming from them, the progress bar and device placement.
+It owns the optimizer, the learning-rate schedule, mixed precision, early stopping, divergence
+handling, the JSON-lines log, atomic checkpoints and resuming from them, the progress bar and device
+placement. Batches come from :mod:`isthmus.batches` (in memory or streamed); inside a process group
+the loss runs under DistributedDataParallel (:mod:`isthmus.distributed`) and rank 0 writes the files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -20,12 +23,16 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from isthmus import distributed
 from isthmus._files import atomic_path
+from isthmus.batches import BatchSource, Shard, TensorSource
 from isthmus.config import TrainConfig
-from isthmus.errors import ModelFileError, TrainingError
+from isthmus.errors import ConfigError, ModelFileError, TrainingError
 
 CHECKPOINT_FORMAT = "isthmus.checkpoint"
 CHECKPOINT_VERSION = 1
+#: restarts from the last good epoch, each with half the learning rate, before a diverging run gives up
+MAX_RETRIES = 3
 
 #: Called after every epoch with the epoch number (1-based) and its record of named metrics.
 Callback = Callable[[int, dict[str, float]], None]
@@ -43,31 +50,41 @@ class TrainResult(NamedTuple):
 def resolve_device(name: str) -> torch.device:
     """``"auto"`` picks CUDA, then MPS, then the CPU."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if name == "cuda" and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())  # this rank's GPU under torchrun
     return torch.device(name)
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """Mixed precision on CUDA (bfloat16 where supported, else float16); full precision elsewhere."""
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The dtype matrix products run in under ``precision`` on ``device``; None for full float32."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "fp32":
+        return None
+    if precision == "bf16" and device.type in ("cpu", "cuda"):
+        return torch.bfloat16
+    if precision == "fp16" and device.type == "cuda":
+        return torch.float16
+    raise ConfigError(
+        f"precision={precision!r} is not available on device {device.type!r}; use bf16 on CPUs and CUDA, "
+        "fp16 on CUDA only, or fp32"
+    )
+
+
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager[Any]:
+    """Autocast for ``precision`` (see :func:`autocast_dtype`); a no-op in full precision."""
+    dtype = autocast_dtype(device, precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def _loss(net: nn.Module) -> Callable[..., dict[str, Tensor]]:
     """The network's ``loss`` method: the one thing the loop asks of a model."""
     return cast(Callable[..., dict[str, Tensor]], net.loss)
-
-
-def batches(x: Tensor, batch_size: int) -> Iterator[Tensor]:
-    """Consecutive slices of ``x`` along its first dimension."""
-    for start in range(0, len(x), batch_size):
-        yield x[start : start + batch_size]
 
 
 class _Run(NamedTuple):
@@ -79,6 +96,17 @@ class _Run(NamedTuple):
     noise_gen: torch.Generator
 
 
+class _Step(NamedTuple):
+    """What one optimizer step needs besides the batch."""
+
+    loss: nn.Module  # calls net.loss; DistributedDataParallel inside a process group
+    optimizer: torch.optim.Optimizer
+    grad_scaler: torch.amp.GradScaler  # float16 only: scales the loss against gradient underflow
+    device: torch.device
+    precision: str
+    part: Shard
+
+
 class _State:
     """Everything a checkpoint must hold to continue a run bit for bit."""
 
@@ -88,12 +116,13 @@ class _State:
         self.best_loss = math.inf
         self.bad_epochs = 0
         self.best_weights: dict[str, Tensor] | None = None
+        self.lr_scale = 1.0  # halved by each restart after a divergence
 
 
 def train(
     net: nn.Module,
-    x_train: Tensor,
-    x_val: Tensor | None,
+    x_train: Tensor | BatchSource,
+    x_val: Tensor | BatchSource | None,
     config: TrainConfig,
     *,
     seed: int,
@@ -109,8 +138,9 @@ def train(
     ----------
     net : nn.Module
         Any module with ``loss(batch, generator=..., epoch=...) -> dict`` holding a ``"loss"`` key.
-    x_train, x_val : Tensor
-        Scaled training and (optional) validation samples, ``(n_samples, *input_shape)``.
+    x_train, x_val : Tensor or BatchSource
+        Scaled training and (optional) validation samples, ``(n_samples, *input_shape)``, in memory or
+        streamed (:class:`isthmus.batches.ChunkSource`).
     config : TrainConfig
         Optimizer, batches, stopping rules.
     seed : int
@@ -126,36 +156,65 @@ def train(
         and the best loss start counting only after them.
     """
     device = resolve_device(config.device)
+    part = distributed.shard_of_process()
+    writer = part.rank == 0
     net.to(device)
-    x_train = x_train.to(device)
-    x_val = None if x_val is None else x_val.to(device)
+    train_data = _source(x_train).to(device)
+    val_data = None if x_val is None else _source(x_val).to(device)
     optimizer = make_optimizer(net, config, device)
     shuffle_gen = torch.Generator().manual_seed(seed)
-    noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    noise_gen = torch.Generator(device=device).manual_seed(seed + 1 + part.rank)  # each rank its own noise
+    use_scaler = autocast_dtype(device, config.precision) == torch.float16
+    step = _Step(
+        distributed.parallel_loss(net, device),
+        optimizer,
+        torch.amp.GradScaler(device.type, enabled=use_scaler),
+        device,
+        config.precision,
+        part,
+    )
     state = _State()
     run = _Run(net, optimizer, shuffle_gen, noise_gen)
     if resume:
         if checkpoint is None or not Path(checkpoint).exists():
             raise ModelFileError(f"cannot resume: checkpoint {checkpoint} does not exist; train without --resume")
-        _load_checkpoint(checkpoint, run, state, len(x_train))
-    monitor = "val_loss" if x_val is not None else "train_loss"
+        _load_checkpoint(checkpoint, run, state, len(train_data))
+    monitor = "val_loss" if val_data is not None else "train_loss"
     converged = False
-    bar = tqdm(total=config.max_iter, initial=state.epoch, disable=config.verbose == 0, unit="epoch", leave=False)
+    retry = config.on_divergence == "retry"
+    good = _snapshot(run, state) if retry else None  # the last good epoch, to restart from
+    retries = 0
+    bar = tqdm(
+        total=config.max_iter, initial=state.epoch, disable=config.verbose == 0 or not writer, unit="epoch", leave=False
+    )
     try:
         while state.epoch < config.max_iter and not converged:
             epoch = state.epoch + 1
-            lr = _learning_rate(config, epoch)
+            lr = _learning_rate(config, epoch) * state.lr_scale
             for group in optimizer.param_groups:
                 group["lr"] = lr
             record: dict[str, float] = {"epoch": float(epoch), "lr": lr}
-            record.update(_run_epoch(net, optimizer, x_train, config, shuffle_gen, noise_gen, epoch, device))
-            if x_val is not None:
-                record.update(_evaluate(net, x_val, config.batch_size, device, epoch))
+            record.update(_run_epoch(step, train_data, config.batch_size, shuffle_gen, noise_gen, epoch))
+            if val_data is not None:
+                record.update(_evaluate(net, val_data, config.batch_size, step, epoch))
             current = record[monitor]
             if not math.isfinite(current):
+                if good is not None and retries < MAX_RETRIES:
+                    retries += 1
+                    _restore_snapshot(good, run, state)
+                    state.lr_scale /= 2.0
+                    if writer and config.verbose:
+                        bar.write(
+                            f"warning: {monitor} is {current} at epoch {epoch}; restarting from epoch "
+                            f"{state.epoch} with learning rate x{state.lr_scale:g} (retry {retries} of {MAX_RETRIES})"
+                        )
+                    continue
+                tried = f" after {retries} restarts with lower learning rates" if retries else ""
+                kept = f"; checkpoint {checkpoint} holds epoch {state.epoch}, the last good one" if checkpoint else ""
+                hint = "" if retry else ", or set on_divergence='retry'"
                 raise TrainingError(
-                    f"training diverged at epoch {epoch}: {monitor} is {current}; lower learning_rate "
-                    f"(now {config.learning_rate}) or scale the data (scaling='standard' or 'minmax')"
+                    f"training diverged at epoch {epoch}{tried}: {monitor} is {current}; lower learning_rate "
+                    f"(now {lr:g}) or scale the data (scaling='standard' or 'minmax'){hint}{kept}"
                 )
             if epoch <= settle_epochs:  # the objective is still changing: nothing to compare with yet
                 state.best_loss = math.inf
@@ -171,11 +230,13 @@ def train(
             converged = (epoch > settle_epochs and state.bad_epochs >= config.n_iter_no_change) or (
                 config.target_loss is not None and current <= config.target_loss
             )
-            if log is not None:
+            if log is not None and writer:
                 with open(log, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record) + "\n")
-            if checkpoint is not None:
-                _save_checkpoint(checkpoint, run, state, len(x_train), seed)
+            if checkpoint is not None and writer:
+                _save_checkpoint(checkpoint, run, state, len(train_data), seed)
+            if good is not None:
+                good = _snapshot(run, state)
             # postfix first without a redraw; update() redraws at most every mininterval seconds
             shown = {k: f"{v:.4g}" for k, v in record.items() if k in ("train_loss", "val_loss")}
             bar.set_postfix(shown, refresh=False)
@@ -214,56 +275,87 @@ def _learning_rate(config: TrainConfig, epoch: int) -> float:
     return config.learning_rate
 
 
+def _source(x: Tensor | BatchSource) -> BatchSource:
+    return TensorSource(x) if isinstance(x, Tensor) else x
+
+
 def _run_epoch(
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x: Tensor,
-    config: TrainConfig,
+    step: _Step,
+    data: BatchSource,
+    batch_size: int,
     shuffle_gen: torch.Generator,
     noise_gen: torch.Generator,
     epoch: int,
-    device: torch.device,
 ) -> dict[str, float]:
-    net.train()
-    order = torch.randperm(len(x), generator=shuffle_gen).to(device)
+    step.loss.train()
     logged: list[list[Tensor]] = []  # per batch, the detached terms; summed once per epoch
+    sizes: list[int] = []
     names: list[str] = []
-    for idx in batches(order, config.batch_size):
-        batch = x[idx]
-        with autocast(device):
-            terms = _loss(net)(batch, generator=noise_gen, epoch=epoch)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
+    for batch in data.shuffled(shuffle_gen, batch_size, step.part):
+        with autocast(step.device, step.precision):
+            terms = step.loss(batch, generator=noise_gen, epoch=epoch)
+        step.optimizer.zero_grad(set_to_none=True)
+        step.grad_scaler.scale(terms["loss"]).backward()
+        step.grad_scaler.step(step.optimizer)
+        step.grad_scaler.update()
         names = list(terms)
         logged.append([value.detach() for value in terms.values()])
-    return _epoch_means(names, logged, len(x), config.batch_size, "train_")
+        sizes.append(len(batch))
+    return _epoch_means(names, logged, sizes, step.device, "train_")
 
 
 def _epoch_means(
-    names: list[str], logged: list[list[Tensor]], n: int, batch_size: int, prefix: str
+    names: list[str], logged: list[list[Tensor]], sizes: list[int], device: torch.device, prefix: str
 ) -> dict[str, float]:
-    """Sample-weighted means of per-batch terms (every batch is full but perhaps the last)."""
+    """Sample-weighted means of per-batch terms, over every rank's batches."""
     if not logged:
-        return {}
-    values = torch.stack([torch.stack(row).float() for row in logged])  # (n_batches, n_terms)
-    weights = torch.full((len(logged), 1), float(batch_size), device=values.device)
-    weights[-1] = n - batch_size * (len(logged) - 1)
-    totals = (values * weights).sum(dim=0) / n
-    return {f"{prefix}{name}": float(total) for name, total in zip(names, totals.tolist(), strict=True)}
+        values = torch.zeros((0, len(names)), device=device)
+    else:
+        values = torch.stack([torch.stack(row).float() for row in logged])  # (n_batches, n_terms)
+    weights = torch.tensor(sizes, dtype=torch.float32, device=values.device)[:, None]
+    totals = torch.cat([(values * weights).sum(dim=0), weights.sum().reshape(1)])  # (n_terms + 1,)
+    totals = distributed.all_sum(totals)
+    means = (totals[:-1] / totals[-1]).tolist()
+    return {f"{prefix}{name}": float(mean) for name, mean in zip(names, means, strict=True)}
 
 
 @torch.no_grad()
-def _evaluate(net: nn.Module, x: Tensor, batch_size: int, device: torch.device, epoch: int) -> dict[str, float]:
+def _evaluate(net: nn.Module, data: BatchSource, batch_size: int, step: _Step, epoch: int) -> dict[str, float]:
     net.eval()
     logged: list[list[Tensor]] = []
+    sizes: list[int] = []
     names: list[str] = []
-    for batch in batches(x, batch_size):
-        with autocast(device):
+    for batch in data.ordered(batch_size, step.part):
+        with autocast(step.device, step.precision):
             terms = _loss(net)(batch, epoch=epoch)
         names = list(terms)
         logged.append(list(terms.values()))
-    return _epoch_means(names, logged, len(x), batch_size, "val_")
+        sizes.append(len(batch))
+    return _epoch_means(names, logged, sizes, step.device, "val_")
+
+
+def _snapshot(run: _Run, state: _State) -> dict[str, Any]:
+    """A deep copy of everything a restart needs: weights, optimizer, generators, loop state."""
+    net, optimizer, shuffle_gen, noise_gen = run
+    return copy.deepcopy(
+        {
+            "net": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "shuffle": shuffle_gen.get_state(),
+            "noise": noise_gen.get_state(),
+            "state": vars(state),
+        }
+    )
+
+
+def _restore_snapshot(snapshot: dict[str, Any], run: _Run, state: _State) -> None:
+    net, optimizer, shuffle_gen, noise_gen = run
+    snapshot = copy.deepcopy(snapshot)  # it may be restored again
+    net.load_state_dict(snapshot["net"])
+    optimizer.load_state_dict(snapshot["optimizer"])
+    shuffle_gen.set_state(snapshot["shuffle"])
+    noise_gen.set_state(snapshot["noise"])
+    vars(state).update(snapshot["state"])
 
 
 def _save_checkpoint(
@@ -295,6 +387,7 @@ def _save_checkpoint(
         "seed": str(seed),
         "best_loss": json.dumps(state.best_loss),
         "bad_epochs": str(state.bad_epochs),
+        "lr_scale": json.dumps(state.lr_scale),
         "history": json.dumps(state.history),
         "optim_groups": json.dumps(opt["param_groups"]),
         "optim_plain": json.dumps(plain),
@@ -376,3 +469,4 @@ def _restore(
     state.history = json.loads(meta["history"])
     state.best_loss = float(json.loads(meta["best_loss"]))
     state.bad_epochs = int(meta["bad_epochs"])
+    state.lr_scale = float(json.loads(meta.get("lr_scale", "1.0")))

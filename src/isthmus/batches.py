@@ -1,0 +1,175 @@
+"""Where the training loop's batches come from: a tensor in memory, or chunks of rows streamed from disk.
+
+Both kinds of source give the same guarantees: every row once per epoch, an order drawn from the run's
+seeded generator only (so a resumed run continues the same sequence), full batches but perhaps the last,
+and, under data parallelism, each global batch split into one contiguous part per rank, so that N
+processes see exactly the batches of one process with the same batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from isthmus.data.stream import Rows
+
+#: rows held in memory at once by a streamed epoch (twice this while the next window loads)
+WINDOW_ROWS = 65536
+
+
+class Shard(NamedTuple):
+    """This process's place among the data-parallel ranks."""
+
+    rank: int = 0
+    world: int = 1
+
+
+def shard(batch: Tensor, part: Shard) -> Tensor | None:
+    """This rank's contiguous part of a global batch; None (on every rank alike) when it is too small to split."""
+    if part.world == 1:
+        return batch
+    if len(batch) < part.world:
+        return None
+    return batch.tensor_split(part.world)[part.rank]
+
+
+class BatchSource(Protocol):
+    """What the loop asks of training or validation data."""
+
+    def __len__(self) -> int: ...
+
+    def to(self, device: torch.device) -> BatchSource:
+        """The same source, yielding batches on ``device``."""
+        ...
+
+    def shuffled(self, generator: torch.Generator, batch_size: int, part: Shard) -> Iterator[Tensor]:
+        """One epoch of this rank's parts of shuffled global batches."""
+        ...
+
+    def ordered(self, batch_size: int, part: Shard) -> Iterator[Tensor]:
+        """This rank's parts of consecutive global batches, in row order."""
+        ...
+
+
+class TensorSource:
+    """Samples already in one tensor, ``(n_samples, *input_shape)``."""
+
+    def __init__(self, x: Tensor) -> None:
+        self.x = x
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def to(self, device: torch.device) -> TensorSource:
+        return TensorSource(self.x.to(device))
+
+    def shuffled(self, generator: torch.Generator, batch_size: int, part: Shard) -> Iterator[Tensor]:
+        order = torch.randperm(len(self.x), generator=generator).to(self.x.device)
+        for start in range(0, len(order), batch_size):
+            idx = shard(order[start : start + batch_size], part)
+            if idx is not None:
+                yield self.x[idx]
+
+    def ordered(self, batch_size: int, part: Shard) -> Iterator[Tensor]:
+        for start in range(0, len(self.x), batch_size):
+            batch = shard(self.x[start : start + batch_size], part)
+            if batch is not None:
+                yield batch
+
+
+class ChunkSource:
+    """Chunks of a :class:`~isthmus.data.stream.Rows` source, transformed into the network's units on load.
+
+    An epoch visits the chunks in a seeded random order, a window of about ``window_rows`` rows at a
+    time; rows are shuffled across the window and batches run on across window boundaries. The next
+    window is read by a background thread while the current one trains, so reading overlaps compute.
+    """
+
+    def __init__(
+        self,
+        rows: Rows,
+        chunk_ids: list[int],
+        transform: Callable[[np.ndarray], np.ndarray],
+        *,
+        window_rows: int = WINDOW_ROWS,
+        device: torch.device | None = None,
+    ) -> None:
+        self.rows = rows
+        self.chunk_ids = chunk_ids
+        self.transform = transform
+        self.window_rows = window_rows
+        self.device = device or torch.device("cpu")
+
+    def __len__(self) -> int:
+        return sum(self._size(i) for i in self.chunk_ids)
+
+    def to(self, device: torch.device) -> ChunkSource:
+        return ChunkSource(self.rows, self.chunk_ids, self.transform, window_rows=self.window_rows, device=device)
+
+    def shuffled(self, generator: torch.Generator, batch_size: int, part: Shard) -> Iterator[Tensor]:
+        order = torch.randperm(len(self.chunk_ids), generator=generator).tolist()
+        windows = self._windows([self.chunk_ids[i] for i in order])
+        # the row order within each window comes from the generator too, drawn here in the main thread
+        blocks = (
+            block[torch.randperm(len(block), generator=generator).to(block.device)]
+            for block in self._load_all(windows)
+        )
+        yield from _rebatch(blocks, batch_size, part)
+
+    def ordered(self, batch_size: int, part: Shard) -> Iterator[Tensor]:
+        yield from _rebatch(self._load_all(self._windows(self.chunk_ids)), batch_size, part)
+
+    def _size(self, chunk: int) -> int:
+        start, stop = self.rows.chunks[chunk]
+        return stop - start
+
+    def _windows(self, chunk_order: list[int]) -> list[list[int]]:
+        """Consecutive groups of chunks holding about ``window_rows`` rows each (at least one chunk)."""
+        windows: list[list[int]] = []
+        held = self.window_rows
+        for chunk in chunk_order:
+            if held + self._size(chunk) > self.window_rows and (not windows or windows[-1]):
+                windows.append([])
+                held = 0
+            windows[-1].append(chunk)
+            held += self._size(chunk)
+        return windows
+
+    def _load(self, window: list[int]) -> Tensor:
+        raw = np.concatenate([self.rows.read_chunk(i) for i in window])
+        return torch.from_numpy(np.ascontiguousarray(self.transform(raw), dtype=np.float32)).to(self.device)
+
+    def _load_all(self, windows: list[list[int]]) -> Iterator[Tensor]:
+        """Each window's rows, the next one read ahead on a background thread."""
+        if not windows:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="isthmus-read") as pool:
+            ahead = pool.submit(self._load, windows[0])
+            for following in [*windows[1:], None]:
+                block = ahead.result()
+                if following is not None:
+                    ahead = pool.submit(self._load, following)
+                yield block
+
+
+def _rebatch(blocks: Iterator[Tensor], batch_size: int, part: Shard) -> Iterator[Tensor]:
+    """Full batches across a stream of blocks (the remainder of one block starts the next batch)."""
+    pending: Tensor | None = None
+    for block in blocks:
+        if pending is not None:
+            block = torch.cat([pending, block])
+        full = len(block) - len(block) % batch_size
+        for start in range(0, full, batch_size):
+            batch = shard(block[start : start + batch_size], part)
+            if batch is not None:
+                yield batch
+        pending = block[full:] if full < len(block) else None
+    if pending is not None:
+        batch = shard(pending, part)
+        if batch is not None:
+            yield batch

@@ -20,12 +20,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "architecture": ("mlp", "conv"),
     "activation": ("relu", "gelu", "silu", "elu", "leaky_relu", "tanh", "sigmoid"),
     "bottleneck": ("deterministic", "gaussian", "quantized"),
-    "penalty": ("none", "l1", "kl_sparsity", "topk", "contractive"),
+    "penalty": ("none", "l1", "kl_sparsity", "topk", "contractive", "tsne"),
     "corruption": ("none", "gaussian", "gaussian_clipped", "masking", "salt_pepper"),
     "loss": ("auto", "bce", "mse", "gaussian"),
     "scaling": ("auto", "minmax", "standard", "none"),
     "lr_schedule": ("constant", "cosine"),
     "device": ("auto", "cpu", "cuda", "mps"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "on_divergence": ("stop", "retry"),
     "anomaly_score": ("reconstruction", "elbo", "log_likelihood"),
 }
 
@@ -108,6 +110,10 @@ class TrainConfig:
     random_state: int | None = None
     verbose: int = 1
     device: str = "auto"
+    # "auto": mixed precision on GPUs (bf16 where supported, else fp16), float32 on CPUs
+    precision: str = "auto"
+    # "retry": a NaN or infinite loss restarts from the last good epoch with half the learning rate
+    on_divergence: str = "stop"
     # anomaly detection: fit sets offset_ from the training rows' scores; the network does not depend on
     # these, so they live here rather than in ModelConfig (and stay out of the model's fingerprint)
     anomaly_score: str = "reconstruction"

@@ -279,6 +279,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         seed = self._seed(resume)
 
         scaling = resolve_scaling(model_cfg.scaling, is_image)
+        x_train: torch.Tensor | ChunkSource
+        x_val: torch.Tensor | ChunkSource | None
         if streaming:  # one pass for the scaler; a seeded sample for what needs rows at hand
             stats = moments(X)
             self.scaler_ = scaler_from_moments(
@@ -402,7 +404,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         x = validate_data(self, X, reset=reset, dtype=np.float32, ensure_all_finite=False)
         check_finite(x, "X")
         if reset:
-            self.input_shape_ = (x.shape[1],)
+            self.input_shape_: tuple[int, ...] = (x.shape[1],)
         return x.reshape(len(x), *self.input_shape_)
 
     def _set_shape(self, sample_shape: Sequence[int]) -> None:

@@ -41,14 +41,24 @@ def _image_size(value: str | None) -> tuple[int, int] | None:
 
 
 def _refuse_existing(path: str, overwrite: bool) -> None:
+    """Before any work: refuse an existing output without --overwrite, and an output that cannot be created."""
     if Path(path).exists() and not overwrite:
         raise OutputError(f"{path} already exists; pass --overwrite to replace it")
+    from isthmus._files import check_output
+
+    check_output(path, overwrite=True)
 
 
 def _read(spec: str, image_size: str | None = None) -> Any:
     from isthmus.data import read_data
 
     return read_data(spec, image_size=_image_size(image_size))
+
+
+def _open_rows(spec: str, image_size: str | None = None) -> Any:
+    from isthmus.data import open_rows
+
+    return open_rows(spec, image_size=_image_size(image_size))
 
 
 def _load(path: str) -> Any:
@@ -65,6 +75,10 @@ def _write(path: str, array: Any, overwrite: bool, columns: Sequence[str] | None
 
 
 _overwrite = click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+
+_stream_opt = click.option(
+    "--stream", is_flag=True, help="Read DATA (.npy, .parquet or an image folder) in chunks, never whole."
+)
 
 _image_size_opt = click.option("--image-size", default=None, help="Resize images in a folder, WIDTHxHEIGHT.")
 

@@ -7,7 +7,16 @@ from typing import Any
 
 import click
 
-from isthmus.cli._common import _image_size_opt, _load, _overwrite, _read, _refuse_existing, _write
+from isthmus.cli._common import (
+    _image_size_opt,
+    _load,
+    _open_rows,
+    _overwrite,
+    _read,
+    _refuse_existing,
+    _stream_opt,
+    _write,
+)
 from isthmus.estimator import Autoencoder
 
 
@@ -18,22 +27,35 @@ def _map_rows(
     output: str,
     image_size: str | None,
     overwrite: bool,
+    stream: bool = False,
 ) -> None:
-    """Load MODEL, pass DATA's rows through ``method`` and write the result to OUTPUT."""
+    """Load MODEL, pass DATA's rows through ``method`` and write the result to OUTPUT.
+
+    Streamed, DATA is read and OUTPUT (.npy) written a chunk at a time.
+    """
     _refuse_existing(output, overwrite)
     ae = _load(model)
-    _write(output, method(ae, _read(data, image_size).X), overwrite)
+    if not stream:
+        _write(output, method(ae, _read(data, image_size).X), overwrite)
+        return
+    from isthmus.data import write_npy_chunks
+
+    rows = _open_rows(data, image_size)
+    chunks = (method(ae, chunk) for chunk in rows.iter_chunks())
+    shape = write_npy_chunks(output, chunks, len(rows), overwrite=overwrite)
+    click.echo(f"wrote {output} {shape}", err=True)
 
 
 @click.command()
 @click.argument("model")
 @click.argument("data")
-@click.option("-o", "--output", required=True, help="Codes file: .npy, .csv or .parquet.")
+@click.option("-o", "--output", required=True, help="Codes file: .npy, .csv or .parquet (.npy with --stream).")
+@_stream_opt
 @_image_size_opt
 @_overwrite
-def encode(model: str, data: str, output: str, image_size: str | None, overwrite: bool) -> None:
+def encode(model: str, data: str, output: str, stream: bool, image_size: str | None, overwrite: bool) -> None:
     """Encode DATA with MODEL into codes (n_samples, n_components)."""
-    _map_rows(Autoencoder.transform, model, data, output, image_size, overwrite)
+    _map_rows(Autoencoder.transform, model, data, output, image_size, overwrite, stream)
 
 
 @click.command()
@@ -49,12 +71,13 @@ def decode(model: str, codes: str, output: str, overwrite: bool) -> None:
 @click.command()
 @click.argument("model")
 @click.argument("data")
-@click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet.")
+@click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet (.npy with --stream).")
+@_stream_opt
 @_image_size_opt
 @_overwrite
-def reconstruct(model: str, data: str, output: str, image_size: str | None, overwrite: bool) -> None:
+def reconstruct(model: str, data: str, output: str, stream: bool, image_size: str | None, overwrite: bool) -> None:
     """Encode and decode DATA: its reconstruction through the bottleneck."""
-    _map_rows(Autoencoder.reconstruct, model, data, output, image_size, overwrite)
+    _map_rows(Autoencoder.reconstruct, model, data, output, image_size, overwrite, stream)
 
 
 @click.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +11,15 @@ from typing import Any
 
 import click
 
-from isthmus.cli._common import _image_size_opt, _load, _overwrite, _read, _refuse_existing
+from isthmus.cli._common import (
+    _image_size_opt,
+    _load,
+    _open_rows,
+    _overwrite,
+    _read,
+    _refuse_existing,
+    _stream_opt,
+)
 from isthmus.config import PRESETS, parse_assignment, resolve_params
 
 
@@ -21,6 +30,7 @@ from isthmus.config import PRESETS, parse_assignment, resolve_params
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML parameters.")
 @click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE", help="Set any estimator parameter.")
 @click.option("--resume", is_flag=True, help="Continue the stopped run from MODEL's checkpoint.")
+@_stream_opt
 @_image_size_opt
 @_overwrite
 def train(
@@ -30,40 +40,60 @@ def train(
     config_file: str | None,
     assignments: Sequence[str],
     resume: bool,
+    stream: bool,
     image_size: str | None,
     overwrite: bool,
 ) -> None:
     """Train an autoencoder on DATA and save it to MODEL.
 
     DATA is a file (.npy, .npz[:key], .csv, .parquet, IDX, image folder) or a built-in name (digits,
-    mnist), optionally sliced by rows: 'digits[:1500]'. A checkpoint (MODEL with suffix .ckpt) is
-    written after every epoch, per-epoch metrics go to MODEL with suffix .log.jsonl.
+    mnist), optionally sliced by rows: 'digits[:1500]'. With --stream, a .npy or .parquet file or an
+    image folder is read in chunks, never whole. A checkpoint (MODEL with suffix .ckpt) is written
+    after every epoch, per-epoch metrics go to MODEL with suffix .log.jsonl.
+
+    Under torchrun (torchrun --nproc_per_node=N -m isthmus train ...) every process trains its share
+    of each batch with DistributedDataParallel, and rank 0 writes the files.
     """
-    from isthmus import Autoencoder
+    from isthmus import Autoencoder, distributed
 
     overrides = dict(parse_assignment(a) for a in assignments)
     params = resolve_params(preset=preset, config_file=config_file, overrides=overrides)
     _refuse_existing(model, overwrite or resume)
     checkpoint = Path(model).with_suffix(".ckpt")
     log = Path(model).with_suffix(".log.jsonl")
-    dataset = _read(data, image_size)
-    if not resume:
-        log.unlink(missing_ok=True)
-    log.parent.mkdir(parents=True, exist_ok=True)  # the log is appended to, so nothing else creates it
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ae = Autoencoder(**params).fit(
-            dataset.X,
-            checkpoint=None if resume else checkpoint,
-            resume=checkpoint if resume else None,
-            log=log,
-        )
-    for warning in caught:
-        click.echo(f"warning: {warning.message}", err=True)
-    ae.save(model)
+    if stream:
+        rows = _open_rows(data, image_size)
+        data_in, name = rows, rows.name
+    else:
+        dataset = _read(data, image_size)
+        data_in, name = dataset.X, dataset.name
+    joined = distributed.init_from_env(params.get("device", "auto"))
+    try:
+        writer = distributed.is_writer()
+        if writer and not resume:
+            log.unlink(missing_ok=True)
+        log.parent.mkdir(parents=True, exist_ok=True)  # the log is appended to, so nothing else creates it
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ae = Autoencoder(**params).fit(
+                data_in,
+                checkpoint=None if resume else checkpoint,
+                resume=checkpoint if resume else None,
+                log=log,
+            )
+        if not writer:
+            return
+        for warning in caught:
+            click.echo(f"warning: {warning.message}", err=True)
+        ae.save(model)
+    finally:
+        if joined:
+            distributed.close()
     last = ae.history_[-1] if ae.history_ else {}
     shown = ", ".join(f"{k}={v:.5g}" for k, v in last.items() if k.endswith("_loss"))
-    click.echo(f"trained {ae.n_iter_} epochs on {len(dataset.X)} samples of {dataset.name} ({shown})")
+    world = int(os.environ.get("WORLD_SIZE", "1")) if joined else 1
+    on = f" in {world} processes" if world > 1 else ""
+    click.echo(f"trained {ae.n_iter_} epochs on {len(data_in)} samples of {name}{on} ({shown})")
     click.echo(f"saved {model}")
 
 

@@ -16,18 +16,19 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from isthmus._files import atomic_open
 from isthmus.data.dataset import check_finite
 from isthmus.data.images import _GRAY_MODES, _checked_size, _common_size, _list_images, _load, _probe
 from isthmus.data.readers import file_format
 from isthmus.data.spec import parse_spec
-from isthmus.errors import DataError
+from isthmus.errors import DataError, OutputError
 
 #: bytes of raw rows per chunk of a .npy file: big enough for fast sequential reads, small enough to shuffle
 CHUNK_BYTES = 8 << 20
@@ -252,7 +253,7 @@ class Moments(NamedTuple):
     maximum: npt.NDArray[np.float64]
     mean: npt.NDArray[np.float64]
     std: npt.NDArray[np.float64]
-    count: int
+    n_rows: int
 
 
 def moments(rows: Rows) -> Moments:
@@ -300,4 +301,62 @@ def sample_rows(rows: Rows, n: int, seed: int) -> npt.NDArray[np.float32]:
     return np.concatenate(taken)
 
 
-__all__ = ["ArrayRows", "ImageRows", "Moments", "NpyRows", "ParquetRows", "Rows", "moments", "open_rows", "sample_rows"]
+def write_npy_chunks(
+    path: str | os.PathLike[str],
+    chunks: Iterator[npt.NDArray[np.generic]],
+    n_rows: int,
+    *,
+    overwrite: bool = True,
+) -> tuple[int, ...]:
+    """Write ``n_rows`` rows arriving in chunks to a ``.npy`` file, one chunk in memory at a time.
+
+    The header is written for the final shape as soon as the first chunk shows the trailing shape and
+    dtype; the file appears at ``path`` only once every row is written (atomically, like every output).
+
+    Returns
+    -------
+    tuple of int
+        The shape written.
+
+    Raises
+    ------
+    OutputError
+        If ``path`` is not a ``.npy`` file, exists and ``overwrite`` is False, or cannot be written.
+    DataError
+        If the chunks disagree in shape or dtype, or hold other than ``n_rows`` rows in all.
+    """
+    if Path(path).suffix.lower() != ".npy":
+        raise OutputError(f"{path}: streamed output is written as .npy; name the file with a .npy suffix")
+    with atomic_open(path, overwrite=overwrite) as fh:
+        shape: tuple[int, ...] | None = None
+        dtype: np.dtype[Any] | None = None
+        written = 0
+        for chunk in chunks:
+            chunk = np.ascontiguousarray(chunk)
+            if shape is None:
+                shape, dtype = (n_rows, *chunk.shape[1:]), chunk.dtype
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_2_0(fh, header)
+            elif chunk.shape[1:] != shape[1:] or chunk.dtype != dtype:
+                raise DataError(f"chunk of shape {chunk.shape} and dtype {chunk.dtype} does not continue {shape}")
+            written += len(chunk)
+            if written > n_rows:
+                break
+            fh.write(chunk.tobytes())
+        if shape is None or written != n_rows:
+            raise DataError(f"{path}: {written} rows arrived where {n_rows} were announced; nothing was written")
+    return shape
+
+
+__all__ = [
+    "ArrayRows",
+    "ImageRows",
+    "Moments",
+    "NpyRows",
+    "ParquetRows",
+    "Rows",
+    "moments",
+    "open_rows",
+    "sample_rows",
+    "write_npy_chunks",
+]

@@ -176,7 +176,7 @@ def test_write_npy_chunks_writes_all_rows_or_nothing(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="7 rows arrived where 8"):
         write_npy_chunks(out, iter(parts), 8)
     np.testing.assert_array_equal(np.load(out), np.concatenate(parts))  # the good file is untouched
-    with pytest.raises(OutputError, match=".npy"):
+    with pytest.raises(OutputError, match=r"\.npy"):
         write_npy_chunks(tmp_path / "out.csv", iter(parts), 7)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npy"]  # no temporary files left
 

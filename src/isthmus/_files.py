@@ -1,4 +1,8 @@
-"""Atomic file writes: a temporary file in the same folder, then a rename."""
+"""Atomic file writes: a temporary file in the same folder, then a rename.
+
+A write that fails - a full disk, an unwritable folder, an error while the data are produced - leaves
+no partial file behind and any existing file at the target untouched.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,35 @@ from typing import BinaryIO
 from isthmus.errors import OutputError
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+def check_output(path: str | os.PathLike[str], *, overwrite: bool) -> None:
+    """Raise OutputError if ``path`` exists and ``overwrite`` is False, or if it cannot be created there.
 
-    A failure inside the block removes the temporary file and leaves any existing ``path`` as it was.
+    Cheap checks only, made before any work: an existing file, and a folder on the way that is a file
+    or cannot be written to. Whether ``path`` itself may be a folder is left to the writer.
     """
     target = Path(path)
     if target.exists() and not overwrite:
         raise OutputError(f"{target} already exists; pass --overwrite (overwrite=True) to replace it")
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest existing folder on the way, which write() would create below
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"cannot write {target}: {folder} is a file, not a folder; choose another output path")
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {target}: the folder {folder} is not writable; choose another output path")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+
+    A failure inside the block removes the temporary file and leaves any existing ``path`` as it was;
+    an OSError there (a full disk, say) becomes an OutputError naming ``path``.
+    """
+    target = Path(path)
+    check_output(target, overwrite=overwrite)
+    if target.is_dir():
+        raise OutputError(f"cannot write {target}: it is a folder; give a file name")
     folder = target.parent if str(target.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -34,6 +58,9 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
         with open(tmp, "rb+") as fh:  # flush the data before the rename makes it visible
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}; nothing was written") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

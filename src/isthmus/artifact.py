@@ -191,6 +191,12 @@ def load_model(path: str | os.PathLike[str]) -> Autoencoder:
     meta = _parse_metadata(path, metadata)
     params, resolved, input_shape = meta["params"], meta["resolved"], meta["input_shape"]
     n_features = math.prod(input_shape)
+    layers = params.get("hidden_layer_sizes", ())
+    if isinstance(layers, tuple) and len(layers) > len(tensors):  # every layer stores a weight tensor at least
+        raise ModelFileError(
+            f"{path}: metadata params give {len(layers)} hidden layers but the file holds only {len(tensors)} "
+            "tensors; the file is corrupt or forged"
+        )
     try:
         model_cfg, _ = split_params({**DEFAULTS, **params, "loss": resolved.get("loss")})
         with torch.device("meta"):  # shapes only: a forged config cannot make us allocate its weights

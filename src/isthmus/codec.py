@@ -314,6 +314,7 @@ def decompress(ae: Autoencoder, data: bytes) -> np.ndarray:
         if reader.pos + length > len(payload):
             raise CorruptBitstreamError("the lossless payload's code length exceeds the payload; corrupt stream")
         payload, pixels = payload[reader.pos : reader.pos + length], payload[reader.pos + length :]
+    _check_payload_size(header, payload, tables)
     index = np.tile(np.arange(n_components), header.n_samples)
     try:
         values = decode_symbols(payload, tables, index, tag=tag)
@@ -334,6 +335,28 @@ def decompress(ae: Autoencoder, data: bytes) -> np.ndarray:
             ) from None
         return exact.astype(np.uint8).reshape(header.shape)
     return _as_dtype(_reconstruct(ae, code).reshape(header.shape), header.dtype)
+
+
+#: bits an ANS payload can hold beyond its values' information: the coder's 64-bit state and word padding
+_PAYLOAD_SLACK_BITS = 96
+
+
+def _check_payload_size(header: Header, payload: bytes, tables: CdfTables) -> None:
+    """Refuse, before decoding, a header announcing more samples than the payload can hold.
+
+    Each value costs at least ``-log2(p)`` bits of its table's most likely symbol ``p``, so a stream of
+    ``m`` samples needs at least ``m * sum(min_bits)`` bits. A header forged (or written by another model)
+    to claim a million samples around a few bytes would otherwise make the decoder produce them all.
+    """
+    freq = np.diff(tables.cdf.astype(np.int64), axis=1)  # (n_tables, max_length), zeros past each length
+    min_bits = tables.precision - np.log2(freq.max(axis=1))  # (n_tables,)
+    needed = header.n_samples * float(min_bits.sum())
+    if needed > 8 * len(payload) + _PAYLOAD_SLACK_BITS:
+        raise WrongModelError(
+            f"the stream announces {header.n_samples} samples, which this model codes in at least "
+            f"{math.ceil(needed / 8)} bytes, but its payload has {len(payload)}: it was written by another model "
+            "(or forged); decode it with the model that compressed it"
+        )
 
 
 def _reconstruct(ae: Autoencoder, code: np.ndarray) -> np.ndarray:

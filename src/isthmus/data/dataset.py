@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from isthmus.data import limits
 from isthmus.errors import DataError
 
 _NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats
@@ -129,6 +130,13 @@ def as_dataset(X: npt.NDArray[np.generic], y: npt.NDArray[np.generic] | None, na
         raise DataError(f"{name} has no rows; give at least one sample")
     if X.size == 0:
         raise DataError(f"{name} has shape {X.shape} with no features; give at least one column")
+    if X.dtype != np.float32 or not X.flags.c_contiguous:  # a copy is made: it must fit
+        rows = max(1, limits.memory_limit() // (4 * (X.size // len(X))))
+        limits.check_allocation(
+            4 * X.size,
+            f"{name} (shape {X.shape} as float32)",
+            f"read fewer rows, e.g. {name}[:{rows}], or stream the file",
+        )
     with np.errstate(over="ignore"):  # values beyond float32 become inf, which check_finite reports
         features = np.ascontiguousarray(X, dtype=np.float32)
     check_finite(features, name)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from isthmus.data.limits import check_allocation
 from isthmus.errors import DataError
 
 # dtype code (byte 2 of the header) -> big-endian NumPy dtype
@@ -60,6 +61,25 @@ def decode_idx(data: bytes, name: str) -> npt.NDArray[np.generic]:
     DataError
         If the header is not an IDX header or the payload is shorter or longer than the header says.
     """
+    shape, dtype, header_size = _parse_header(data, name)
+    expected = math.prod(shape) * dtype.itemsize
+    got = len(data) - header_size
+    if got < expected:
+        raise DataError(
+            f"{name} is truncated: its header gives shape {shape} ({expected:,} bytes of data) "
+            f"but only {got:,} bytes follow; download or copy the file again"
+        )
+    if got > expected:
+        raise DataError(
+            f"{name} has {got - expected} bytes after the data its header describes (shape {shape}); "
+            "the file is corrupt or not an IDX file"
+        )
+    values = np.frombuffer(data, dtype=dtype, offset=header_size).reshape(shape)
+    return values.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _parse_header(data: bytes, name: str) -> tuple[tuple[int, ...], np.dtype[np.generic], int]:
+    """``(shape, dtype, header size)`` from the first bytes of an IDX file (all of the header, or more)."""
     if len(data) < 4:
         raise DataError(f"{name} is not an IDX file: it has only {len(data)} bytes, fewer than a header")
     zero, code, ndim = struct.unpack(">HBB", data[:4])
@@ -73,21 +93,7 @@ def decode_idx(data: bytes, name: str) -> npt.NDArray[np.generic]:
     if ndim == 0 or len(data) < header_size:
         raise DataError(f"{name} is truncated or not an IDX file: its header says {ndim} dimensions")
     shape = struct.unpack(f">{ndim}I", data[4:header_size])
-    dtype = IDX_DTYPES[code]
-    expected = math.prod(shape) * dtype.itemsize
-    got = len(data) - header_size
-    if got < expected:
-        raise DataError(
-            f"{name} is truncated: its header gives shape {shape} ({expected} bytes of data) "
-            f"but only {got} bytes follow; download or copy the file again"
-        )
-    if got > expected:
-        raise DataError(
-            f"{name} has {got - expected} bytes after the data its header describes (shape {shape}); "
-            "the file is corrupt or not an IDX file"
-        )
-    values = np.frombuffer(data, dtype=dtype, offset=header_size).reshape(shape)
-    return values.astype(dtype.newbyteorder("="), copy=False)
+    return tuple(int(s) for s in shape), IDX_DTYPES[code], header_size
 
 
 def encode_idx(array: npt.NDArray[np.generic]) -> bytes:
@@ -103,15 +109,26 @@ def encode_idx(array: npt.NDArray[np.generic]) -> bytes:
 
 
 def read_idx(path: Path) -> npt.NDArray[np.generic]:
-    """Read an IDX file, gunzipping it first when its name ends in ``.gz``."""
-    data = path.read_bytes()
-    if path.name.lower().endswith(".gz"):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(
-                f"{path} is not a complete gzip file ({exc}); download or copy it again"
-            ) from None
+    """Read an IDX file, gunzipping it first when its name ends in ``.gz``.
+
+    The header is read first: a file shorter than its header says, or whose data would not fit in
+    memory, is refused before its data are read (or decompressed).
+    """
+    gz = path.name.lower().endswith(".gz")
+    try:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as fh:
+            head = fh.read(4)
+            head += fh.read(4 * head[3]) if len(head) == 4 else b""
+            shape, dtype, header_size = _parse_header(head, path.name)
+            expected = math.prod(shape) * dtype.itemsize
+            if not gz and path.stat().st_size < header_size + expected:
+                decode_idx(head + fh.read(), path.name)  # raises: the file is truncated
+            check_allocation(expected, f"{path} (shape {shape} {dtype.newbyteorder('=')})", "give a smaller file")
+            data = head + fh.read(expected + 1)  # one byte more, to notice data past the end
+    except (OSError, EOFError, zlib.error) as exc:
+        if not gz:
+            raise DataError(f"cannot read {path} ({exc})") from None
+        raise DataError(f"{path} is not a complete gzip file ({exc}); download or copy it again") from None
     return decode_idx(data, path.name)
 
 

@@ -6,12 +6,22 @@ Two layouts are understood:
 * ``folder/<class>/*.png`` - one subfolder per class; the label of an image is the index of its
   subfolder among the sorted subfolder names, and files directly in the folder are ignored.
 
-Files are read in sorted name order. When every image is grayscale the result has one channel, otherwise
-every image is converted to RGB (three channels). Names starting with a dot are skipped.
+Files are read in sorted name order. When every image is 8-bit grayscale (or bilevel) the result has one
+channel; a folder that mixes grayscale and color images is read as RGB (three channels): grayscale images
+are repeated into the three channels, palette images are expanded, and alpha channels are dropped.
+Wide grayscale images (16-bit, 32-bit integer or float) keep their values; they cannot be mixed with
+8-bit or color images, whose scale differs. Names starting with a dot are skipped.
+
+Before any pixel is decoded, every image's size is read from its header: an image larger than
+Pillow's ``Image.MAX_IMAGE_PIXELS`` (a guard against decompression bombs), or a folder whose pixels
+would not fit in memory, is refused with a message.
 """
 
 from __future__ import annotations
 
+import re
+import struct
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,11 +29,16 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
+from isthmus.data.limits import check_allocation
 from isthmus.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 # Pillow modes read as one channel; mode "1" (bilevel) is widened to "L" so it shares the 0-255 scale.
 _GRAY_MODES = frozenset({"1", "L", "I", "I;16", "F"})
+# Gray modes whose values are not on the 0-255 scale: they cannot share a folder with other modes.
+_WIDE_MODES = frozenset({"I", "I;16", "F"})
+# What Pillow can raise while decoding a damaged file, besides OSError.
+_DECODE_FAILURES = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error)
 
 
 class _ImageInfo(NamedTuple):
@@ -66,8 +81,13 @@ def read_image_folder(
     files, labels = _list_images(folder)
     infos = [_probe(path) for path in files]
     size = image_size or _common_size(infos)
-    gray = all(info.mode in _GRAY_MODES for info in infos)
+    gray = _is_gray(infos)
     width, height = size
+    check_allocation(
+        len(infos) * (1 if gray else 3) * height * width * 4,
+        f"{folder} ({len(infos):,} images of {_wxh(size)} pixels as float32)",
+        "use fewer images, a smaller --image-size, or stream the folder",
+    )
     X = np.empty((len(infos), 1 if gray else 3, height, width), dtype=np.float32)
     for i, info in enumerate(infos):
         X[i] = _load(info, size, gray)
@@ -84,6 +104,12 @@ def _checked_size(image_size: tuple[int, int]) -> tuple[int, int]:
     if not ok:
         raise ConfigError(
             f"image_size={image_size!r} must be two positive integers (width, height), e.g. (28, 28)"
+        )
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise ConfigError(
+            f"image_size={_wxh((width, height))} has {width * height:,} pixels, more than the {limit:,} an image "
+            "may have (PIL.Image.MAX_IMAGE_PIXELS); choose a smaller size"
         )
     return width, height
 
@@ -121,12 +147,43 @@ def _list_images(folder: Path) -> tuple[list[Path], npt.NDArray[np.int64] | None
 
 
 def _probe(path: Path) -> _ImageInfo:
-    """Read the size and mode of an image from its header."""
+    """Read the size and mode of an image from its header; refuse one too large to decode."""
     try:
-        with Image.open(path) as image:
-            return _ImageInfo(path, image.size, image.mode)
-    except (UnidentifiedImageError, OSError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with its size
+            with Image.open(path) as image:
+                info = _ImageInfo(path, image.size, image.mode)
+    except Image.DecompressionBombError as exc:  # more than twice the limit: Pillow gives the pixels only
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        shown = f"{int(pixels[1]):,} pixels" if pixels else "too many pixels"
+        raise DataError(f"image {path} has {shown}, {_too_large()}") from None
+    except _DECODE_FAILURES as exc:
         raise DataError(f"cannot read image {path}: {exc}; remove or replace the file") from None
+    width, height = info.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise DataError(f"image {path} is {_wxh(info.size)} ({width * height:,} pixels), {_too_large()}")
+    return info
+
+
+def _too_large() -> str:
+    """The end of the message refusing an image above Pillow's decompression-bomb limit."""
+    return (
+        f"more than the {Image.MAX_IMAGE_PIXELS or 0:,} pixels isthmus decodes (PIL.Image.MAX_IMAGE_PIXELS, a guard "
+        "against decompression bombs); resize the image, or raise that limit if you trust the file"
+    )
+
+
+def _is_gray(infos: list[_ImageInfo]) -> bool:
+    """Whether the images are read as one channel; raise if wide grayscale is mixed with other modes."""
+    wide = [info for info in infos if info.mode in _WIDE_MODES]
+    other = next((info for info in infos if info.mode != wide[0].mode), None) if wide else None
+    if wide and other is not None:
+        raise DataError(
+            f"images differ in mode: {wide[0].path.name} is {wide[0].mode} (values beyond 0-255) but "
+            f"{other.path.name} is {other.mode}; save them all with the same mode (e.g. 8-bit grayscale, L)"
+        )
+    return all(info.mode in _GRAY_MODES for info in infos)
 
 
 def _common_size(infos: list[_ImageInfo]) -> tuple[int, int]:
@@ -159,7 +216,7 @@ def _load(info: _ImageInfo, size: tuple[int, int], gray: bool) -> npt.NDArray[np
             if image.size != size:
                 image = image.resize(size, Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.float32)
-    except (UnidentifiedImageError, OSError) as exc:
+    except (*_DECODE_FAILURES, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {info.path}: {exc}; remove or replace the file") from None
     # (height, width) -> (1, height, width); (height, width, 3) -> (3, height, width)
     return pixels[np.newaxis] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)

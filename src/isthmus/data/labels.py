@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy.typing as npt
 
 from isthmus.data.dataset import as_labels
 from isthmus.data.idx import labels_beside, read_idx
-from isthmus.data.readers import file_format, numpy_failure
+from isthmus.data.readers import NpzArchive, file_format, read_npy
 from isthmus.data.spec import parse_spec, read_data, take_rows
 from isthmus.errors import DataError
 
@@ -77,23 +76,22 @@ def _labels_format(path: Path) -> str | None:
 def _from_npy(path: Path, key: str | None) -> npt.NDArray[np.generic]:
     """Labels saved with ``np.save``."""
     _no_key(path, key)
-    try:
-        return np.asarray(np.load(path, allow_pickle=False))
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npy file ({numpy_failure(exc)})") from None
+    return read_npy(path, mmap=False)
 
 
 def _from_npz(path: Path, key: str | None) -> npt.NDArray[np.generic]:
     """The ``key`` array of a .npz file, else its ``y`` array."""
     name = key if key is not None else "y"
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if name in archive.files:
-                return np.asarray(archive[name])
-            keys = ", ".join(map(repr, archive.files))
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is not a readable .npz file ({numpy_failure(exc)})") from None
-    raise DataError(f"{path} has no array {name!r}; pick the labels with {path.name}:KEY, KEY one of {keys}")
+    with NpzArchive(path) as archive:
+        if archive.single is not None:
+            _no_key(path, key)
+            return archive.single
+        if name not in archive.keys:
+            keys = ", ".join(map(repr, archive.keys))
+            raise DataError(
+                f"{path} has no array {name!r}; pick the labels with {path.name}:KEY, KEY one of {keys}"
+            )
+        return archive.array(name)
 
 
 def _from_text(path: Path, key: str | None) -> npt.NDArray[np.generic]:

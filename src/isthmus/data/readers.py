@@ -8,10 +8,12 @@ all formats, in :func:`isthmus.data.dataset.as_dataset`.
 from __future__ import annotations
 
 import fnmatch
+import math
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +24,11 @@ import pyarrow.parquet as pq
 
 from isthmus.data.idx import labels_beside, read_idx
 from isthmus.data.images import IMAGE_SUFFIXES, read_image_folder
+from isthmus.data.limits import check_allocation
 from isthmus.errors import DataError
+
+#: what reading a (possibly compressed, possibly damaged) member of a zip archive can raise
+_ZIP_FAILURES = (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile)
 
 Raw = tuple[npt.NDArray[np.generic], npt.NDArray[np.generic] | None]
 
@@ -87,42 +93,148 @@ def read_raw(path: Path, options: ReadOptions) -> Raw:
 
 def _read_npy(path: Path, options: ReadOptions) -> Raw:
     """A .npy file, memory-mapped so that a row slice reads only those rows."""
-    try:
-        X = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npy file ({numpy_failure(exc)})") from None
-    if not isinstance(X, np.ndarray):
-        X.close()
-        raise DataError(f"{path} is a .npz archive, not a .npy array; rename it to end in .npz")
-    return X, None
+    return read_npy(path, mmap=True), None
 
 
 def _read_npz(path: Path, options: ReadOptions) -> Raw:
     """An array of a .npz file (the ``key`` or the first), with its ``y`` array as labels."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is not a readable .npz file ({numpy_failure(exc)})") from None
-    if isinstance(archive, np.ndarray):  # a .npy file named .npz: it is one array
-        return archive, None
-    with archive:
-        keys = list(archive.files)
-        if not keys:
-            raise DataError(f"{path} holds no arrays")
-        key = options.key if options.key is not None else keys[0]
-        if key not in keys:
-            raise DataError(f"{path} has no array {key!r}; it holds {', '.join(map(repr, keys))}")
-        X = _npz_member(archive, key, path)
-        y = _npz_member(archive, "y", path) if "y" in keys and key != "y" else None
+    with NpzArchive(path) as archive:
+        if archive.single is not None:  # a .npy file named .npz: it is one array
+            if options.key is not None:
+                raise DataError(f"{path} is a .npy array, not a .npz archive; drop ':{options.key}'")
+            return archive.single, None
+        key = options.key if options.key is not None else archive.keys[0]
+        X = archive.array(key)
+        y = archive.array("y") if "y" in archive.keys and key != "y" else None
     return X, y
 
 
-def _npz_member(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> npt.NDArray[np.generic]:
-    """One array of an open .npz archive, with a DataError when it cannot be decoded."""
+def npy_header(fh: IO[bytes], name: str) -> tuple[tuple[int, ...], bool, np.dtype[Any], int]:
+    """``(shape, fortran_order, dtype, data_bytes)`` from the header at the start of an open .npy stream.
+
+    Raises
+    ------
+    DataError
+        If the stream is not a .npy file, or holds Python objects (which isthmus never unpickles).
+    """
     try:
-        return archive[key]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: array {key!r} is not readable ({numpy_failure(exc)})") from None
+        version = np.lib.format.read_magic(fh)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise ValueError(f"unknown .npy format version {version[0]}.{version[1]}")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh)
+    except (*_ZIP_FAILURES, SyntaxError, TypeError) as exc:
+        raise DataError(f"{name} is not a readable .npy array ({numpy_failure(exc)})") from None
+    if dtype.hasobject:
+        raise DataError(f"{name} holds Python objects (dtype {dtype}), which isthmus never unpickles; save numbers")
+    return tuple(int(s) for s in shape), bool(fortran), dtype, math.prod(shape) * dtype.itemsize
+
+
+def read_npy(path: Path, *, mmap: bool) -> npt.NDArray[np.generic]:
+    """A .npy file whose header is checked against the file's size first, memory-mapped or read whole.
+
+    Raises
+    ------
+    DataError
+        If the file is not a .npy file, is shorter than its header says, or (read whole) would not fit
+        in memory.
+    """
+    with open(path, "rb") as fh:
+        shape, _, dtype, nbytes = npy_header(fh, str(path))
+        offset = fh.tell()
+    held = path.stat().st_size - offset
+    if held < nbytes:
+        raise DataError(
+            f"{path} is truncated: its header gives shape {shape} {dtype} ({nbytes:,} bytes of data) "
+            f"but only {held:,} bytes follow; copy or save the file again"
+        )
+    if not mmap:
+        check_allocation(nbytes, f"{path} (shape {shape} {dtype})", "give a smaller file")
+    try:
+        X = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable .npy file ({numpy_failure(exc)})") from None
+    return X  # type: ignore[no-any-return]
+
+
+class NpzArchive:
+    """A .npz file opened to read its arrays one at a time, each checked before it is allocated.
+
+    ``keys`` are the array names in the archive's order. A .npy file named .npz is taken as one
+    array: ``single`` holds it (memory-mapped) and ``keys`` is empty.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.single: npt.NDArray[np.generic] | None = None
+        self.keys: list[str] = []
+        self._zip: zipfile.ZipFile | None = None
+        with open(path, "rb") as fh:
+            start = fh.read(8)
+        if start.startswith(b"\x93NUMPY"):
+            self.single = read_npy(path, mmap=True)
+            return
+        if not start.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+            raise DataError(
+                f"{path} is not a .npz file: it starts with {describe_start(start)}, not a zip archive's "
+                "bytes; give the file the suffix of its format"
+            )
+        try:
+            self._zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise DataError(
+                f"{path} is a damaged or truncated zip archive ({_first_line(exc)}); save the file again"
+            ) from None
+        self._members = {name.removesuffix(".npy"): name for name in self._zip.namelist() if name.endswith(".npy")}
+        self.keys = list(self._members)
+        if not self.keys:
+            self.close()
+            raise DataError(f"{path} holds no arrays")
+
+    def __enter__(self) -> NpzArchive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
+    def array(self, key: str) -> npt.NDArray[np.generic]:
+        """The array ``key``, after its header has been checked against the archive and the memory limit."""
+        if key not in self._members or self._zip is None:
+            raise DataError(f"{self.path} has no array {key!r}; it holds {', '.join(map(repr, self.keys))}")
+        name = f"{self.path}: array {key!r}"
+        info = self._zip.getinfo(self._members[key])
+        try:
+            with self._zip.open(info) as fh:
+                shape, _, dtype, nbytes = npy_header(fh, name)
+                offset = fh.tell()
+            held = info.file_size - offset
+            if held != nbytes:
+                raise DataError(
+                    f"{name} is {'truncated' if held < nbytes else 'corrupt'}: its header gives shape {shape} "
+                    f"{dtype} ({nbytes:,} bytes) but the archive holds {held:,} bytes for it; save the file again"
+                )
+            check_allocation(nbytes, f"{name} (shape {shape} {dtype})", "save a smaller array")
+            with self._zip.open(info) as fh:
+                return np.lib.format.read_array(fh, allow_pickle=False)
+        except DataError:
+            raise
+        except (*_ZIP_FAILURES, RuntimeError, NotImplementedError) as exc:  # RuntimeError: an encrypted member
+            raise DataError(f"{name} is not readable ({numpy_failure(exc)})") from None
+
+
+def describe_start(start: bytes) -> str:
+    """What the first bytes of a file look like, for messages about mislabeled files."""
+    known = {b"\x93NUMPY": ".npy", b"PK": "zip (.npz)", b"PAR1": "Parquet", b"\x89PNG": "PNG", b"\x89HDF": "HDF5"}
+    for magic, kind in known.items():
+        if start.startswith(magic):
+            return f"the bytes of a {kind} file"
+    if start and all(32 <= b < 127 or b in b"\t\r\n" for b in start):
+        return f"text ({start.decode('ascii')!r}...)"
+    return f"bytes {start.hex(' ') or '(none)'}"
 
 
 def _read_csv(path: Path, options: ReadOptions) -> Raw:
@@ -136,10 +248,20 @@ def _read_csv(path: Path, options: ReadOptions) -> Raw:
 
 
 def _read_parquet(path: Path, options: ReadOptions) -> Raw:
-    """A Parquet file; every column is a feature."""
+    """A Parquet file; every column is a feature. Its metadata's size is checked before any row is read."""
     try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
+        with pq.ParquetFile(path) as parquet:
+            rows, columns = parquet.metadata.num_rows, parquet.metadata.num_columns
+            # the float64 result, plus the Arrow table it is converted from (at most as many bytes again)
+            check_allocation(
+                16 * rows * columns,
+                f"{path} ({rows:,} rows of {columns:,} columns, by its metadata)",
+                "read it in row groups (streaming) or write a smaller file",
+            )
+            table = parquet.read()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
         raise DataError(f"{path} is not a readable Parquet file ({_first_line(exc)})") from None
     return table_to_array(table, path), None
 
@@ -171,7 +293,7 @@ def table_to_array(table: pa.Table, path: Path) -> npt.NDArray[np.float64]:
         raise DataError(f"{path} has no columns")
     if table.num_rows == 0:
         raise DataError(f"{path} has a header but no rows; give at least one row of data")
-    non_numeric = [f"{field.name!r} ({field.type})" for field in table.schema if not _is_numeric(field.type)]
+    non_numeric = [_describe_column(table, field) for field in table.schema if not _is_numeric(field.type)]
     if non_numeric:
         raise DataError(
             f"{path} has non-numeric columns {', '.join(non_numeric)}; isthmus reads numbers only - "
@@ -182,6 +304,24 @@ def table_to_array(table: pa.Table, path: Path) -> npt.NDArray[np.float64]:
         as_float = pc.cast(column, pa.float64(), safe=False)
         out[:, j] = pc.fill_null(as_float, float("nan")).to_numpy()
     return out
+
+
+def _describe_column(table: pa.Table, field: pa.Field) -> str:
+    """A non-numeric column for messages: its name, type and, for text, the first value that is no number."""
+    if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+        for row, value in enumerate(table.column(field.name).to_pylist()):
+            if value is not None and not _is_float(value):
+                return f"{field.name!r} ({field.type}, e.g. {value[:40]!r} in row {row}, counting from 0)"
+    return f"{field.name!r} ({field.type})"
+
+
+def _is_float(text: str) -> bool:
+    """Whether ``text`` parses as a number."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_numeric(kind: pa.DataType) -> bool:

@@ -148,7 +148,7 @@ def test_fit_on_a_stream_learns_like_fit_in_memory(npy: Path, tabular: np.ndarra
     np.testing.assert_allclose(streamed.transform(open_rows(npy, chunk_rows=7)), streamed.transform(tabular), atol=1e-5)
 
 
-def test_streamed_fit_with_early_stopping_holds_out_whole_chunks_and_resumes(npy: Path, tmp_path: Path) -> None:
+def test_streamed_fit_with_early_stopping_holds_out_rows_and_resumes(npy: Path, tmp_path: Path) -> None:
     params = {**TINY, "n_components": 3, "max_iter": 4, "early_stopping": True, "n_iter_no_change": 50}
     straight = Autoencoder(**params).fit(open_rows(npy, chunk_rows=24))
     assert all("val_loss" in h for h in straight.history_)
@@ -164,8 +164,21 @@ def test_streamed_fit_with_early_stopping_holds_out_whole_chunks_and_resumes(npy
     resumed = Autoencoder(**params).fit(open_rows(npy, chunk_rows=24), resume=ckpt)
     for name, value in straight.net_.state_dict().items():
         assert torch.equal(value, resumed.net_.state_dict()[name]), name
-    with pytest.raises(DataError, match="one chunk"):
-        Autoencoder(**params).fit(open_rows(npy))
+    assert 0.05 < len(_val_rows(straight, npy)) / 240 < 0.15
+    with pytest.raises(DataError, match="validation"):
+        Autoencoder(**{**params, "validation_fraction": 0.001}).fit(open_rows(npy))
+
+
+def _val_rows(ae: Autoencoder, npy: Path) -> list[int]:
+    """Rows the streamed split holds out for validation (recomputed as the estimator draws them)."""
+    rows = open_rows(npy, chunk_rows=24)
+    seed = ae._seed(None) if ae.random_state is None else _fit_seed(ae)
+    held = [np.flatnonzero(np.random.default_rng([seed, a]).random(b - a) < 0.1) + a for a, b in rows.chunks]
+    return np.concatenate(held).tolist()
+
+
+def _fit_seed(ae: Autoencoder) -> int:
+    return int(np.random.RandomState(ae.random_state).randint(2**31 - 2))
 
 
 def test_write_npy_chunks_writes_all_rows_or_nothing(tmp_path: Path) -> None:
@@ -187,6 +200,8 @@ def test_cli_trains_and_encodes_streamed(npy: Path, tmp_path: Path, tabular: np.
     sets = ["--set", "n_components=3", "--set", "max_iter=3", "--set", "verbose=0", "--set", "random_state=0"]
     assert main(["train", str(npy), "-o", str(model), "--stream", *sets]) == 0
     assert "trained 3 epochs on 240 samples of rows.npy" in capsys.readouterr().out
+    early = ["--set", "early_stopping=true"]
+    assert main(["train", str(npy), "-o", str(model), "--stream", "--overwrite", *sets, *early]) == 0
     assert main(["encode", str(model), str(npy), "-o", str(tmp_path / "a.npy"), "--stream"]) == 0
     assert main(["encode", str(model), str(npy), "-o", str(tmp_path / "b.npy")]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"), atol=1e-6)

@@ -88,6 +88,8 @@ class ChunkSource:
     An epoch visits the chunks in a seeded random order, a window of about ``window_rows`` rows at a
     time; rows are shuffled across the window and batches run on across window boundaries. The next
     window is read by a background thread while the current one trains, so reading overlaps compute.
+    ``keep(chunk)``, when given, picks the chunk's rows that belong to this source (a boolean mask):
+    that is how training and validation rows share chunks.
     """
 
     def __init__(
@@ -96,20 +98,25 @@ class ChunkSource:
         chunk_ids: list[int],
         transform: Callable[[np.ndarray], np.ndarray],
         *,
+        keep: Callable[[int], np.ndarray] | None = None,
         window_rows: int = WINDOW_ROWS,
         device: torch.device | None = None,
     ) -> None:
         self.rows = rows
         self.chunk_ids = chunk_ids
         self.transform = transform
+        self.keep = keep
         self.window_rows = window_rows
         self.device = device or torch.device("cpu")
+        self._sizes = {i: self._count(i) for i in chunk_ids}
 
     def __len__(self) -> int:
-        return sum(self._size(i) for i in self.chunk_ids)
+        return sum(self._sizes.values())
 
     def to(self, device: torch.device) -> ChunkSource:
-        return ChunkSource(self.rows, self.chunk_ids, self.transform, window_rows=self.window_rows, device=device)
+        return ChunkSource(
+            self.rows, self.chunk_ids, self.transform, keep=self.keep, window_rows=self.window_rows, device=device
+        )
 
     def shuffled(self, generator: torch.Generator, batch_size: int, part: Shard) -> Iterator[Tensor]:
         order = torch.randperm(len(self.chunk_ids), generator=generator).tolist()
@@ -124,16 +131,19 @@ class ChunkSource:
     def ordered(self, batch_size: int, part: Shard) -> Iterator[Tensor]:
         yield from _rebatch(self._load_all(self._windows(self.chunk_ids)), batch_size, part)
 
-    def _size(self, chunk: int) -> int:
+    def _count(self, chunk: int) -> int:
         start, stop = self.rows.chunks[chunk]
-        return stop - start
+        return stop - start if self.keep is None else int(self.keep(chunk).sum())
+
+    def _size(self, chunk: int) -> int:
+        return self._sizes[chunk]
 
     def _windows(self, chunk_order: list[int]) -> list[list[int]]:
         """Consecutive groups of chunks holding about ``window_rows`` rows each (at least one chunk)."""
         windows: list[list[int]] = []
-        held = self.window_rows
+        held = 0
         for chunk in chunk_order:
-            if held + self._size(chunk) > self.window_rows and (not windows or windows[-1]):
+            if not windows or held + self._size(chunk) > self.window_rows:
                 windows.append([])
                 held = 0
             windows[-1].append(chunk)
@@ -141,7 +151,10 @@ class ChunkSource:
         return windows
 
     def _load(self, window: list[int]) -> Tensor:
-        raw = np.concatenate([self.rows.read_chunk(i) for i in window])
+        parts = [self.rows.read_chunk(i) for i in window]
+        if self.keep is not None:
+            parts = [part[self.keep(i)] for part, i in zip(parts, window, strict=True)]
+        raw = np.concatenate(parts)
         return torch.from_numpy(np.ascontiguousarray(self.transform(raw), dtype=np.float32)).to(self.device)
 
     def _load_all(self, windows: list[list[int]]) -> Iterator[Tensor]:

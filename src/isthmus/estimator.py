@@ -353,15 +353,19 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         chunks = list(range(len(rows.chunks)))
         if not cfg.early_stopping:
             return ChunkSource(rows, chunks, transform), None
-        if len(chunks) < 2:
+
+        def held_out(chunk: int) -> np.ndarray:  # a seeded draw per row, the same on every pass and rank
+            start, stop = rows.chunks[chunk]
+            return np.random.default_rng([seed, start]).random(stop - start) < cfg.validation_fraction
+
+        train = ChunkSource(rows, chunks, transform, keep=lambda chunk: ~held_out(chunk))
+        val = ChunkSource(rows, chunks, transform, keep=held_out)
+        if len(train) == 0 or len(val) == 0:
             raise DataError(
-                f"{rows.name} is one chunk of rows, too few to hold out whole chunks for validation; "
-                "set early_stopping=False or read it with smaller chunks (chunk_rows)"
+                f"holding out validation_fraction={cfg.validation_fraction} of {len(rows)} rows left "
+                f"{len(train)} for training and {len(val)} for validation; give more rows or set early_stopping=False"
             )
-        order = np.random.RandomState(seed).permutation(len(chunks))
-        n_val = min(max(1, round(cfg.validation_fraction * len(chunks))), len(chunks) - 1)
-        val, train = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
-        return ChunkSource(rows, train, transform), ChunkSource(rows, val, transform)
+        return train, val
 
     def _split(self, x: np.ndarray, cfg: TrainConfig, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         if not cfg.early_stopping:

@@ -4,19 +4,26 @@ Same network, same data in memory, same batch size, same loss. The plain loop is
 ``torch.optim.Adam``'s defaults (what most hand-written loops use) and with the fused Adam kernel isthmus
 uses, so the second ratio is isthmus's own overhead. Epoch 1 is warm-up and not timed.
 
-    .venv/bin/python bench/throughput.py
+Then, on the 784-1000-500-250-30 MLP: a sweep of precision x batch size x threads (isthmus samples/s
+against the float32 plain loop at the same batch size and threads), where an epoch's time goes (drawing
+batches vs the training step), the matrix-product GFLOP/s of each dtype on this CPU, and the held-out
+reconstruction error each precision reaches after the same epochs on MNIST (``--train``/``--test``).
+
+    .venv/bin/python bench/throughput.py --threads 1
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from _common import parse, parser, report
+from _common import mnist_splits, parse, parser, pixels, report
 from isthmus import Autoencoder
 
 MODELS = {"784-1000-500-250-30": (784, (1000, 500, 250), 30), "64-32-8": (64, (32,), 8)}
@@ -53,15 +60,84 @@ def plain_loop(x: torch.Tensor, n_in: int, hidden: tuple[int, ...], code: int, b
     return len(x) * (epochs - 1) / (time.perf_counter() - start)
 
 
-def isthmus_fit(x: np.ndarray, hidden: tuple[int, ...], code: int, batch: int, epochs: int) -> float:
+def isthmus_fit(x: np.ndarray, hidden: tuple[int, ...], code: int, batch: int, epochs: int,
+                precision: str = "fp32", device: str = "cpu") -> float:
     """Samples per second of ``Autoencoder.fit`` (epochs 2..N, timed by an epoch callback)."""
     stamps: list[float] = []
     ae = Autoencoder(n_components=code, hidden_layer_sizes=hidden, batch_size=batch, max_iter=epochs,
-                     scaling="none", loss="bce", random_state=0, verbose=0, device="cpu")
+                     scaling="none", loss="bce", random_state=0, verbose=0, device=device, precision=precision)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ae.fit(x, callbacks=[lambda epoch, record: stamps.append(time.perf_counter())])
     return len(x) * (epochs - 1) / (stamps[-1] - stamps[0])
+
+
+def matmul_gflops(dtype: torch.dtype, m: int = 1024, k: int = 1000, n: int = 784, seconds: float = 1.0) -> float:
+    """GFLOP/s of one (m x k) @ (k x n) product in ``dtype``, repeated for ``seconds``."""
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    a @ b
+    start, reps = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        a @ b
+        reps += 1
+    return 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9
+
+
+def where_time_goes(x: np.ndarray, batch: int) -> dict[str, float]:
+    """Seconds per epoch spent drawing batches (shuffle and gather) against a whole isthmus epoch."""
+    from isthmus.batches import Shard, TensorSource
+
+    source = TensorSource(torch.from_numpy(x))
+    gen = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    for _ in source.shuffled(gen, batch, Shard()):
+        pass
+    data_s = time.perf_counter() - start
+    epoch_s = len(x) / isthmus_fit(x, *MODELS["784-1000-500-250-30"][1:], batch, 2)
+    return {"data_s_per_epoch": data_s, "epoch_s": epoch_s, "data_fraction": data_s / epoch_s}
+
+
+def precision_quality(args: argparse.Namespace, precisions: list[str], epochs: int) -> dict[str, float]:
+    """Held-out per-image squared error after ``epochs`` on MNIST rows, for each precision."""
+    try:
+        splits = mnist_splits(args)
+    except SystemExit as exc:
+        print(f"note: skipping the quality comparison: {exc}")
+        return {}
+    x_train = pixels(splits["x_train"][: args.quality_rows])
+    x_test = pixels(splits["x_test"][:2000])
+    _, hidden, code = MODELS["784-1000-500-250-30"]
+    errors = {}
+    for precision in precisions:
+        ae = Autoencoder(n_components=code, hidden_layer_sizes=hidden, batch_size=256, max_iter=epochs,
+                         scaling="none", loss="bce", random_state=0, verbose=0, device=args.device,
+                         precision=precision)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ae.fit(x_train)
+        errors[f"{precision}_test_sse"] = float(ae.reconstruction_error(x_test).mean())
+    return errors
+
+
+def sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """Precision x batch size x threads on the big MLP, with the float32 plain loop as reference."""
+    n_in, hidden, code = MODELS["784-1000-500-250-30"]
+    x = np.random.default_rng(1).uniform(size=(args.sweep_rows, n_in)).astype(np.float32)
+    rows: list[dict[str, Any]] = []
+    threads_before = torch.get_num_threads()
+    for threads in args.thread_counts:
+        torch.set_num_threads(threads)
+        for batch in args.batch_sizes:
+            plain = plain_loop(torch.from_numpy(x), n_in, hidden, code, batch, args.epochs, True)
+            for precision in args.precisions:
+                rate = isthmus_fit(x, hidden, code, batch, args.epochs, precision, args.device)
+                rows.append({"threads": threads, "batch_size": batch, "precision": precision,
+                             "samples_per_s": round(rate, 1), "plain_fp32_samples_per_s": round(plain, 1),
+                             "ratio_vs_plain_fp32": round(rate / plain, 3)})
+                print(f"threads {threads}, batch {batch}, {precision}: {rate:.0f}/s, "
+                      f"x{rate / plain:.2f} the fp32 plain loop ({plain:.0f}/s)", flush=True)
+    torch.set_num_threads(threads_before)
+    return {"sweep": rows}
 
 
 def main() -> None:
@@ -70,10 +146,17 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=2, help="alternate the runs this many times, keep the best")
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], help="precisions of the sweep")
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[256, 1024], help="batch sizes of the sweep")
+    p.add_argument("--thread-counts", nargs="+", type=int, default=[1, 2], help="torch threads of the sweep")
+    p.add_argument("--sweep-rows", type=int, default=8192)
+    p.add_argument("--quality-rows", type=int, default=10000, help="MNIST training rows of the quality runs")
+    p.add_argument("--quality-epochs", type=int, default=3)
+    p.add_argument("--skip-baseline", action="store_true", help="only the sweep and the precision figures")
     args = parse(p)
     rng = np.random.default_rng(0)
     figures: dict[str, dict[str, float]] = {}
-    for name, (n_in, hidden, code) in MODELS.items():
+    for name, (n_in, hidden, code) in ({} if args.skip_baseline else MODELS).items():
         x = rng.uniform(size=(args.rows, n_in)).astype(np.float32)
         xt = torch.from_numpy(x)
         best = {"plain": 0.0, "plain_fused": 0.0, "isthmus": 0.0}
@@ -91,7 +174,23 @@ def main() -> None:
         print(f"{name}: isthmus {best['isthmus']:.0f}/s, plain {best['plain']:.0f}/s "
               f"(x{figures[name]['ratio_vs_plain']:.2f}), plain+fused Adam {best['plain_fused']:.0f}/s "
               f"(x{figures[name]['ratio_vs_plain_fused']:.2f})")
-    report({"batch_size": args.batch_size, "rows": args.rows, "threads": torch.get_num_threads(), **figures})
+    extra: dict[str, Any] = {
+        "matmul_gflops": {str(dt).removeprefix("torch."): round(matmul_gflops(dt), 1)
+                          for dt in (torch.float32, torch.bfloat16)},
+    }
+    print(f"matrix products on this CPU (1024x1000 @ 1000x784): {extra['matmul_gflops']} GFLOP/s")
+    extra.update(sweep(args))
+    extra["where_time_goes"] = where_time_goes(np.random.default_rng(2).uniform(size=(4096, 784)).astype(np.float32),
+                                               args.batch_size)
+    print(f"where an epoch goes: {extra['where_time_goes']}")
+    extra["quality"] = precision_quality(args, args.precisions, args.quality_epochs)
+    if "fp32_test_sse" in extra["quality"]:
+        for precision in args.precisions:
+            extra["quality"][f"{precision}_sse_vs_fp32"] = (
+                extra["quality"][f"{precision}_test_sse"] / extra["quality"]["fp32_test_sse"]
+            )
+        print(f"held-out SSE per precision: {extra['quality']}")
+    report({"batch_size": args.batch_size, "rows": args.rows, "threads": torch.get_num_threads(), **figures, **extra})
 
 
 if __name__ == "__main__":

@@ -580,3 +580,14 @@ def _varint(value: int) -> bytes:
 def test_memory_limit_is_a_positive_number_of_bytes() -> None:
     assert limits.memory_limit() > 2**20
     assert limits.human_bytes(512) == "512 bytes" and limits.human_bytes(12 * 10**12) == "12.0 TB"
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_scaler_that_was_never_fitted_is_refused(value: float, model: Path, tmp_path: Path) -> None:
+    raw = model.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    start, _ = json.loads(raw[8 : 8 + n])["scaler.scale"]["data_offsets"]
+    at = 8 + n + start
+    path = _bytes(tmp_path / "model.safetensors", raw[:at] + struct.pack("<f", value) + raw[at + 4 :])
+    with pytest.raises(ModelFileError, match=r"'scaler\.scale' must be finite, the scale positive"):
+        isthmus.load(path)

@@ -220,6 +220,12 @@ def load_model(path: str | os.PathLike[str]) -> Autoencoder:
         )
     arrays = {"scaler.offset": input_shape, "scaler.scale": input_shape, "pca.mean": (n_features,)}
     _expect_shapes(path, tensors, {**arrays, "pca.components": (n_pca, n_features), **expected})
+    offset, scale = tensors["scaler.offset"], tensors["scaler.scale"]
+    if not (torch.isfinite(offset).all() and torch.isfinite(scale).all() and (scale > 0).all()):
+        raise ModelFileError(
+            f"{path}: tensors 'scaler.offset' and 'scaler.scale' must be finite, the scale positive "
+            "(the fitted scaler never stores anything else); the file is corrupt"
+        )
 
     net = build_net(model_cfg, input_shape, seed=0)
     net.load_state_dict({k: tensors[k] for k in expected}, strict=not meta["encoder_only"])

@@ -591,3 +591,22 @@ def test_a_scaler_that_was_never_fitted_is_refused(value: float, model: Path, tm
     path = _bytes(tmp_path / "model.safetensors", raw[:at] + struct.pack("<f", value) + raw[at + 4 :])
     with pytest.raises(ModelFileError, match=r"'scaler\.scale' must be finite, the scale positive"):
         isthmus.load(path)
+
+
+def test_found_by_fuzzing_the_readers(tmp_path: Path) -> None:
+    """Inputs that once escaped as other exceptions (or warnings) when the readers were fuzzed."""
+    with pytest.raises(DataError, match="not a readable CSV file"):
+        read_data(_bytes(tmp_path / "latin1.csv", b"a\xe4b,c\n1,2\n"))  # a header that is not UTF-8
+    with pytest.raises(DataError, match=r"'c' \(string, e\.g\. 'x' in row 0"):
+        read_data(csv(tmp_path / "twice.csv", "c,c\n1,x\n"))  # a text column whose name is not unique
+    header = npy_bytes((2, 3))
+    with pytest.raises(DataError, match=r"not a readable \.npy array"):
+        read_data(_bytes(tmp_path / "open.npy", header.replace(b"}", b" ")))  # an unclosed header dict
+    archive = bytearray(_npz_bytes())
+    end = archive.rfind(b"PK\x01\x02")
+    archive[end + 6] = 148  # the central directory says a newer zip version made it
+    with pytest.raises(DataError, match=r"x\.npz"):
+        read_data(_bytes(tmp_path / "x.npz", bytes(archive)))
+    both = np.array([[np.inf, -np.inf]], np.float32)
+    with pytest.raises(DataError, match="NaN or infinite"):
+        read_data(_npy(tmp_path / "both.npy", both))  # inf - inf is NaN: no RuntimeWarning on the way

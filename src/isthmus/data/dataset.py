@@ -56,8 +56,9 @@ def check_finite(X: npt.NDArray[np.generic], name: str) -> None:
     if X.dtype.kind != "f" or X.size == 0:
         return
     # A float64 sum of float32 values cannot overflow, so it is finite exactly when every value is.
-    if np.isfinite(np.sum(X, dtype=np.float64)):
-        return
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN: reported below, not warned about
+        if np.isfinite(np.sum(X, dtype=np.float64)):
+            return
     bad_rows = np.flatnonzero(~np.isfinite(X.reshape(len(X), -1)).all(axis=1))
     shown = ", ".join(str(int(row)) for row in bad_rows[:_MAX_ROWS_NAMED])
     more = len(bad_rows) - _MAX_ROWS_NAMED

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -123,7 +124,7 @@ def npy_header(fh: IO[bytes], name: str) -> tuple[tuple[int, ...], bool, np.dtyp
             raise ValueError(f"unknown .npy format version {version[0]}.{version[1]}")
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read_header(fh)
-    except (*_ZIP_FAILURES, SyntaxError, TypeError) as exc:
+    except (*_ZIP_FAILURES, SyntaxError, TypeError, tokenize.TokenError) as exc:  # NumPy tokenizes the header
         raise DataError(f"{name} is not a readable .npy array ({numpy_failure(exc)})") from None
     if dtype.hasobject:
         raise DataError(f"{name} holds Python objects (dtype {dtype}), which isthmus never unpickles; save numbers")
@@ -181,7 +182,7 @@ class NpzArchive:
             )
         try:
             self._zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
             raise DataError(
                 f"{path} is a damaged or truncated zip archive ({_first_line(exc)}); save the file again"
             ) from None
@@ -241,9 +242,10 @@ def _read_csv(path: Path, options: ReadOptions) -> Raw:
     """A CSV file with a header line; every column is a feature."""
     try:
         table = pa_csv.read_csv(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{path} is not a readable CSV file ({_first_line(exc)})") from None
-    _check_header(table.column_names, path)
+        names = table.column_names  # decoded from UTF-8 only now
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not a readable CSV file ({_first_line(exc)}); save it as UTF-8 text") from None
+    _check_header(names, path)
     return table_to_array(table, path), None
 
 
@@ -293,7 +295,11 @@ def table_to_array(table: pa.Table, path: Path) -> npt.NDArray[np.float64]:
         raise DataError(f"{path} has no columns")
     if table.num_rows == 0:
         raise DataError(f"{path} has a header but no rows; give at least one row of data")
-    non_numeric = [_describe_column(table, field) for field in table.schema if not _is_numeric(field.type)]
+    non_numeric = [
+        _describe_column(field, column)
+        for field, column in zip(table.schema, table.columns, strict=True)
+        if not _is_numeric(field.type)
+    ]
     if non_numeric:
         raise DataError(
             f"{path} has non-numeric columns {', '.join(non_numeric)}; isthmus reads numbers only - "
@@ -306,10 +312,10 @@ def table_to_array(table: pa.Table, path: Path) -> npt.NDArray[np.float64]:
     return out
 
 
-def _describe_column(table: pa.Table, field: pa.Field) -> str:
+def _describe_column(field: pa.Field, column: pa.ChunkedArray) -> str:
     """A non-numeric column for messages: its name, type and, for text, the first value that is no number."""
     if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
-        for row, value in enumerate(table.column(field.name).to_pylist()):
+        for row, value in enumerate(column.to_pylist()):
             if value is not None and not _is_float(value):
                 return f"{field.name!r} ({field.type}, e.g. {value[:40]!r} in row {row}, counting from 0)"
     return f"{field.name!r} ({field.type})"

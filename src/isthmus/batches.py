@@ -18,8 +18,9 @@ from torch import Tensor
 
 from isthmus.data.stream import Rows
 
-#: rows held in memory at once by a streamed epoch (twice this while the next window loads)
-WINDOW_ROWS = 65536
+#: bytes of rows a streamed epoch shuffles at once; about three windows are in memory at a time (the one
+#: training, its shuffled copy, and the next one loading)
+WINDOW_BYTES = 32 << 20
 
 
 class Shard(NamedTuple):
@@ -99,14 +100,14 @@ class ChunkSource:
         transform: Callable[[np.ndarray], np.ndarray],
         *,
         keep: Callable[[int], np.ndarray] | None = None,
-        window_rows: int = WINDOW_ROWS,
+        window_rows: int | None = None,
         device: torch.device | None = None,
     ) -> None:
         self.rows = rows
         self.chunk_ids = chunk_ids
         self.transform = transform
         self.keep = keep
-        self.window_rows = window_rows
+        self.window_rows = window_rows or max(1, WINDOW_BYTES // rows.row_bytes)
         self.device = device or torch.device("cpu")
         self._sizes = {i: self._count(i) for i in chunk_ids}
 
@@ -151,11 +152,16 @@ class ChunkSource:
         return windows
 
     def _load(self, window: list[int]) -> Tensor:
-        parts = [self.rows.read_chunk(i) for i in window]
-        if self.keep is not None:
-            parts = [part[self.keep(i)] for part, i in zip(parts, window, strict=True)]
-        raw = np.concatenate(parts)
-        return torch.from_numpy(np.ascontiguousarray(self.transform(raw), dtype=np.float32)).to(self.device)
+        """The window's rows, read chunk by chunk into one array and transformed there."""
+        out = np.empty((sum(self._size(i) for i in window), *self.rows.sample_shape), dtype=np.float32)
+        filled = 0
+        for chunk in window:
+            part = self.rows.read_chunk(chunk)
+            if self.keep is not None:
+                part = part[self.keep(chunk)]
+            out[filled : filled + len(part)] = part
+            filled += len(part)
+        return torch.from_numpy(np.ascontiguousarray(self.transform(out), dtype=np.float32)).to(self.device)
 
     def _load_all(self, windows: list[list[int]]) -> Iterator[Tensor]:
         """Each window's rows, the next one read ahead on a background thread."""
@@ -171,17 +177,26 @@ class ChunkSource:
 
 
 def _rebatch(blocks: Iterator[Tensor], batch_size: int, part: Shard) -> Iterator[Tensor]:
-    """Full batches across a stream of blocks (the remainder of one block starts the next batch)."""
-    pending: Tensor | None = None
+    """Full batches across a stream of blocks: the rows left at the end of a block start the next batch."""
+    pending: Tensor | None = None  # fewer than batch_size rows carried over
     for block in blocks:
+        start = 0
         if pending is not None:
-            block = torch.cat([pending, block])
-        full = len(block) - len(block) % batch_size
-        for start in range(0, full, batch_size):
-            batch = shard(block[start : start + batch_size], part)
+            start = batch_size - len(pending)
+            pending = torch.cat([pending, block[:start]])  # a small copy: at most one batch
+            if len(pending) < batch_size:  # the block was smaller than what was missing
+                continue
+            batch = shard(pending, part)
+            pending = None
             if batch is not None:
                 yield batch
-        pending = block[full:] if full < len(block) else None
+        full = start + (len(block) - start) // batch_size * batch_size
+        for first in range(start, full, batch_size):
+            batch = shard(block[first : first + batch_size], part)
+            if batch is not None:
+                yield batch
+        if full < len(block):
+            pending = block[full:].clone()  # not a view: the block itself can go
     if pending is not None:
         batch = shard(pending, part)
         if batch is not None:

@@ -347,8 +347,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         shape = net_shape(self.input_shape_)
         scaler = self.scaler_
 
-        def transform(raw: np.ndarray) -> np.ndarray:
-            return scaler.transform(raw).reshape(len(raw), *shape)
+        def transform(raw: np.ndarray) -> np.ndarray:  # in place: the window's array is the loader's own
+            np.subtract(raw, scaler.offset, out=raw)
+            np.divide(raw, scaler.scale, out=raw)
+            return raw.reshape(len(raw), *shape)
 
         chunks = list(range(len(rows.chunks)))
         if not cfg.early_stopping:

@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 
 from isthmus._files import atomic_open
 from isthmus.data.dataset import check_finite
-from isthmus.data.images import _GRAY_MODES, _checked_size, _common_size, _list_images, _load, _probe
-from isthmus.data.readers import file_format
+from isthmus.data.images import _checked_size, _common_size, _is_gray, _list_images, _load, _probe
+from isthmus.data.readers import file_format, npy_header
 from isthmus.data.spec import parse_spec
 from isthmus.errors import DataError, OutputError
 
@@ -69,6 +69,11 @@ class Rows:
         for index in range(len(self.chunks)):
             yield self.read_chunk(index)
 
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one sample as float32."""
+        return 4 * math.prod(self.sample_shape)
+
     def _read(self, start: int, stop: int) -> npt.NDArray[np.float32]:
         raise NotImplementedError
 
@@ -79,17 +84,10 @@ class NpyRows(Rows):
     def __init__(self, path: Path, *, chunk_rows: int | None = None) -> None:
         self.path = path
         self.name = path.name
-        try:
-            with open(path, "rb") as fh:
-                version = np.lib.format.read_magic(fh)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-                else:
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-                self._offset = fh.tell()
-        except (ValueError, OSError, SyntaxError) as exc:
-            raise DataError(f"{path} is not a readable .npy file ({exc})") from None
-        if dtype.kind not in _NUMERIC_KINDS or dtype.hasobject:
+        with open(path, "rb") as fh:
+            shape, fortran, dtype, _ = npy_header(fh, str(path))
+            self._offset = fh.tell()
+        if dtype.kind not in _NUMERIC_KINDS:
             raise DataError(f"{path} holds values of dtype {dtype}; isthmus needs numbers (bool, integer or float)")
         if fortran and len(shape) > 1:
             raise DataError(
@@ -173,7 +171,7 @@ class ImageRows(Rows):
         files, self.labels = _list_images(folder)
         self._infos = [_probe(path) for path in files]  # headers only: no pixels decoded yet
         self._size = _checked_size(image_size) if image_size is not None else _common_size(self._infos)
-        self._gray = all(info.mode in _GRAY_MODES for info in self._infos)
+        self._gray = _is_gray(self._infos)
         width, height = self._size
         self.sample_shape = (1 if self._gray else 3, height, width)
         step = chunk_rows or CHUNK_IMAGES

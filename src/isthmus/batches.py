@@ -18,8 +18,8 @@ from torch import Tensor
 
 from isthmus.data.stream import Rows
 
-#: bytes of rows a streamed epoch shuffles at once; about three windows are in memory at a time (the one
-#: training, its shuffled copy, and the next one loading)
+#: bytes of rows a streamed epoch shuffles at once; two windows are in memory at a time (the one training
+#: and the next one loading)
 WINDOW_BYTES = 32 << 20
 
 
@@ -122,15 +122,17 @@ class ChunkSource:
     def shuffled(self, generator: torch.Generator, batch_size: int, part: Shard) -> Iterator[Tensor]:
         order = torch.randperm(len(self.chunk_ids), generator=generator).tolist()
         windows = self._windows([self.chunk_ids[i] for i in order])
-        # the row order within each window comes from the generator too, drawn here in the main thread
+        # the row order within each window comes from the generator too, drawn here in the main thread;
+        # batches gather their rows through it, as TensorSource does (no shuffled copy of the window)
         blocks = (
-            block[torch.randperm(len(block), generator=generator).to(block.device)]
+            (block, torch.randperm(len(block), generator=generator).to(block.device))
             for block in self._load_all(windows)
         )
         yield from _rebatch(blocks, batch_size, part)
 
     def ordered(self, batch_size: int, part: Shard) -> Iterator[Tensor]:
-        yield from _rebatch(self._load_all(self._windows(self.chunk_ids)), batch_size, part)
+        blocks = ((block, None) for block in self._load_all(self._windows(self.chunk_ids)))
+        yield from _rebatch(blocks, batch_size, part)
 
     def _count(self, chunk: int) -> int:
         start, stop = self.rows.chunks[chunk]
@@ -176,14 +178,21 @@ class ChunkSource:
                 yield block
 
 
-def _rebatch(blocks: Iterator[Tensor], batch_size: int, part: Shard) -> Iterator[Tensor]:
-    """Full batches across a stream of blocks: the rows left at the end of a block start the next batch."""
+def _rebatch(blocks: Iterator[tuple[Tensor, Tensor | None]], batch_size: int, part: Shard) -> Iterator[Tensor]:
+    """Full batches across a stream of blocks, each read in the given row order (None: as it lies).
+
+    The rows left at the end of a block start the next block's first batch.
+    """
     pending: Tensor | None = None  # fewer than batch_size rows carried over
-    for block in blocks:
+
+    def rows(block: Tensor, order: Tensor | None, a: int, b: int) -> Tensor:
+        return block[a:b] if order is None else block[order[a:b]]
+
+    for block, order in blocks:
         start = 0
         if pending is not None:
-            start = batch_size - len(pending)
-            pending = torch.cat([pending, block[:start]])  # a small copy: at most one batch
+            start = min(batch_size - len(pending), len(block))
+            pending = torch.cat([pending, rows(block, order, 0, start)])  # a small copy: at most one batch
             if len(pending) < batch_size:  # the block was smaller than what was missing
                 continue
             batch = shard(pending, part)
@@ -192,11 +201,11 @@ def _rebatch(blocks: Iterator[Tensor], batch_size: int, part: Shard) -> Iterator
                 yield batch
         full = start + (len(block) - start) // batch_size * batch_size
         for first in range(start, full, batch_size):
-            batch = shard(block[first : first + batch_size], part)
+            batch = shard(rows(block, order, first, first + batch_size), part)
             if batch is not None:
                 yield batch
         if full < len(block):
-            pending = block[full:].clone()  # not a view: the block itself can go
+            pending = rows(block, order, full, len(block)).clone()  # not a view: the block itself can go
     if pending is not None:
         batch = shard(pending, part)
         if batch is not None:

@@ -255,6 +255,27 @@ def test_cli_compress_and_decompress(
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), model.decompress(model.compress(x)))
     assert main(["decompress", m, s, "-o", str(tmp_path / "pngs")]) == 0
     assert sorted(p.name for p in (tmp_path / "pngs").iterdir()) == [f"{i:05d}.png" for i in range(5)]
+    # a folder of PNGs appears whole or not at all, and an old one survives a failed overwrite
+    saved = Image.Image.save
+    calls = []
+
+    def failing_save(self: Image.Image, *args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        saved(self, *args, **kwargs)
+
+    old = {p.name: p.read_bytes() for p in (tmp_path / "pngs").iterdir()}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Image.Image, "save", failing_save)
+        assert main(["decompress", m, s, "-o", str(tmp_path / "new"), "--overwrite"]) == 1
+        calls.clear()
+        assert main(["decompress", m, s, "-o", str(tmp_path / "pngs"), "--overwrite"]) == 1
+    assert "No space left" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "pngs").iterdir()} == old
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert main(["decompress", m, s, "-o", str(tmp_path / "pngs"), "--overwrite"]) == 0
     Image.fromarray(x[0]).save(tmp_path / "one.png")
     assert main(["compress", m, str(tmp_path / "one.png"), "-o", str(tmp_path / "one.isth")]) == 0
     assert main(["decompress", m, str(tmp_path / "one.isth"), "-o", str(tmp_path / "back.png")]) == 0

@@ -185,9 +185,40 @@ def _write_pngs(target: Path, x: Any, *, sample_ndim: int, overwrite: bool) -> N
     if target.suffix:
         if len(images) != 1:
             raise OutputError(f"{target} can hold one image, but the stream has {len(images)}; give a folder")
-        paths = [target]
-    else:
-        paths = [target / f"{i:05d}.png" for i in range(len(images))]
-    for path, image in zip(paths, images, strict=True):
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            Image.fromarray(image).save(tmp, format="PNG")
+        with atomic_path(target, overwrite=overwrite) as tmp:
+            Image.fromarray(images[0]).save(tmp, format="PNG")
+        return
+    _write_png_folder(target, images, overwrite=overwrite)
+
+
+def _write_png_folder(target: Path, images: Any, *, overwrite: bool) -> None:
+    """A folder of PNG files that appears whole: written beside ``target``, then renamed onto it."""
+    import shutil
+    import tempfile
+
+    from PIL import Image
+
+    if target.exists() and not (overwrite and target.is_dir()):
+        raise OutputError(f"{target} already exists; pass --overwrite to replace the folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        for i, image in enumerate(images):
+            Image.fromarray(image).save(staging / f"{i:05d}.png", format="PNG")
+        old = None
+        if target.exists():  # the old folder steps aside only once the new one is complete
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            target.rename(old / target.name)
+        try:
+            staging.rename(target)
+        except OSError:
+            if old is not None:
+                (old / target.name).rename(target)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

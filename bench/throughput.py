@@ -89,6 +89,8 @@ def where_time_goes(x: np.ndarray, batch: int) -> dict[str, float]:
 
     source = TensorSource(torch.from_numpy(x))
     gen = torch.Generator().manual_seed(0)
+    for _ in source.shuffled(gen, batch, Shard()):  # warm-up: the first gathers are slow
+        pass
     start = time.perf_counter()
     for _ in source.shuffled(gen, batch, Shard()):
         pass

@@ -7,6 +7,7 @@ rows and not the anomalies.
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -83,6 +84,16 @@ def test_reconstruction_score_is_minus_the_error_after_the_scaler(
     expected = -(per_feature / ae.scaler_.scale.astype(np.float64) ** 2).sum(axis=1)
     np.testing.assert_allclose(ae.score_samples(x), expected, rtol=1e-4)
     assert ae.score_samples(x).dtype == np.float64
+
+
+def test_l4_score_is_minus_the_fourth_powers_of_the_same_errors(
+    ae: Autoencoder, manifold: tuple[np.ndarray, ...]
+) -> None:
+    x = manifold[1]
+    scaled_error = ae.reconstruction_error(x, per_feature=True) / ae.scaler_.scale.astype(np.float64) ** 2
+    l4 = copy.deepcopy(ae).set_params(anomaly_score="reconstruction_l4")
+    np.testing.assert_allclose(l4.score_samples(x), -np.square(scaled_error).sum(axis=1), rtol=1e-4)
+    assert auc(l4, manifold) > 0.9
 
 
 def test_decision_function_is_score_minus_offset_and_predict_its_sign(

@@ -28,7 +28,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda", "mps"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "on_divergence": ("stop", "retry"),
-    "anomaly_score": ("reconstruction", "elbo", "log_likelihood"),
+    "anomaly_score": ("reconstruction", "reconstruction_l4", "elbo", "log_likelihood"),
 }
 
 

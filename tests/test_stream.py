@@ -211,3 +211,12 @@ def test_cli_trains_and_encodes_streamed(npy: Path, tmp_path: Path, tabular: np.
     assert main(["encode", str(model), str(npy), "-o", str(tmp_path / "c.csv"), "--stream"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and ".npy" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_parquet_row_group_too_big_for_memory_is_refused_up_front(
+    tmp_path: Path, tabular: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pq.write_table(pa.table({f"c{i}": tabular[:, i] for i in range(12)}), tmp_path / "t.parquet")
+    monkeypatch.setattr("isthmus.data.limits.memory_limit", lambda: 4096)
+    with pytest.raises(DataError, match="row group of 240 rows x 12 columns.*row_group_size"):
+        open_rows(tmp_path / "t.parquet")

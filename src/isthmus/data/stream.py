@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from isthmus._files import atomic_open
 from isthmus.data.dataset import check_finite
 from isthmus.data.images import _checked_size, _common_size, _is_gray, _list_images, _load, _probe
+from isthmus.data.limits import check_allocation
 from isthmus.data.readers import file_format, npy_header
 from isthmus.data.spec import parse_spec
 from isthmus.errors import DataError, OutputError
@@ -127,7 +128,7 @@ class NpyRows(Rows):
 
 
 class ParquetRows(Rows):
-    """A Parquet file of numeric columns, read one row group at a time."""
+    """A Parquet file of numeric columns, read one row group at a time (so memory follows the largest)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -149,6 +150,13 @@ class ParquetRows(Rows):
         self.chunks = [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
         self._groups = [i for i, n in enumerate(sizes) if n > 0]
         self.sample_shape = (len(schema),)
+        biggest = max(sizes, default=0)
+        check_allocation(
+            biggest * len(schema) * 4,
+            f"{path}: a row group of {biggest:,} rows x {len(schema)} columns (read whole when streaming)",
+            "rewrite the file with smaller row groups, e.g. pyarrow.parquet.write_table(table, path, "
+            "row_group_size=65536)",
+        )
 
     def read_chunk(self, index: int) -> npt.NDArray[np.float32]:
         start, stop = self.chunks[index]

@@ -38,6 +38,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from _common import parse, parser, report
 from isthmus import Autoencoder, codec, load
+from isthmus.codec import _varint
 from isthmus.errors import IsthmusError
 
 RAW = ("flip", "set", "truncate", "insert", "delete")
@@ -113,13 +114,6 @@ def model_header_edit(data: bytes, rng: random.Random) -> bytes:
     return struct.pack("<Q", len(text)) + text + body
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 def stream_header_edit(stream: bytes, sample_shape: tuple[int, ...], rng: random.Random) -> bytes:

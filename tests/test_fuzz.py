@@ -25,6 +25,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 import isthmus
 from isthmus import Autoencoder, codec
+from isthmus.codec import _varint
 from isthmus.errors import IsthmusError
 
 FUZZ = settings(deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -202,13 +203,6 @@ def test_mutated_quantized_model_files_load_or_raise_the_library_error(
 # ------------------------------------------------------------------------------------------- bitstreams
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 _STREAM_EDITS = st.tuples(

@@ -32,6 +32,7 @@ from PIL import Image
 import isthmus
 from isthmus import codec
 from isthmus.cli import main
+from isthmus.codec import _varint
 from isthmus.data import limits, read_data, read_labels
 from isthmus.data.idx import encode_idx
 from isthmus.errors import ConfigError, DataError, ModelFileError
@@ -104,14 +105,7 @@ def parquet_bytes(rows: int = 100) -> bytes:
 
 def forge_parquet_rows(data: bytes, rows: int, claimed: int) -> bytes:
     """A Parquet file whose footer says ``claimed`` rows wherever it said ``rows`` (thrift varints)."""
-
-    def varint(n: int) -> bytes:
-        out = bytearray()
-        while True:
-            byte, n = n & 0x7F, n >> 7
-            out.append(byte | (0x80 if n else 0))
-            if not n:
-                return bytes(out)
+    varint = _varint  # thrift's compact protocol writes unsigned LEB128 varints, as the bitstream does
 
     (length,) = struct.unpack("<I", data[-8:-4])
     footer = data[-8 - length : -8].replace(varint(rows << 1), varint(claimed << 1))  # zigzag i64
@@ -566,15 +560,6 @@ def test_bitstream_header_claiming_a_huge_shape(quantized: isthmus.Autoencoder) 
     message = f"announces {codec.MAX_SAMPLES} samples"
     with small_and_fast(seconds=0.2), pytest.raises(codec.WrongModelError, match=message):
         quantized.decompress(many)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 def test_memory_limit_is_a_positive_number_of_bytes() -> None:

@@ -218,5 +218,5 @@ def test_a_parquet_row_group_too_big_for_memory_is_refused_up_front(
 ) -> None:
     pq.write_table(pa.table({f"c{i}": tabular[:, i] for i in range(12)}), tmp_path / "t.parquet")
     monkeypatch.setattr("isthmus.data.limits.memory_limit", lambda: 4096)
-    with pytest.raises(DataError, match="row group of 240 rows x 12 columns.*row_group_size"):
+    with pytest.raises(DataError, match=r"row group of 240 rows x 12 columns.*row_group_size"):
         open_rows(tmp_path / "t.parquet")

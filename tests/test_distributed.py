@@ -68,3 +68,32 @@ def test_an_error_on_every_rank_is_one_clear_line_and_a_failed_launch(data: Path
     assert "error: n_components=99 must be smaller than n_features=10" in run.stderr
     assert "isthmus/" not in run.stderr  # torchrun reports the failed launch; isthmus shows no traceback
     assert not (tmp_path / "m.safetensors").exists()
+
+
+_FIT = """
+import sys
+import numpy as np
+import torch.distributed as dist
+from isthmus import Autoencoder
+
+dist.init_process_group("gloo")  # the caller's own group: fit trains under DDP inside it
+x = np.load(sys.argv[1])
+# no random_state: each process draws its own seed, and only a fit that joins the group agrees on rank 0's
+ae = Autoencoder(n_components=3, hidden_layer_sizes=(16,), max_iter=3, batch_size=64, verbose=0, device="cpu")
+ae.fit(x)
+ae.save(f"{sys.argv[2]}/rank{dist.get_rank()}.safetensors")
+dist.destroy_process_group()
+"""
+
+
+def test_fit_trains_data_parallel_inside_a_process_group_the_caller_started(data: Path, tmp_path: Path) -> None:
+    script = tmp_path / "fit.py"
+    script.write_text(_FIT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+               str(data), str(tmp_path)]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    ranks = [load_file(tmp_path / f"rank{r}.safetensors") for r in (0, 1)]
+    for name, value in ranks[0].items():
+        assert torch.equal(ranks[1][name], value), name  # one seed, one model, in sync

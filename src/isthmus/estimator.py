@@ -114,10 +114,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     on_divergence : {"stop", "retry"}, default="stop"
         On a NaN or infinite loss, stop with an error (the last checkpoint holds the last good epoch),
         or restart from the last good epoch with half the learning rate, up to three times.
-    anomaly_score : {"reconstruction", "elbo", "log_likelihood"}, default="reconstruction"
+    anomaly_score : {"reconstruction", "reconstruction_l4", "elbo", "log_likelihood"}, default="reconstruction"
         What ``score_samples`` returns (higher for normal rows): minus the squared reconstruction error
-        (after the scaler), or, for ``bottleneck="gaussian"``, the ELBO or the importance-weighted
-        log-likelihood in nats. See ``isthmus.scoring``.
+        (after the scaler), minus the sum of fourth powers of those errors (a few large errors, such as a
+        missing stroke, outweigh many small ones), or, for ``bottleneck="gaussian"``, the ELBO or the
+        importance-weighted log-likelihood in nats. See ``isthmus.scoring``.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Sets ``offset_`` from the training rows' scores: a number is the fraction of training rows
         flagged as anomalies; ``"auto"`` is Tukey's box-plot fence (1.5 interquartile ranges past the

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_array, validate_data
 from isthmus import distributed, generative, scoring
 from isthmus import train as training
 from isthmus.batches import ChunkSource
+from isthmus.checkpoint import checkpoint_seed
 from isthmus.config import DEFAULTS, ModelConfig, TrainConfig, split_params
 from isthmus.data import check_finite
 from isthmus.data.stream import Rows, moments, sample_rows
@@ -338,7 +339,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return self
 
     def _seed(self, resume: str | os.PathLike[str] | None) -> int:
-        stored = None if resume is None else training.checkpoint_seed(resume)
+        stored = None if resume is None else checkpoint_seed(resume)
         if stored is not None:
             return stored
         # every rank of a process group must split, shuffle and initialize alike: rank 0's seed wins

@@ -1,9 +1,10 @@
 """The training loop. It knows no variant by name: it calls ``net.loss(batch)`` and steps.
 
 It owns the optimizer, the learning-rate schedule, mixed precision, early stopping, divergence
-handling, the JSON-lines log, atomic checkpoints and resuming from them, the progress bar and device
-placement. Batches come from :mod:`isthmus.batches` (in memory or streamed); inside a process group
-the loss runs under DistributedDataParallel (:mod:`isthmus.distributed`) and rank 0 writes the files.
+handling, the JSON-lines log, when to checkpoint and resume (the file itself is
+:mod:`isthmus.checkpoint`), the progress bar and device placement. Batches come from
+:mod:`isthmus.batches` (in memory or streamed); inside a process group the loss runs under
+DistributedDataParallel (:mod:`isthmus.distributed`) and rank 0 writes the files.
 """
 
 from __future__ import annotations
@@ -18,19 +19,15 @@ from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from isthmus import distributed
-from isthmus._files import atomic_path
 from isthmus.batches import BatchSource, Shard, TensorSource
+from isthmus.checkpoint import Run, State, load_checkpoint, save_checkpoint
 from isthmus.config import TrainConfig
 from isthmus.errors import ConfigError, ModelFileError, TrainingError
 
-CHECKPOINT_FORMAT = "isthmus.checkpoint"
-CHECKPOINT_VERSION = 1
 #: restarts from the last good epoch, each with half the learning rate, before a diverging run gives up
 MAX_RETRIES = 3
 
@@ -87,15 +84,6 @@ def _loss(net: nn.Module) -> Callable[..., dict[str, Tensor]]:
     return cast(Callable[..., dict[str, Tensor]], net.loss)
 
 
-class _Run(NamedTuple):
-    """The live objects of a run whose state a checkpoint captures."""
-
-    net: nn.Module
-    optimizer: torch.optim.Optimizer
-    shuffle_gen: torch.Generator
-    noise_gen: torch.Generator
-
-
 class _Step(NamedTuple):
     """What one optimizer step needs besides the batch."""
 
@@ -105,18 +93,6 @@ class _Step(NamedTuple):
     device: torch.device
     precision: str
     part: Shard
-
-
-class _State:
-    """Everything a checkpoint must hold to continue a run bit for bit."""
-
-    def __init__(self) -> None:
-        self.epoch = 0
-        self.history: list[dict[str, float]] = []
-        self.best_loss = math.inf
-        self.bad_epochs = 0
-        self.best_weights: dict[str, Tensor] | None = None
-        self.lr_scale = 1.0  # halved by each restart after a divergence
 
 
 def train(
@@ -173,12 +149,12 @@ def train(
         config.precision,
         part,
     )
-    state = _State()
-    run = _Run(net, optimizer, shuffle_gen, noise_gen)
+    state = State()
+    run = Run(net, optimizer, shuffle_gen, noise_gen)
     if resume:
         if checkpoint is None or not Path(checkpoint).exists():
             raise ModelFileError(f"cannot resume: checkpoint {checkpoint} does not exist; train without --resume")
-        _load_checkpoint(checkpoint, run, state, len(train_data))
+        load_checkpoint(checkpoint, run, state, len(train_data))
     monitor = "val_loss" if val_data is not None else "train_loss"
     converged = False
     retry = config.on_divergence == "retry"
@@ -234,7 +210,7 @@ def train(
                 with open(log, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record) + "\n")
             if checkpoint is not None and writer:
-                _save_checkpoint(checkpoint, run, state, len(train_data), seed)
+                save_checkpoint(checkpoint, run, state, len(train_data), seed)
             if good is not None:
                 good = _snapshot(run, state)
             # postfix first without a redraw; update() redraws at most every mininterval seconds
@@ -257,16 +233,6 @@ def make_optimizer(net: nn.Module, config: TrainConfig, device: torch.device) ->
     return torch.optim.Adam(
         net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=fused or None
     )
-
-
-def checkpoint_seed(path: str | os.PathLike[str]) -> int | None:
-    """The seed a checkpoint's run was started with, so a resumed run splits its data the same way."""
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            seed = (fh.metadata() or {}).get("seed")
-        return None if seed is None else int(seed)
-    except (SafetensorError, OSError, ValueError):
-        return None  # the checkpoint's own loader reports what is wrong with it
 
 
 def _learning_rate(config: TrainConfig, epoch: int) -> float:
@@ -334,7 +300,7 @@ def _evaluate(net: nn.Module, data: BatchSource, batch_size: int, step: _Step, e
     return _epoch_means(names, logged, sizes, step.device, "val_")
 
 
-def _snapshot(run: _Run, state: _State) -> dict[str, Any]:
+def _snapshot(run: Run, state: State) -> dict[str, Any]:
     """A deep copy of everything a restart needs: weights, optimizer, generators, loop state."""
     net, optimizer, shuffle_gen, noise_gen = run
     return copy.deepcopy(
@@ -348,7 +314,7 @@ def _snapshot(run: _Run, state: _State) -> dict[str, Any]:
     )
 
 
-def _restore_snapshot(snapshot: dict[str, Any], run: _Run, state: _State) -> None:
+def _restore_snapshot(snapshot: dict[str, Any], run: Run, state: State) -> None:
     net, optimizer, shuffle_gen, noise_gen = run
     snapshot = copy.deepcopy(snapshot)  # it may be restored again
     net.load_state_dict(snapshot["net"])
@@ -356,117 +322,3 @@ def _restore_snapshot(snapshot: dict[str, Any], run: _Run, state: _State) -> Non
     shuffle_gen.set_state(snapshot["shuffle"])
     noise_gen.set_state(snapshot["noise"])
     vars(state).update(snapshot["state"])
-
-
-def _save_checkpoint(
-    path: str | os.PathLike[str],
-    run: _Run,
-    state: _State,
-    n_train: int,
-    seed: int,
-) -> None:
-    net, optimizer, shuffle_gen, noise_gen = run
-    tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    if state.best_weights is not None:
-        tensors.update({f"best.{k}": v.cpu().contiguous() for k, v in state.best_weights.items()})
-    opt = optimizer.state_dict()
-    plain: dict[str, dict[str, Any]] = {}
-    for index, slots in opt["state"].items():
-        for key, value in slots.items():
-            if isinstance(value, Tensor):
-                tensors[f"optim.{index}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                plain.setdefault(str(index), {})[key] = value
-    tensors["rng.shuffle"] = shuffle_gen.get_state()
-    tensors["rng.noise"] = noise_gen.get_state().cpu()
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": str(CHECKPOINT_VERSION),
-        "epoch": str(state.epoch),
-        "n_train": str(n_train),
-        "seed": str(seed),
-        "best_loss": json.dumps(state.best_loss),
-        "bad_epochs": str(state.bad_epochs),
-        "lr_scale": json.dumps(state.lr_scale),
-        "history": json.dumps(state.history),
-        "optim_groups": json.dumps(opt["param_groups"]),
-        "optim_plain": json.dumps(plain),
-    }
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-
-
-def _load_checkpoint(
-    path: str | os.PathLike[str],
-    run: _Run,
-    state: _State,
-    n_train: int,
-) -> None:
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ModelFileError(f"checkpoint {path} is unreadable ({exc}); delete it to start over") from None
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ModelFileError(f"{path} is not an isthmus checkpoint")
-    try:
-        _restore(path, meta, tensors, run, state, n_train)
-    except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
-        raise ModelFileError(
-            f"checkpoint {path} is damaged ({type(exc).__name__}: {exc}); delete it to start over"
-        ) from None
-
-
-def _restore(
-    path: str | os.PathLike[str],
-    meta: dict[str, str],
-    tensors: dict[str, Tensor],
-    run: _Run,
-    state: _State,
-    n_train: int,
-) -> None:
-    net, optimizer, shuffle_gen, noise_gen = run
-    if int(meta["format_version"]) > CHECKPOINT_VERSION:
-        raise ModelFileError(f"checkpoint {path} was written by a newer isthmus; upgrade isthmus to resume it")
-    int(meta["seed"])  # the estimator split the data with it; it must be readable
-    if int(meta["n_train"]) != n_train:
-        raise ModelFileError(
-            f"checkpoint {path} was trained on {meta['n_train']} samples, this run has {n_train}; "
-            "resume with the same data and parameters"
-        )
-    weights = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError:
-        raise ModelFileError(
-            f"checkpoint {path} holds a different network than these parameters describe; "
-            "resume with the parameters of the stopped run"
-        ) from None
-    params = list(net.parameters())
-    device = params[0].device
-    slots: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            i = int(index)
-            if value.dim() and value.shape != params[i].shape:
-                raise ValueError(f"optimizer slot {key} has shape {tuple(value.shape)}, not {tuple(params[i].shape)}")
-            slots.setdefault(i, {})[name] = value.to(device) if value.dim() else value
-    for index, extra in json.loads(meta["optim_plain"]).items():
-        slots.setdefault(int(index), {}).update(extra)
-    if slots and sorted(slots) != list(range(len(params))):
-        raise ValueError(f"optimizer state covers parameters {sorted(slots)}, the network has {len(params)}")
-    optimizer.load_state_dict({"state": slots, "param_groups": json.loads(meta["optim_groups"])})
-    shuffle_gen.set_state(tensors["rng.shuffle"])
-    noise_gen.set_state(tensors["rng.noise"])
-    best = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
-    if best:
-        net.load_state_dict(net.state_dict() | best)  # validates names and shapes, then restores current ones
-        net.load_state_dict(weights)
-    state.best_weights = best or None
-    state.epoch = int(meta["epoch"])
-    state.history = json.loads(meta["history"])
-    state.best_loss = float(json.loads(meta["best_loss"]))
-    state.bad_epochs = int(meta["bad_epochs"])
-    state.lr_scale = float(json.loads(meta.get("lr_scale", "1.0")))

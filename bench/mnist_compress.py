@@ -13,7 +13,8 @@ points, the best classical codec's bytes at the same PSNR are interpolated on it
 curve; below a codec's lowest PSNR its smallest file counts. Lossless streams (``lossless=True``) are
 checked bit for bit and reported in bits per pixel. Targets (issue 5): one file per image, at most 1/5
 of the best classical bytes from 20 to 25 dB and 1/3 from 25 to 32 dB; whole set, at most 1/3 from 20
-to 25 dB; lossless at most 1.0 bit per pixel; decoding at least 5,000 images/s.
+to 25 dB and 1/2 from 25 to 32 dB; lossless at most 1.0 bit per pixel; decoding at least 5,000
+images/s. The recipe is convolutional, so ``--train``/``--test`` arrays must hold ``(n, 28, 28)`` images.
 
     .venv/bin/python bench/mnist_compress.py --out runs/compress
     .venv/bin/python bench/mnist_compress.py --max-iter 1 --limit 200 --lmbda 0.05   # smoke test
@@ -36,8 +37,11 @@ RECIPE: dict[str, Any] = {
     "bottleneck": "quantized",
     "loss": "mse",
     "scaling": "minmax",
-    "n_components": 32,
-    "hidden_layer_sizes": (512, 256),
+    # a small convolutional pair: better distortion per bit than a 512-256 MLP, and still decodes
+    # > 10,000 images/s on one thread; 64 channels leave room for the higher-PSNR points (lmbda <= 0.01)
+    "architecture": "conv",
+    "n_components": 64,
+    "hidden_layer_sizes": (16, 32, 64),
     "activation": "gelu",
     "straight_through": True,
     "batch_size": 128,
@@ -46,7 +50,7 @@ RECIPE: dict[str, Any] = {
     "random_state": 0,
 }
 PER_IMAGE_TARGETS = ((20.0, 25.0, 1 / 5), (25.0, 32.0, 1 / 3))
-WHOLE_SET_TARGETS = ((20.0, 25.0, 1 / 3),)
+WHOLE_SET_TARGETS = ((20.0, 25.0, 1 / 3), (25.0, 32.0, 1 / 2))
 DECODE_TARGET = 5000.0
 
 
@@ -98,7 +102,7 @@ def evaluate(ae: Autoencoder, x_test: np.ndarray, limit: int, curves: dict[str, 
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--lmbda", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05])
+    p.add_argument("--lmbda", type=float, nargs="+", default=[0.1, 0.03, 0.008])
     p.add_argument("--max-iter", type=int, default=20)
     p.add_argument("--limit", type=int, default=1000, help="test images compressed one file each")
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="NAME=VALUE", help="recipe overrides")

@@ -89,7 +89,7 @@ class _Step(NamedTuple):
 
     loss: nn.Module  # calls net.loss; DistributedDataParallel inside a process group
     optimizer: torch.optim.Optimizer
-    grad_scaler: torch.amp.GradScaler  # float16 only: scales the loss against gradient underflow
+    grad_scaler: torch.amp.GradScaler | None  # float16 only: scales the loss against gradient underflow
     device: torch.device
     precision: str
     part: Shard
@@ -144,7 +144,7 @@ def train(
     step = _Step(
         distributed.parallel_loss(net, device),
         optimizer,
-        torch.amp.GradScaler(device.type, enabled=use_scaler),
+        torch.amp.GradScaler(device.type) if use_scaler else None,
         device,
         config.precision,
         part,
@@ -261,9 +261,13 @@ def _run_epoch(
         with autocast(step.device, step.precision):
             terms = step.loss(batch, generator=noise_gen, epoch=epoch)
         step.optimizer.zero_grad(set_to_none=True)
-        step.grad_scaler.scale(terms["loss"]).backward()
-        step.grad_scaler.step(step.optimizer)
-        step.grad_scaler.update()
+        if step.grad_scaler is None:  # the hot path: no scaler calls at full precision or in bf16
+            terms["loss"].backward()
+            step.optimizer.step()
+        else:
+            step.grad_scaler.scale(terms["loss"]).backward()
+            step.grad_scaler.step(step.optimizer)
+            step.grad_scaler.update()
         names = list(terms)
         logged.append([value.detach() for value in terms.values()])
         sizes.append(len(batch))

@@ -350,9 +350,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         scaler = self.scaler_
 
         def transform(raw: np.ndarray) -> np.ndarray:  # in place: the window's array is the loader's own
-            np.subtract(raw, scaler.offset, out=raw)
-            np.divide(raw, scaler.scale, out=raw)
-            return raw.reshape(len(raw), *shape)
+            return scaler.transform_in_place(raw).reshape(len(raw), *shape)
 
         chunks = list(range(len(rows.chunks)))
         if not cfg.early_stopping:

@@ -19,6 +19,12 @@ class Scaler(NamedTuple):
         """Caller's units -> the network's units."""
         return ((x - self.offset) / self.scale).astype(np.float32, copy=False)
 
+    def transform_in_place(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`transform` into ``x`` itself (float32): no copy of a large array."""
+        np.subtract(x, self.offset, out=x)
+        np.divide(x, self.scale, out=x)
+        return x
+
     def inverse_transform(self, x: np.ndarray) -> np.ndarray:
         """The network's units -> caller's units."""
         return (x * self.scale + self.offset).astype(np.float32, copy=False)

@@ -4,7 +4,7 @@ A :class:`Rows` source knows its row count and sample shape from the file's head
 at a time: a run of rows of a ``.npy`` file (positioned reads, so the file lives in the page cache, not
 in the process), a row group of a Parquet file, or a run of files of an image folder. Training draws
 chunks in a seeded random order and shuffles rows within a window of chunks (see
-:class:`isthmus.train.ChunkSource`), so memory stays bounded by the window, not the data.
+:class:`isthmus.batches.ChunkSource`), so memory stays bounded by the window, not the data.
 
 ``open_rows("big.npy")`` is what ``Autoencoder.fit``, ``transform`` and ``isthmus train --stream`` take.
 """
@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from isthmus._files import atomic_open
-from isthmus.data.dataset import check_finite
+from isthmus.data.dataset import _NUMERIC_KINDS, check_finite
 from isthmus.data.images import _checked_size, _common_size, _is_gray, _list_images, _load, _probe
 from isthmus.data.limits import check_allocation
 from isthmus.data.readers import file_format, npy_header
@@ -35,7 +35,6 @@ from isthmus.errors import DataError, OutputError
 CHUNK_BYTES = 8 << 20
 #: images per chunk of an image folder
 CHUNK_IMAGES = 256
-_NUMERIC_KINDS = "biuf"
 
 
 class Rows:
@@ -148,7 +147,7 @@ class ParquetRows(Rows):
         sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
         bounds = np.cumsum([0, *sizes]).tolist()
         self.chunks = [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
-        self._groups = [i for i, n in enumerate(sizes) if n > 0]
+        self._group_at = {int(bounds[i]): i for i, n in enumerate(sizes) if n > 0}  # first row -> row group
         self.sample_shape = (len(schema),)
         biggest = max(sizes, default=0)
         check_allocation(
@@ -158,16 +157,13 @@ class ParquetRows(Rows):
             "row_group_size=65536)",
         )
 
-    def read_chunk(self, index: int) -> npt.NDArray[np.float32]:
-        start, stop = self.chunks[index]
+    def _read(self, start: int, stop: int) -> npt.NDArray[np.float32]:
         try:
-            table = self._file.read_row_group(self._groups[index])
+            table = self._file.read_row_group(self._group_at[start])
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"{self.path}: cannot read rows {start}..{stop - 1} ({exc})") from None
         columns = [np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float32) for col in table.columns]
-        rows = np.stack(columns, axis=1) if columns else np.zeros((stop - start, 0), np.float32)
-        check_finite(rows, f"{self.name} rows {start}..{stop - 1}")
-        return rows
+        return np.stack(columns, axis=1)
 
 
 class ImageRows(Rows):

@@ -322,16 +322,25 @@ def _read_exp_golomb(coder: constriction.stream.stack.AnsCoder, binary: constric
     return v - 1
 
 
-def information_bits(values: ArrayLike, tables: CdfTables, table_index: ArrayLike) -> float:
-    """Ideal code length in bits of ``values`` under ``tables`` (escapes counted with their extra bits)."""
+def value_bits(values: ArrayLike, tables: CdfTables, table_index: ArrayLike) -> np.ndarray:
+    """Ideal code length in bits of each value under its table, escapes counted with their extra bits.
+
+    ``values`` and ``table_index`` have the same shape (any); so has the result, float64.
+    """
     x = np.asarray(values, dtype=np.int64)
-    index = _check_index(tables, np.asarray(table_index))
+    index = np.asarray(table_index, dtype=np.int64)
+    _check_index(tables, index.ravel())
     escape = tables.lengths[index].astype(np.int64) - 1
-    symbols = x - tables.offsets[index]
+    lo = tables.offsets[index].astype(np.int64)
+    symbols = x - lo
     outside = (symbols < 0) | (symbols >= escape)
     symbols = np.where(outside, escape, symbols)
     freq = tables.cdf[index, symbols + 1].astype(np.int64) - tables.cdf[index, symbols]
-    bits = float(np.sum(tables.precision - np.log2(freq)))
-    lo = tables.offsets[index].astype(np.int64)
-    excess = np.where(x < lo, lo - 1 - x, x - (lo + escape))[outside]
-    return bits + float(np.sum(2 + 2 * np.floor(np.log2(excess + 1.0))))
+    bits = tables.precision - np.log2(freq)
+    excess = np.where(x < lo, lo - 1 - x, x - (lo + escape))
+    return np.where(outside, bits + 2 + 2 * np.floor(np.log2(np.maximum(excess, 0) + 1.0)), bits)
+
+
+def information_bits(values: ArrayLike, tables: CdfTables, table_index: ArrayLike) -> float:
+    """Ideal code length in bits of ``values`` under ``tables`` (escapes counted with their extra bits)."""
+    return float(np.sum(value_bits(values, tables, table_index)))

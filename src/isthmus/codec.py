@@ -28,6 +28,7 @@ import numpy as np
 
 from isthmus.entropy import CdfTables, PayloadError, build_cdf_tables, decode_symbols, encode_symbols
 from isthmus.errors import ConfigError, DataError
+from isthmus.rdo import search_code
 
 if TYPE_CHECKING:
     from isthmus.estimator import Autoencoder
@@ -271,10 +272,19 @@ def _coding_state(ae: Autoencoder) -> tuple[CdfTables, int]:
     return tables, int(fingerprint, 16) >> (256 - TAG_BITS)  # the fingerprint's first TAG_BITS bits
 
 
-def compress(ae: Autoencoder, X: Any, *, lossless: bool = False) -> bytes:
+def compress(
+    ae: Autoencoder, X: Any, *, lossless: bool = False, search: int = 0, lmbda: float | None = None
+) -> bytes:
     """``ae``'s bitstream of ``X``: the rounded code of every sample, entropy-coded with ``ae``'s tables;
-    with ``lossless``, also every value of 8-bit ``X``, coded given the code's reconstruction."""
+    with ``lossless``, also every value of 8-bit ``X``, coded given the code's reconstruction. With
+    ``search`` > 0, up to that many sweeps of :func:`isthmus.rdo.search_code` improve the rounded code
+    for ``loss + lmbda * bits`` (default: the model's own ``lmbda``) before it is coded."""
     tables, tag = _coding_state(ae)
+    weight = float(ae.net_.config.lmbda if lmbda is None else lmbda)
+    if isinstance(search, bool) or not isinstance(search, int) or search < 0:
+        raise ConfigError(f"search={search!r} must be an int >= 0 (sweeps of the code search; 0 rounds)")
+    if not (math.isfinite(weight) and weight >= 0):
+        raise ConfigError(f"lmbda={lmbda!r} must be a finite number >= 0")
     if hasattr(X, "detach"):  # a torch tensor
         X = X.detach().cpu().numpy()
     x = np.asarray(X)
@@ -288,9 +298,12 @@ def compress(ae: Autoencoder, X: Any, *, lossless: bool = False) -> bytes:
     sample_shape = tuple(ae.input_shape_)
     shape = tuple(int(s) for s in x.shape)
     m = n_samples(shape, sample_shape)
-    code = ae.transform(x.reshape(m, *sample_shape).astype(np.float32))  # (m, n_components)
+    samples = x.reshape(m, *sample_shape).astype(np.float32)
+    code = ae.transform(samples)  # (m, n_components)
     if not np.all(np.isfinite(code)) or np.abs(code).max(initial=0.0) >= 2**31 - 1:
         raise DataError("the code of X is not finite or exceeds int32; X is far outside the training data's range")
+    if search:
+        code = search_code(ae.net_, tables, ae._scaled(samples), np.rint(code), lmbda=weight, sweeps=search)
     values = np.rint(code).astype(np.int64).ravel()
     index = np.tile(np.arange(code.shape[1]), m)
     payload = encode_symbols(values, tables, index, tag=tag)

@@ -103,6 +103,7 @@ def rate_distortion(
     codecs: Iterable[str] | None = None,
     limit: int | None = None,
     lossless: bool = False,
+    search: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> RateDistortion:
     """Compress 8-bit images with each model and each classical codec; measure bytes, PSNR and speed.
@@ -120,6 +121,8 @@ def rate_distortion(
         Compress only the first ``limit`` images one file each (``per_image``); ``whole_set`` takes all.
     lossless : bool, default=False
         Also measure each model's lossless streams (models fitted on 8-bit data).
+    search : int, default=0
+        Sweeps of the models' rate-distortion optimized encoding (``Autoencoder.compress(search=...)``).
     progress : callable, optional
         Called with one line after each codec or model.
 
@@ -148,7 +151,7 @@ def rate_distortion(
         n = len(images) if mode == "whole_set" or limit is None else min(limit, len(images))
         for name, ae in models.items():
             for setting in ("lossy", "lossless") if lossless else ("lossy",):
-                rows.append(_model_row(mode, name, ae, inputs[name][:n], setting, pixels_per_image))
+                rows.append(_model_row(mode, name, ae, inputs[name][:n], setting, pixels_per_image, search))
             say(f"{mode}: model {name} done")
         for codec in available.values():
             started = time.perf_counter()
@@ -201,13 +204,15 @@ def _model_input(name: str, ae: Autoencoder, x: np.ndarray, lossless: bool) -> n
     return xm
 
 
-def _model_row(mode: str, name: str, ae: Autoencoder, x: np.ndarray, setting: str, pixels: int) -> RDRow:
+def _model_row(
+    mode: str, name: str, ae: Autoencoder, x: np.ndarray, setting: str, pixels: int, search: int = 0
+) -> RDRow:
     exact = setting == "lossless"
     started = time.perf_counter()
     if mode == "per_image":
-        files = [ae.compress(x[i : i + 1], lossless=exact) for i in range(len(x))]
+        files = [ae.compress(x[i : i + 1], lossless=exact, search=search) for i in range(len(x))]
     else:
-        files = [ae.compress(x, lossless=exact)]
+        files = [ae.compress(x, lossless=exact, search=search)]
     encoded = time.perf_counter()
     back = np.concatenate([ae.decompress(f) for f in files])
     decoded = time.perf_counter()

@@ -18,9 +18,18 @@ from isthmus.rd import CODECS
 @click.argument("data")
 @click.option("-o", "--output", required=True, help="Bitstream file to write (.isth).")
 @click.option("--lossless", is_flag=True, help="Store 8-bit data exactly (decompress gives them back bit for bit).")
+@click.option(
+    "--search",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Rate-distortion optimized encoding: sweeps of a search for a cheaper code of the same quality (try 3).",
+)
 @_image_size_opt
 @_overwrite
-def compress(model: str, data: str, output: str, lossless: bool, image_size: str | None, overwrite: bool) -> None:
+def compress(
+    model: str, data: str, output: str, lossless: bool, search: int, image_size: str | None, overwrite: bool
+) -> None:
     """Compress DATA with MODEL (bottleneck='quantized') into one bitstream file.
 
     DATA is any data spec, or one PNG/JPEG file. Values that are all integers 0..255 (8-bit images) are
@@ -38,7 +47,7 @@ def compress(model: str, data: str, output: str, lossless: bool, image_size: str
         x = x.reshape(len(x), *sample_shape)  # e.g. (n, 1, 28, 28) images for a model of (28, 28) samples
     if np.all((x >= 0) & (x <= 255) & (x == np.round(x))):
         x = x.astype(np.uint8)
-    stream = ae.compress(x, lossless=lossless)
+    stream = ae.compress(x, lossless=lossless, search=search)
     write_bytes_atomic(output, stream, overwrite=overwrite)
     bits = 8 * len(stream) / x.size
     click.echo(f"wrote {output}: {len(x)} samples in {len(stream)} bytes ({bits:.3f} bits per value)")
@@ -82,6 +91,13 @@ def decompress(model: str, stream: str, output: str, overwrite: bool) -> None:
 )
 @click.option("--limit", type=int, default=1000, show_default=True, help="Images compressed one file each (per_image).")
 @click.option("--lossless", is_flag=True, help="Also measure the models' lossless streams.")
+@click.option(
+    "--search",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Rate-distortion optimized encoding: sweeps of a search for a cheaper code of the same quality (try 3).",
+)
 @_image_size_opt
 @_overwrite
 def rd(
@@ -92,6 +108,7 @@ def rd(
     codecs: tuple[str, ...],
     limit: int,
     lossless: bool,
+    search: int,
     image_size: str | None,
     overwrite: bool,
 ) -> None:
@@ -121,6 +138,7 @@ def rd(
         codecs=codecs or None,
         limit=limit,
         lossless=lossless,
+        search=search,
         progress=lambda line: click.echo(line, err=True),
     )
     for name, why in result.skipped.items():

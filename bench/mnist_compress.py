@@ -60,11 +60,11 @@ def _verdict(points: list[dict[str, Any]], targets: tuple[tuple[float, float, fl
     return {"points_in_range": len(checked), "met": bool(checked) and ok}
 
 
-def evaluate(ae: Autoencoder, x_test: np.ndarray, limit: int, curves: dict[str, Any]) -> dict[str, Any]:
+def evaluate(ae: Autoencoder, x_test: np.ndarray, limit: int, curves: dict[str, Any], search: int) -> dict[str, Any]:
     """Our point of one model: per-image and whole-set bytes, PSNR, ratios, and throughput."""
     images = x_test[:limit]
     with Timer() as t_enc:
-        streams = [ae.compress(images[i : i + 1]) for i in range(len(images))]
+        streams = [ae.compress(images[i : i + 1], search=search) for i in range(len(images))]
     with Timer() as t_dec:
         decoded = np.concatenate([ae.decompress(s) for s in streams])
     per_image = {"bytes": float(np.mean([len(s) for s in streams])), "psnr": psnr(images, decoded)}
@@ -75,7 +75,7 @@ def evaluate(ae: Autoencoder, x_test: np.ndarray, limit: int, curves: dict[str, 
     )
 
     with Timer() as t_all_enc:
-        stream = ae.compress(x_test)
+        stream = ae.compress(x_test, search=search)
     with Timer() as t_all_dec:
         back = ae.decompress(stream)
     whole = {"bytes_per_image": len(stream) / len(x_test), "psnr": psnr(x_test, back)}
@@ -86,6 +86,14 @@ def evaluate(ae: Autoencoder, x_test: np.ndarray, limit: int, curves: dict[str, 
     whole.update(
         {"encode_images_per_s": len(x_test) / t_all_enc.seconds, "decode_images_per_s": len(x_test) / t_all_dec.seconds}
     )
+    if search:  # the same model's streams of the plainly rounded code, for comparison
+        rounded = [ae.compress(images[i : i + 1]) for i in range(len(images))]
+        per_image["rounded"] = {
+            "bytes": float(np.mean([len(r) for r in rounded])),
+            "psnr": psnr(images, np.concatenate([ae.decompress(r) for r in rounded])),
+        }
+        plain = ae.compress(x_test)
+        whole["rounded"] = {"bytes_per_image": len(plain) / len(x_test), "psnr": psnr(x_test, ae.decompress(plain))}
     lossless: dict[str, Any] = {}
     if ae.lossless_tables_ is not None:  # bits per pixel of exact streams, checked bit for bit
         with Timer() as t_lossless:
@@ -105,6 +113,7 @@ def main() -> None:
     p.add_argument("--lmbda", type=float, nargs="+", default=[0.1, 0.03, 0.008])
     p.add_argument("--max-iter", type=int, default=20)
     p.add_argument("--limit", type=int, default=1000, help="test images compressed one file each")
+    p.add_argument("--search", type=int, default=3, help="sweeps of rate-distortion optimized encoding (0: round)")
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="NAME=VALUE", help="recipe overrides")
     args = parse(p)
     splits = mnist_splits(args)
@@ -129,7 +138,8 @@ def main() -> None:
                     ae = Autoencoder(**recipe, lmbda=lmbda, verbose=0).fit(x_train)
                 if path is not None:
                     ae.save(path)
-        point = {"lmbda": lmbda, "train_seconds": t_fit.seconds, **evaluate(ae, x_test, args.limit, curves)}
+        measured = evaluate(ae, x_test, args.limit, curves, args.search)
+        point = {"lmbda": lmbda, "train_seconds": t_fit.seconds, **measured}
         points.append(point)
         pi, ws = point["per_image"], point["whole_set"]
         print(
@@ -145,6 +155,7 @@ def main() -> None:
     report(
         {
             "recipe": recipe,  # json writes tuples as lists
+            "search": args.search,
             "points": points,
             "classical": curves,
             "classical_seconds": t_classic.seconds,

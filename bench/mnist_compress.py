@@ -31,6 +31,7 @@ import numpy as np
 from _common import Timer, mnist_splits, parse, parser, report
 from isthmus import Autoencoder, load
 from isthmus.config import parse_assignment
+from isthmus.lossless import PixelModel, fit_pixel_model
 from isthmus.rd import best_classical, classical_curves, psnr
 
 RECIPE: dict[str, Any] = {
@@ -132,6 +133,8 @@ def main() -> None:
         with Timer() as t_fit:
             if path is not None and path.exists():
                 ae = load(path)
+                if ae.lossless_tables_ is not None and not isinstance(ae.lossless_tables_, PixelModel):
+                    fit_pixel_model(ae, x_train)  # a file from before the pixel model: count it, as fit now does
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")

@@ -23,18 +23,23 @@ from isthmus._files import write_bytes_atomic
 from isthmus.config import DEFAULTS, split_params
 from isthmus.entropy import CdfTables, check_cdf_tables
 from isthmus.errors import ConfigError, ModelFileError
+from isthmus.lossless import MAX_CONTEXTS, PixelModel, check_pixel_model
 from isthmus.scaling import Scaler
 
 if TYPE_CHECKING:
     from isthmus.estimator import Autoencoder
 
 MODEL_FORMAT = "isthmus.model"
-FORMAT_VERSION = 1
+#: the newest model format this isthmus reads; a file with a pixel model (pixels.*) is version 2, others 1
+FORMAT_VERSION = 2
 _ENCODER_PARTS = ("encoder.", "bottleneck.")
 _ARRAYS = ("scaler.offset", "scaler.scale", "pca.mean", "pca.components")
 #: a quantized model's integer coding tables, in the order of entropy.CdfTables
 _TABLES = ("entropy.cdf", "entropy.lengths", "entropy.offsets")
+#: the 256 pixel tables of lossless streams before the pixel model (stream version 1); read, no longer written
 _LOSSLESS = ("lossless.cdf", "lossless.lengths", "lossless.offsets")
+#: the pixel model of lossless streams: context quantizers, then its tables in the order of entropy.CdfTables
+_PIXELS = ("pixels.bins", "pixels.cdf", "pixels.lengths", "pixels.offsets")
 #: torch dtype -> safetensors dtype name (the ones an isthmus file may hold)
 _DTYPES = {
     torch.float64: "F64",
@@ -63,7 +68,7 @@ def model_metadata(ae: Autoencoder, *, encoder_only: bool) -> dict[str, str]:
     """The JSON metadata of a fitted estimator, every value a string (safetensors' rule)."""
     return {
         "format": MODEL_FORMAT,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": "2" if isinstance(_lossless(ae), PixelModel) else "1",
         "isthmus_version": _version(),
         "torch_version": torch.__version__.split("+")[0],
         "params": json.dumps({k: _jsonable(v) for k, v in sorted(ae.get_params().items())}),
@@ -72,7 +77,7 @@ def model_metadata(ae: Autoencoder, *, encoder_only: bool) -> dict[str, str]:
         "data_range": json.dumps(ae.data_range_),
         "encoder_only": json.dumps(encoder_only),
         "training": json.dumps({"n_iter": ae.n_iter_, "best_loss": ae.best_loss_, "history": ae.history_}),
-        **({"fingerprint": ae.fingerprint_} if getattr(ae, "fingerprint_", None) else {}),
+        **({"fingerprint": str(ae.fingerprint_)} if getattr(ae, "fingerprint_", None) else {}),
         **({"offset": json.dumps(float(ae.offset_))} if hasattr(ae, "offset_") else {}),
     }
 
@@ -90,14 +95,19 @@ def model_tensors(ae: Autoencoder, *, encoder_only: bool) -> dict[str, torch.Ten
     }
     state.update({k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()})
     # a quantized model's integer coding tables, and its pixel tables (docs/format.md, section 2.6)
-    for names, tables in ((_TABLES, getattr(ae.net_.bottleneck, "tables", None)), (_LOSSLESS, _lossless(ae))):
+    pixels = _lossless(ae)
+    if isinstance(pixels, PixelModel):
+        state["pixels.bins"] = torch.from_numpy(np.array(pixels.bins, dtype=np.int32))
+        pixels = pixels.tables
+    pixel_names = _PIXELS[1:] if "pixels.bins" in state else _LOSSLESS
+    for names, tables in ((_TABLES, getattr(ae.net_.bottleneck, "tables", None)), (pixel_names, pixels)):
         if tables is not None:
             for name, arr in zip(names, (tables.cdf, tables.lengths, tables.offsets), strict=True):
                 state[name] = torch.from_numpy(np.array(arr, dtype=np.int32))  # a writable copy
     return state
 
 
-def _lossless(ae: Autoencoder) -> CdfTables | None:
+def _lossless(ae: Autoencoder) -> PixelModel | CdfTables | None:
     return getattr(ae, "lossless_tables_", None)
 
 
@@ -262,8 +272,12 @@ def _load_coding(
     if missing:
         raise ModelFileError(f"{path}: tensor {missing[0]!r} is missing; a quantized model needs its coding tables")
     bottleneck.tables = _read_tables(path, tensors, _TABLES, ae.n_components)  # type: ignore[assignment]
+    if _LOSSLESS[0] in tensors and _PIXELS[0] in tensors:
+        raise ModelFileError(f"{path}: it holds both pixels.* and lossless.* pixel tables; a model has only one")
     if _LOSSLESS[0] in tensors:
         ae.lossless_tables_ = _read_tables(path, tensors, _LOSSLESS, 256)
+    if _PIXELS[0] in tensors:
+        ae.lossless_tables_ = _read_pixel_model(path, tensors)
     stored = metadata.get("fingerprint")
     if stored is not None and (len(stored) != 64 or any(ch not in "0123456789abcdef" for ch in stored)):
         raise ModelFileError(f"{path}: metadata fingerprint={stored[:80]!r} must be 64 lowercase hex digits")
@@ -297,6 +311,23 @@ def _read_tables(
     except ValueError as exc:
         raise ModelFileError(f"{path}: the tables {', '.join(names)} are invalid ({exc})") from None
     return tables
+
+
+def _read_pixel_model(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor]) -> PixelModel:
+    """The pixel model from the pixels.* tensors, checked against docs/format.md, section 2.6."""
+    bins = tensors[_PIXELS[0]]
+    if bins.dtype != torch.int32 or tuple(bins.shape) != (2, 256):
+        raise ModelFileError(f"{path}: tensor {_PIXELS[0]!r} must be I32 of shape (2, 256)")
+    b = bins.numpy().astype(np.int64)
+    if b.min() < 0 or (b[0].max() + 1) * (b[1].max() + 1) ** 4 > MAX_CONTEXTS:
+        raise ModelFileError(f"{path}: tensor {_PIXELS[0]!r} must hold bins >= 0 for at most {MAX_CONTEXTS} contexts")
+    n_contexts = int((b[0].max() + 1) * (b[1].max() + 1) ** 4)
+    model = PixelModel(b, _read_tables(path, tensors, _PIXELS[1:], n_contexts))
+    try:
+        check_pixel_model(model)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: the pixel model pixels.* is invalid ({exc})") from None
+    return model
 
 
 def _parse_metadata(path: str | os.PathLike[str], metadata: dict[str, str]) -> dict[str, Any]:

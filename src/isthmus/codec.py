@@ -26,15 +26,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from isthmus.entropy import CdfTables, PayloadError, build_cdf_tables, decode_symbols, encode_symbols
+from isthmus.entropy import CdfTables, PayloadError, decode_symbols, encode_symbols
 from isthmus.errors import ConfigError, DataError
+from isthmus.lossless import PixelModel, build_pixel_model, decode_pixels, encode_pixels, image_shape
 from isthmus.rdo import search_code
 
 if TYPE_CHECKING:
     from isthmus.estimator import Autoencoder
 
 MAGIC = b"\x89I"
-FORMAT_VERSION = 1
+#: the newest bitstream version this isthmus reads; a writer gives each stream the lowest that describes it
+FORMAT_VERSION = 2
 #: bits of the model fingerprint that the coder starts from and must end in (docs/format.md, section 4.4)
 TAG_BITS = 20
 MAX_SAMPLES = 2**20
@@ -80,6 +82,7 @@ class Header(NamedTuple):
     shape: tuple[int, ...]  # the decoded array's shape
     n_samples: int  # samples of the model's input shape that the shape holds
     lossless: bool = False  # the payload also codes every value exactly (docs/format.md, section 4.6)
+    version: int = 1  # the bitstream format version: 2 for lossless streams with causal contexts
 
 
 def crc16(data: bytes) -> int:
@@ -153,7 +156,13 @@ def n_samples(shape: tuple[int, ...], sample_shape: tuple[int, ...]) -> int:
 
 
 def write_stream(
-    payload: bytes, *, dtype: Any, shape: tuple[int, ...], sample_shape: tuple[int, ...], lossless: bool = False
+    payload: bytes,
+    *,
+    dtype: Any,
+    shape: tuple[int, ...],
+    sample_shape: tuple[int, ...],
+    lossless: bool = False,
+    version: int = 1,
 ) -> bytes:
     """Wrap an entropy-coded ``payload`` in the container of docs/format.md, section 4.1.
 
@@ -168,15 +177,19 @@ def write_stream(
         The model's input shape.
     lossless : bool, default=False
         Set the lossless flag: ``payload`` is a code length, the code payload and the pixel payload.
+    version : int, default=1
+        The format version: 2 for a lossless stream whose pixels have causal contexts (section 4.6).
 
     Returns
     -------
     bytes
     """
     code = DTYPES.index(np.dtype(dtype))
+    if version not in (1, 2) or (version == 2 and not lossless):
+        raise ValueError(f"version={version} must be 1, or 2 for a lossless stream")
     n_samples(shape, sample_shape)
     form, fields = _shape_form(tuple(shape), tuple(sample_shape))
-    head = MAGIC + _varint(FORMAT_VERSION) + bytes([code | form << 4 | int(lossless) << 6])
+    head = MAGIC + _varint(version) + bytes([code | form << 4 | int(lossless) << 6])
     body = head + b"".join(_varint(v) for v in fields) + _varint(len(payload)) + payload
     return body + crc16(body).to_bytes(_CHECKSUM_BYTES, "little")
 
@@ -230,10 +243,10 @@ def read_stream(data: bytes, *, sample_shape: tuple[int, ...]) -> tuple[Header, 
         raise CorruptBitstreamError(f"{len(data) - end} unexpected bytes follow the end of the stream")
     if crc16(data[: end - _CHECKSUM_BYTES]) != int.from_bytes(data[end - _CHECKSUM_BYTES :], "little"):
         raise CorruptBitstreamError("the stream's checksum does not match its bytes; it is corrupt")
-    return _header(layout, form, fields, tuple(sample_shape)), data[reader.pos : reader.pos + length]
+    return _header(layout, form, fields, tuple(sample_shape), version), data[reader.pos : reader.pos + length]
 
 
-def _header(layout: int, form: int, fields: list[int], sample_shape: tuple[int, ...]) -> Header:
+def _header(layout: int, form: int, fields: list[int], sample_shape: tuple[int, ...], version: int = 1) -> Header:
     """The header's meaning, once the checksum holds: impossible fields are corruption (or a forgery),
     a shape that does not hold whole samples of this model's was written by another model."""
     if layout & 0x80:
@@ -244,6 +257,8 @@ def _header(layout: int, form: int, fields: list[int], sample_shape: tuple[int, 
         raise CorruptBitstreamError(f"dtype code {code} is not defined (0 to {len(DTYPES) - 1}); corrupt stream")
     if lossless and DTYPES[code] != np.uint8:
         raise CorruptBitstreamError(f"a lossless stream holds uint8 data, not {DTYPES[code]}; corrupt stream")
+    if version == 2 and not lossless:
+        raise CorruptBitstreamError("a version-2 stream is lossless, but its lossless flag is not set; corrupt stream")
     shape = {0: (1, *sample_shape), 1: (*fields, *sample_shape), 2: sample_shape}.get(form, tuple(fields))
     size = math.prod(shape)
     n_features = math.prod(sample_shape)
@@ -254,7 +269,7 @@ def _header(layout: int, form: int, fields: list[int], sample_shape: tuple[int, 
             f"the stream's array of shape {shape} does not hold 1 to {MAX_SAMPLES} whole samples of this model's "
             f"shape {sample_shape}: it was written by another model; decode it with the model that compressed it"
         )
-    return Header(DTYPES[code], tuple(int(v) for v in shape), size // n_features, lossless)
+    return Header(DTYPES[code], tuple(int(v) for v in shape), size // n_features, lossless, version)
 
 
 # ---------------------------------------------------------------------------- a model's streams
@@ -307,11 +322,13 @@ def compress(
     values = np.rint(code).astype(np.int64).ravel()
     index = np.tile(np.arange(code.shape[1]), m)
     payload = encode_symbols(values, tables, index, tag=tag)
+    version = 1
     if pixel_tables is not None:
-        contexts = _contexts(ae, code)  # (m * n_features,) the rounded reconstruction of each value
-        pixels = encode_symbols(x.reshape(-1).astype(np.int64), pixel_tables, contexts, tag=_pixel_tag(ae))
+        pixels, version = _encode_pixels(ae, x.reshape(m, -1), code, pixel_tables)
         payload = _varint(len(payload)) + payload + pixels
-    return write_stream(payload, dtype=x.dtype, shape=shape, sample_shape=sample_shape, lossless=lossless)
+    return write_stream(
+        payload, dtype=x.dtype, shape=shape, sample_shape=sample_shape, lossless=lossless, version=version
+    )
 
 
 def decompress(ae: Autoencoder, data: bytes) -> np.ndarray:
@@ -339,14 +356,7 @@ def decompress(ae: Autoencoder, data: bytes) -> np.ndarray:
         ) from None
     code = values.reshape(header.n_samples, n_components).astype(np.float32)
     if header.lossless:
-        try:
-            exact = decode_symbols(pixels, pixel_tables, _contexts(ae, code), tag=_pixel_tag(ae))
-        except PayloadError:
-            raise WrongModelError(
-                "the lossless stream's pixels do not decode with this model: it was written by another model, or "
-                "on a machine whose network computes a different rounded reconstruction than this one's"
-            ) from None
-        return exact.astype(np.uint8).reshape(header.shape)
+        return _decode_pixels(ae, pixels, code, pixel_tables, header.version).astype(np.uint8).reshape(header.shape)
     return _as_dtype(_reconstruct(ae, code).reshape(header.shape), header.dtype)
 
 
@@ -383,7 +393,8 @@ def _reconstruct(ae: Autoencoder, code: np.ndarray) -> np.ndarray:
     return ae.scaler_.inverse_transform(out.reshape(len(code), *ae.input_shape_))
 
 
-def _lossless_tables(ae: Autoencoder) -> CdfTables:
+def _lossless_tables(ae: Autoencoder) -> PixelModel | CdfTables:
+    """The model's pixel model (stream version 2), or the 256 pixel tables of a file written before it (version 1)."""
     tables = getattr(ae, "lossless_tables_", None)
     if tables is None:
         raise ConfigError(
@@ -399,24 +410,58 @@ def _pixel_tag(ae: Autoencoder) -> int:
 
 
 def _contexts(ae: Autoencoder, code: np.ndarray) -> np.ndarray:
-    """``(m * n_features,)`` each value's context: its reconstruction from ``code``, rounded into 0..255."""
+    """``(m * n_features,)`` each value's reconstruction from ``code``, rounded into 0..255 (its context in a
+    version-1 stream, a part of it in a version-2 stream)."""
     return np.clip(np.rint(_reconstruct(ae, code).reshape(-1)), 0, 255).astype(np.int64)
 
 
-def build_lossless_tables(ae: Autoencoder, x: np.ndarray) -> CdfTables | None:
-    """The 256 pixel tables of lossless streams, counted on 8-bit training data ``x``; None for other data.
+def _encode_pixels(
+    ae: Autoencoder, x: np.ndarray, code: np.ndarray, pixels: PixelModel | CdfTables
+) -> tuple[bytes, int]:
+    """(pixel payload, stream version) of ``x``, ``(m, n_features)`` uint8, given the code's reconstruction."""
+    recon = _contexts(ae, code)  # (m * n_features,)
+    if isinstance(pixels, PixelModel):
+        image = (len(x), *image_shape(tuple(ae.input_shape_)))  # (m, rows, columns)
+        data = encode_pixels(x.astype(np.int64).reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(ae))
+        return data, 2
+    return encode_symbols(x.reshape(-1).astype(np.int64), pixels, recon, tag=_pixel_tag(ae)), 1
 
-    Table ``v`` is the distribution of a value given that its reconstruction rounds to ``v``, with half a
-    count added to every value so that none is impossible.
+
+def _decode_pixels(
+    ae: Autoencoder, data: bytes, code: np.ndarray, pixels: PixelModel | CdfTables, version: int
+) -> np.ndarray:
+    """The values of a lossless stream of ``version``, decoded given the code's reconstruction."""
+    causal = isinstance(pixels, PixelModel)
+    if causal != (version == 2):
+        have = "causal contexts (stream version 2)" if causal else "reconstruction contexts (stream version 1)"
+        raise WrongModelError(
+            f"the lossless stream has version {version}, but this model's pixel tables use {have}: it was written "
+            "by another model; decode it with the model that compressed it"
+        )
+    recon = _contexts(ae, code)
+    try:
+        if isinstance(pixels, PixelModel):
+            image = (len(code), *image_shape(tuple(ae.input_shape_)))
+            return decode_pixels(data, recon.reshape(image), pixels, tag=_pixel_tag(ae))
+        return decode_symbols(data, pixels, recon, tag=_pixel_tag(ae))
+    except PayloadError:
+        raise WrongModelError(
+            "the lossless stream's pixels do not decode with this model: it was written by another model, or "
+            "on a machine whose network computes a different rounded reconstruction than this one's"
+        ) from None
+
+
+def build_lossless_tables(ae: Autoencoder, x: np.ndarray) -> PixelModel | None:
+    """The pixel model of lossless streams, counted on 8-bit training data ``x``; None for other data.
+
+    Each value's context is its rounded reconstruction and its decoded neighbours (:mod:`isthmus.lossless`).
     """
     flat = x.reshape(len(x), -1)
     if flat.size == 0 or flat.min() < 0 or flat.max() > 255 or not np.array_equal(flat, np.rint(flat)):
         return None
-    contexts = _contexts(ae, ae.transform(x))
-    pairs = np.bincount(contexts * 256 + flat.reshape(-1).astype(np.int64), minlength=256 * 256)
-    counts = pairs.reshape(256, 256).astype(np.float64) + 0.5  # (context, value)
-    pmfs = counts / counts.sum(axis=1, keepdims=True)
-    return build_cdf_tables(list(pmfs), offsets=np.zeros(256, dtype=np.int64), tail_mass=np.zeros(256))
+    image = (len(x), *image_shape(tuple(ae.input_shape_)))
+    recon = _contexts(ae, ae.transform(x)).reshape(image)
+    return build_pixel_model(recon, flat.astype(np.int64).reshape(image))
 
 
 def _as_dtype(x: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:

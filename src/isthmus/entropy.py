@@ -1,7 +1,9 @@
-"""Entropy coding behind a two-function seam: integers in, bytes out, and back.
+"""Entropy coding behind a small seam: integers in, bytes out, and back.
 
-:func:`encode_symbols` and :func:`decode_symbols` are the only two functions that touch the coder
-(``constriction``'s ANS coder underneath). Both see *integer* frequency tables only
+:func:`encode_symbols` and :func:`decode_symbols` code values in one go; :func:`encode_steps` and
+:class:`StepDecoder` code them in steps, for a decoder that computes each step's tables from the values
+of the steps before (the causal contexts of lossless streams). They alone touch the coder
+(``constriction``'s ANS coder underneath). All see *integer* frequency tables only
 (:class:`CdfTables`): the floating-point probabilities of a model are quantized once, by
 :func:`build_cdf_tables`, when the model is fitted, and stored with it. Decoding therefore depends
 on no floating-point arithmetic at all and gives the same integers on every machine.
@@ -276,10 +278,7 @@ def decode_symbols(data: bytes, tables: CdfTables, table_index: ArrayLike, *, ta
     """
     index = _check_index(tables, np.asarray(table_index))
     _coder(tag)  # checks the tag's range
-    raw = bytes(data)
-    if raw.endswith(b"\x00"):
-        raise PayloadError("the payload ends with a zero byte, which no encoder writes; it is corrupt")
-    words = np.frombuffer(raw + b"\x00" * (-len(raw) % 4), dtype="<u4").astype(np.uint32)
+    words = _payload_words(data)
     try:
         coder = constriction.stream.stack.AnsCoder(words)
         order = np.argsort(index, kind="stable")
@@ -308,6 +307,95 @@ def decode_symbols(data: bytes, tables: CdfTables, table_index: ArrayLike, *, ta
     if values.size and (values.min() <= -_VALUE_LIMIT or values.max() >= _VALUE_LIMIT):
         raise PayloadError("the payload decodes to values outside int32; it is corrupt")
     return values
+
+
+def _payload_words(data: bytes) -> np.ndarray:
+    raw = bytes(data)
+    if raw.endswith(b"\x00"):
+        raise PayloadError("the payload ends with a zero byte, which no encoder writes; it is corrupt")
+    return np.frombuffer(raw + b"\x00" * (-len(raw) % 4), dtype="<u4").astype(np.uint32)
+
+
+def encode_steps(values: ArrayLike, tables: CdfTables, table_index: ArrayLike, *, tag: int = 0) -> bytes:
+    """Entropy-code integers in steps, for a decoder that needs step ``k``'s values to name step ``k + 1``'s tables.
+
+    Parameters
+    ----------
+    values : array-like of int, shape (n_steps, n)
+        Row ``k``: the values of step ``k``, each within its table's range (no escapes).
+    tables : CdfTables
+    table_index : array-like of int, shape (n_steps, n)
+        Which table codes each value.
+    tag : int, default=0
+        The coder's initial and final state, as in :func:`encode_symbols`.
+
+    Returns
+    -------
+    bytes
+        The payload: step after step, each step's values grouped by table (ascending) and, within a
+        table, by position; :class:`StepDecoder` reads it back one step at a time.
+    """
+    x = np.asarray(values)
+    index = np.asarray(table_index)
+    if x.ndim != 2 or x.shape != index.shape or not (x.size == 0 or np.issubdtype(x.dtype, np.integer)):
+        raise ValueError(f"values must be integers of the same 2-d shape as table_index {index.shape}, got {x.shape}")
+    flat_index = _check_index(tables, index.ravel())
+    symbols = x.ravel().astype(np.int64) - tables.offsets[flat_index]
+    if symbols.size and (symbols.min() < 0 or np.any(symbols >= tables.lengths[flat_index] - 1)):
+        raise ValueError("every value must lie in its table's range: encode_steps codes no escapes")
+    steps = np.repeat(np.arange(x.shape[0], dtype=np.int64), x.shape[1])
+    key = steps * len(tables.cdf) + flat_index  # (n_steps * n,) step-major, then table
+    order = np.argsort(key, kind="stable")  # then by position: the decoding order
+    grouped = symbols[order].astype(np.int32)
+    coder = _coder(tag)
+    for k, start, stop in reversed(_groups(key[order])):  # a stack: the group decoded first is pushed last
+        coder.encode_reverse(grouped[start:stop], _model(tables, k % len(tables.cdf)))
+    words = coder.get_compressed().astype("<u4")
+    return words.tobytes().rstrip(b"\x00") if len(words) else b""
+
+
+class StepDecoder:
+    """Reads a payload of :func:`encode_steps` one step at a time: ``step(table_index)`` for each step, in
+    order, then ``finish()``.
+
+    Raises
+    ------
+    PayloadError
+        From any call, if the payload is not a complete, canonical payload for these tables, these
+        table indices and this tag.
+    """
+
+    def __init__(self, data: bytes, tables: CdfTables, *, tag: int = 0) -> None:
+        _coder(tag)  # checks the tag's range
+        self.tables = tables
+        self.tag = tag
+        try:
+            self._coder = constriction.stream.stack.AnsCoder(_payload_words(data))
+        except PayloadError:
+            raise
+        except Exception as exc:
+            raise PayloadError(f"the payload does not decode ({exc})") from None
+
+    def step(self, table_index: ArrayLike) -> np.ndarray:
+        """``(n,)`` int64: the next step's values, value ``i`` coded with table ``table_index[i]``."""
+        index = _check_index(self.tables, np.asarray(table_index))
+        order = np.argsort(index, kind="stable")
+        grouped = np.empty(index.shape, dtype=np.int64)
+        try:
+            for t, start, stop in _groups(index[order]):
+                grouped[start:stop] = self._coder.decode(_model(self.tables, t), stop - start)
+        except Exception as exc:  # constriction's own refusal of impossible data
+            raise PayloadError(f"the payload does not decode ({exc})") from None
+        symbols = np.empty(index.shape, dtype=np.int64)
+        symbols[order] = grouped
+        if np.any(symbols >= self.tables.lengths[index] - 1):
+            raise PayloadError("the payload decodes to an escape, which a stepwise payload never holds; it is corrupt")
+        return symbols + self.tables.offsets[index]
+
+    def finish(self) -> None:
+        """Check that the coder ends in the tag: the payload held exactly the steps read, with these tables."""
+        if [int(w) for w in self._coder.get_compressed()] != ([self.tag] if self.tag else []):
+            raise PayloadError("the payload does not end in its tag; it is corrupt, or coded with other tables or tag")
 
 
 def _read_exp_golomb(coder: constriction.stream.stack.AnsCoder, binary: constriction.stream.model.Categorical) -> int:

@@ -7,7 +7,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,10 @@ from isthmus.model import AutoencoderNet
 from isthmus.nets import ARCHITECTURES
 from isthmus.penalties import PENALTIES
 from isthmus.scaling import fit_scaler, resolve_scaling, scaler_from_moments
+
+if TYPE_CHECKING:
+    from isthmus.entropy import CdfTables
+    from isthmus.lossless import PixelModel
 
 _INFERENCE_BATCH = 4096
 #: rows of a streamed source kept at hand for the PCA baseline, the coding tables and the anomaly threshold
@@ -669,8 +673,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def _finish_coding(self, x: np.ndarray, scaled: np.ndarray) -> str | None:
         # a quantized bottleneck builds its integer coding tables now, from the training codes, so that
         # no separate "update" step can be forgotten (and, for 8-bit data, the pixel tables of lossless
-        # streams); the fingerprint then identifies the whole model
-        self.lossless_tables_ = None
+        # streams, or the 256 tables of a file from before the pixel model); the fingerprint then identifies
+        # the whole model
+        self.lossless_tables_: PixelModel | CdfTables | None = None
         if not self.net_.after_fit(torch.from_numpy(scaled)):
             return None
         from isthmus.artifact import fingerprint

@@ -120,3 +120,19 @@ def test_rate_distortion_measures_searched_streams(model: Autoencoder, images: n
     rows = {(r.mode, r.codec): r for r in result.rows if r.kind == "model"}
     assert rows["whole_set", "m"].bytes == len(model.compress(x, search=2))
     assert rows["per_image", "m"].bytes == sum(len(model.compress(x[i : i + 1], search=2)) for i in range(4))
+
+
+def test_cli_rd_search(model: Autoencoder, images: np.ndarray, tmp_path: Any) -> None:
+    import csv
+
+    from isthmus.cli import main
+
+    model.save(tmp_path / "m.safetensors")
+    x = images[1400:1420]
+    np.save(tmp_path / "x.npy", x)
+    argv = ["rd", str(tmp_path / "m.safetensors"), str(tmp_path / "x.npy"), "-o", str(tmp_path / "out"),
+            "--mode", "whole_set", "--codec", "png", "--search", "2"]  # fmt: skip
+    assert main(argv) == 0
+    with open(tmp_path / "out" / "rd.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["kind"] == "model"]
+    assert [int(r["bytes"]) for r in rows] == [len(model.compress(x, search=2))]

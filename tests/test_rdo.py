@@ -49,16 +49,28 @@ def test_search_never_raises_and_mostly_lowers_the_objective(model: Autoencoder,
     x = images[1400:1600]
     rounded = np.rint(model.transform(x)).astype(np.int64)
     lmbda = model.net_.config.lmbda
-    searched = search_code(model.net_, model.net_.bottleneck.tables, model._scaled(x), rounded, lmbda=lmbda, sweeps=3)
-    before, after = _objective(model, x, rounded, lmbda), _objective(model, x, searched, lmbda)
-    assert np.all(after <= before + 1e-6)
-    assert np.mean(after < before - 1e-6) > 0.5  # most held-out samples find a better code
-    assert after.mean() < 0.97 * before.mean()
-    # every searched value moved at most `sweeps` steps from its rounding
-    assert np.abs(searched - rounded).max() <= 3
-    # zero sweeps: the rounded code itself
-    same = search_code(model.net_, model.net_.bottleneck.tables, model._scaled(x), rounded, lmbda=lmbda, sweeps=0)
+    tables, scaled = model.net_.bottleneck.tables, model._scaled(x)
+    before = _objective(model, x, rounded, lmbda)
+    grads = [None if q.grad is None else q.grad.clone() for q in model.net_.parameters()]
+    greedy = search_code(model.net_, tables, scaled, lmbda=lmbda, sweeps=3, refine_steps=0)
+    both = search_code(model.net_, tables, scaled, lmbda=lmbda, sweeps=3)
+    for searched in (greedy, both):
+        after = _objective(model, x, searched, lmbda)
+        assert np.all(after <= before + 1e-6)
+        assert np.mean(after < before - 1e-6) > 0.5  # most held-out samples find a better code
+        assert after.mean() < 0.97 * before.mean()
+    # greedy sweeps alone move each value at most once per sweep
+    assert np.abs(greedy - rounded).max() <= 3
+    # the refinement first finds codes the sweeps alone do not reach, better on the whole
+    assert _objective(model, x, both, lmbda).mean() < _objective(model, x, greedy, lmbda).mean()
+    assert not np.array_equal(both, greedy)
+    # zero sweeps: the rounded code itself; the network's own gradients are untouched
+    same = search_code(model.net_, tables, scaled, lmbda=lmbda, sweeps=0)
     np.testing.assert_array_equal(same, rounded)
+    for q, g in zip(model.net_.parameters(), grads, strict=True):
+        assert (q.grad is None) == (g is None) and (g is None or torch.equal(q.grad, g))
+    # the same input always gives the same code (the refinement's noise has a fixed seed)
+    np.testing.assert_array_equal(search_code(model.net_, tables, scaled, lmbda=lmbda, sweeps=3), both)
 
 
 def test_searched_streams_decode_as_any_other_and_trade_as_asked(model: Autoencoder, images: np.ndarray) -> None:

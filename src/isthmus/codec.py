@@ -318,7 +318,7 @@ def compress(
     if not np.all(np.isfinite(code)) or np.abs(code).max(initial=0.0) >= 2**31 - 1:
         raise DataError("the code of X is not finite or exceeds int32; X is far outside the training data's range")
     if search:
-        code = search_code(ae.net_, tables, ae._scaled(samples), np.rint(code), lmbda=weight, sweeps=search)
+        code = search_code(ae.net_, tables, ae._scaled(samples), lmbda=weight, sweeps=search)
     values = np.rint(code).astype(np.int64).ravel()
     index = np.tile(np.arange(code.shape[1]), m)
     payload = encode_symbols(values, tables, index, tag=tag)

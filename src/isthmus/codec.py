@@ -292,8 +292,8 @@ def compress(
 ) -> bytes:
     """``ae``'s bitstream of ``X``: the rounded code of every sample, entropy-coded with ``ae``'s tables;
     with ``lossless``, also every value of 8-bit ``X``, coded given the code's reconstruction. With
-    ``search`` > 0, up to that many sweeps of :func:`isthmus.rdo.search_code` improve the rounded code
-    for ``loss + lmbda * bits`` (default: the model's own ``lmbda``) before it is coded."""
+    ``search`` > 0, :func:`isthmus.rdo.search_code` (gradient steps, then up to ``search`` greedy sweeps)
+    improves the rounded code for ``loss + lmbda * bits`` (default: the model's own ``lmbda``)."""
     tables, tag = _coding_state(ae)
     weight = float(ae.net_.config.lmbda if lmbda is None else lmbda)
     if isinstance(search, bool) or not isinstance(search, int) or search < 0:

@@ -696,10 +696,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             Also code every value exactly, given the code's reconstruction, so that ``decompress`` gives
             ``X`` back bit for bit. Needs ``uint8`` data and a model fitted on 8-bit data.
         search : int, default=0
-            Rate-distortion optimized encoding: up to this many sweeps of a greedy search that moves
-            code values by +-1 while that lowers the reconstruction loss plus ``lmbda`` times the real
-            bits (:mod:`isthmus.rdo`). Smaller files at the same quality, for more encoding time
-            (3 is plenty); the stream decodes as any other.
+            Rate-distortion optimized encoding (:mod:`isthmus.rdo`): gradient steps on each sample's
+            code, then up to this many greedy sweeps that move code values by +-1, all while that lowers
+            the reconstruction loss plus ``lmbda`` times the real bits. Smaller files at the same quality
+            for more encoding time (about 0.3 s per image alone, 30 ms per image in batches, on one
+            CPU thread; 3 is plenty); the stream decodes as any other.
         lmbda : float, optional
             The search's price of a bit in units of the reconstruction loss; default: the ``lmbda`` the
             model was trained with. Larger values give smaller files of lower quality.

@@ -8,6 +8,10 @@ Trains one ``bottleneck="quantized"`` model per ``--lmbda`` on the first 50,000 
   files at a sweep of settings (``isthmus.rd``: Pillow, and imagecodecs where installed);
 * the whole set in one file: one stream of all test images beside one mosaic file of them per codec.
 
+Streams are written with rate-distortion optimized encoding (``compress(search=3)``: gradient steps on
+each code, then greedy +-1 sweeps, at the model's own lmbda; ``--search 0`` rounds), and each point also
+records the same model's plainly rounded streams under ``"rounded"``.
+
 PSNR is computed on the 8-bit outputs, from the mean squared error over the images. For each of our
 points, the best classical codec's bytes at the same PSNR are interpolated on its (PSNR, log bytes)
 curve; below a codec's lowest PSNR its smallest file counts. Lossless streams (``lossless=True``) are
@@ -111,8 +115,8 @@ def evaluate(ae: Autoencoder, x_test: np.ndarray, limit: int, curves: dict[str, 
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--lmbda", type=float, nargs="+", default=[0.1, 0.03, 0.008])
-    p.add_argument("--max-iter", type=int, default=20)
+    p.add_argument("--lmbda", type=float, nargs="+", default=[0.1, 0.05, 0.03, 0.008, 0.002])
+    p.add_argument("--max-iter", type=int, default=40)
     p.add_argument("--limit", type=int, default=1000, help="test images compressed one file each")
     p.add_argument("--search", type=int, default=3, help="sweeps of rate-distortion optimized encoding (0: round)")
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="NAME=VALUE", help="recipe overrides")

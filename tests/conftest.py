@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+
+from isthmus import Autoencoder
 
 # tiny networks run fastest on one thread, and pytest-xdist runs one worker per core
 torch.set_num_threads(1)
 
 #: Small, fast settings for a network that still learns something in a few epochs.
 TINY = {"hidden_layer_sizes": (32,), "max_iter": 5, "verbose": 0, "random_state": 0, "batch_size": 32}
+
+#: A small compressive model (bottleneck="quantized") for the bitstream tests.
+QUANTIZED: dict[str, Any] = {
+    **{"hidden_layer_sizes": (32,), "max_iter": 8, "batch_size": 64, "verbose": 0, "device": "cpu"},
+    **{"bottleneck": "quantized", "loss": "mse", "lmbda": 0.02},
+}
+
+
+def fit_quantized(x: np.ndarray, seed: int = 0) -> Autoencoder:
+    """A 6-channel ``QUANTIZED`` model fitted on ``x`` with seed ``seed``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return Autoencoder(6, random_state=seed, **QUANTIZED).fit(x)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 
+from conftest import fit_quantized
 from isthmus import Autoencoder, codec, load
 from isthmus.codec import (
     BitstreamError,
@@ -24,17 +25,6 @@ from isthmus.codec import (
 from isthmus.entropy import build_cdf_tables, decode_symbols, encode_symbols
 from isthmus.errors import ConfigError, DataError, IsthmusError
 
-QUANTIZED: dict[str, Any] = {
-    **{"hidden_layer_sizes": (32,), "max_iter": 8, "batch_size": 64, "verbose": 0, "device": "cpu"},
-    **{"bottleneck": "quantized", "loss": "mse", "lmbda": 0.02},
-}
-
-
-def _fit(x: np.ndarray, seed: int = 0) -> Autoencoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return Autoencoder(6, random_state=seed, **QUANTIZED).fit(x)
-
 
 @pytest.fixture(scope="module")
 def images(digits: np.ndarray) -> np.ndarray:
@@ -43,7 +33,7 @@ def images(digits: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model(images: np.ndarray) -> Autoencoder:
-    return _fit(images)
+    return fit_quantized(images)
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +162,7 @@ def test_one_image_stream_is_small(model: Autoencoder, images: np.ndarray) -> No
 
 
 def test_wrong_model_is_refused(model: Autoencoder, images: np.ndarray, stream: bytes) -> None:
-    other = _fit(images, seed=1)
+    other = fit_quantized(images, seed=1)
     with pytest.raises(WrongModelError, match="decode it with the model that compressed it"):
         other.decompress(stream)
 
@@ -281,7 +271,7 @@ def test_cli_compress_and_decompress(
     assert main(["decompress", m, str(tmp_path / "one.isth"), "-o", str(tmp_path / "back.png")]) == 0
     assert np.asarray(Image.open(tmp_path / "back.png")).shape == (8, 8)
     capsys.readouterr()
-    other = _fit(images, seed=2)
+    other = fit_quantized(images, seed=2)
     other.save(tmp_path / "other.safetensors")
     assert main(["decompress", str(tmp_path / "other.safetensors"), s, "-o", str(tmp_path / "z.npy")]) == 1
     assert "error: the stream is intact but does not decode with this model" in capsys.readouterr().err
@@ -313,8 +303,8 @@ def test_lossless_streams_are_refused_when_corrupt_or_not_8_bit(model: Autoencod
     with pytest.raises(DataError, match="uint8"):
         model.compress(images[:2], lossless=True)
     with pytest.raises(WrongModelError):
-        _fit(images, seed=3).decompress(data)
-    scaled = _fit(images / 7.0)  # not 8-bit data: no pixel tables
+        fit_quantized(images, seed=3).decompress(data)
+    scaled = fit_quantized(images / 7.0)  # not 8-bit data: no pixel tables
     assert scaled.lossless_tables_ is None
     with pytest.raises(ConfigError, match="8-bit"):
         scaled.compress(images[:2].astype(np.uint8), lossless=True)

@@ -3,7 +3,6 @@ stepwise coder, version-2 streams, and the model files from before the pixel mod
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -12,8 +11,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
-from sklearn.exceptions import ConvergenceWarning
 
+from conftest import fit_quantized
 from isthmus import Autoencoder, codec, load
 from isthmus.artifact import fingerprint, safetensors_bytes
 from isthmus.codec import BitstreamError, BitstreamVersionError, TruncatedBitstreamError, WrongModelError
@@ -28,17 +27,6 @@ from isthmus.lossless import (
     fit_pixel_model,
 )
 
-QUANTIZED: dict[str, Any] = {
-    **{"hidden_layer_sizes": (32,), "max_iter": 8, "batch_size": 64, "verbose": 0, "device": "cpu"},
-    **{"bottleneck": "quantized", "loss": "mse", "lmbda": 0.02},
-}
-
-
-def _fit(x: np.ndarray, seed: int = 0) -> Autoencoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return Autoencoder(6, random_state=seed, **QUANTIZED).fit(x)
-
 
 @pytest.fixture(scope="module")
 def images(digits: np.ndarray) -> np.ndarray:
@@ -47,7 +35,7 @@ def images(digits: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model(images: np.ndarray) -> Autoencoder:
-    return _fit(images)
+    return fit_quantized(images)
 
 
 def _old_tables(ae: Autoencoder, x: np.ndarray) -> Any:
@@ -154,7 +142,7 @@ def test_corrupt_truncated_or_foreign_streams_are_refused(model: Autoencoder, im
         with pytest.raises(TruncatedBitstreamError):
             model.decompress(data[:cut])
     with pytest.raises(WrongModelError):
-        _fit(images, seed=4).decompress(data)
+        fit_quantized(images, seed=4).decompress(data)
 
 
 def test_a_version_1_reader_refuses_version_2(model: Autoencoder, images: np.ndarray, monkeypatch: Any) -> None:
@@ -180,7 +168,7 @@ def test_model_file_with_a_pixel_model_is_version_2(model: Autoencoder, images: 
         assert "pixels.bins" in fh.keys() and "lossless.cdf" not in fh.keys()  # noqa: SIM118
     x = images[:3].astype(np.uint8)
     np.testing.assert_array_equal(load(tmp_path / "m.safetensors").decompress(model.compress(x, lossless=True)), x)
-    lossy = _fit(images / 7.0)  # not 8-bit: no pixel model, version 1
+    lossy = fit_quantized(images / 7.0)  # not 8-bit: no pixel model, version 1
     lossy.save(tmp_path / "l.safetensors")
     with safe_open(str(tmp_path / "l.safetensors"), "pt") as fh:
         assert fh.metadata()["format_version"] == "1"
@@ -217,7 +205,7 @@ def test_old_model_files_keep_their_scheme(model: Autoencoder, images: np.ndarra
     """A file with the 256 tables lossless.* writes and reads version-1 lossless streams, as before."""
     x = images[:10].astype(np.uint8)
     new_stream = model.compress(x, lossless=True)
-    old = _fit(images)  # the same weights (same seed), given the tables of the first scheme
+    old = fit_quantized(images)  # the same weights (same seed), given the tables of the first scheme
     old.lossless_tables_ = _old_tables(old, images)
     old.fingerprint_ = fingerprint(old)
     old.save(tmp_path / "old.safetensors")

@@ -3,24 +3,18 @@ objective than the rounded one, and its stream is an ordinary stream."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from sklearn.exceptions import ConvergenceWarning
 
+from conftest import fit_quantized
 from isthmus import Autoencoder
 from isthmus.entropy import value_bits
 from isthmus.errors import ConfigError
 from isthmus.rd import psnr
 from isthmus.rdo import search_code
-
-QUANTIZED: dict[str, Any] = {
-    **{"hidden_layer_sizes": (32,), "max_iter": 8, "batch_size": 64, "verbose": 0, "device": "cpu"},
-    **{"bottleneck": "quantized", "loss": "mse", "lmbda": 0.02, "random_state": 0},
-}
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +24,7 @@ def images(digits: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model(images: np.ndarray) -> Autoencoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return Autoencoder(6, **QUANTIZED).fit(images[:1400])
+    return fit_quantized(images[:1400])
 
 
 def _objective(ae: Autoencoder, x: np.ndarray, code: np.ndarray, lmbda: float) -> np.ndarray:

@@ -12,19 +12,21 @@ from isthmus.cli._common import _db, _image_size_opt, _load, _overwrite, _read, 
 from isthmus.errors import OutputError
 from isthmus.rd import CODECS
 
-
-@click.command()
-@click.argument("model")
-@click.argument("data")
-@click.option("-o", "--output", required=True, help="Bitstream file to write (.isth).")
-@click.option("--lossless", is_flag=True, help="Store 8-bit data exactly (decompress gives them back bit for bit).")
-@click.option(
+_search_opt = click.option(
     "--search",
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="Rate-distortion optimized encoding: sweeps of a search for a cheaper code of the same quality (try 3).",
 )
+
+
+@click.command()
+@click.argument("model")
+@click.argument("data")
+@click.option("-o", "--output", required=True, help="Bitstream file to write (.isth).")
+@click.option("--lossless", is_flag=True, help="Store 8-bit data exactly (decompress gives them back bit for bit).")
+@_search_opt
 @_image_size_opt
 @_overwrite
 def compress(
@@ -91,13 +93,7 @@ def decompress(model: str, stream: str, output: str, overwrite: bool) -> None:
 )
 @click.option("--limit", type=int, default=1000, show_default=True, help="Images compressed one file each (per_image).")
 @click.option("--lossless", is_flag=True, help="Also measure the models' lossless streams.")
-@click.option(
-    "--search",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Rate-distortion optimized encoding: sweeps of a search for a cheaper code of the same quality (try 3).",
-)
+@_search_opt
 @_image_size_opt
 @_overwrite
 def rd(

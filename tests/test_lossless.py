@@ -189,13 +189,17 @@ def test_bad_pixel_models_are_refused(model: Autoencoder, tmp_path: Any) -> None
         t["pixels.bins"] = t["pixels.bins"].clone()
         t["pixels.bins"][0, 3] = 9000
 
+    def bins_overflow(t: dict[str, torch.Tensor], meta: dict[str, str]) -> None:  # found by test_fuzz in CI
+        t["pixels.bins"] = t["pixels.bins"].clone()
+        t["pixels.bins"][1, 7] = 2**31 - 1  # (b + 1) ** 4 overflows int64
+
     def both(t: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
         t["lossless.cdf"] = t["entropy.cdf"]
 
     def float_bins(t: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
         t["pixels.bins"] = t["pixels.bins"].float()
 
-    for change, match in ((bins_too_many, "contexts"), (both, "both"), (float_bins, "I32")):
+    for change, match in ((bins_too_many, "contexts"), (bins_overflow, "contexts"), (both, "both"), (float_bins, "I32")):
         _rewrite(tmp_path / "m.safetensors", tmp_path / "bad.safetensors", change)
         with pytest.raises(ModelFileError, match=match):
             load(tmp_path / "bad.safetensors")

@@ -319,9 +319,9 @@ def _read_pixel_model(path: str | os.PathLike[str], tensors: dict[str, torch.Ten
     if bins.dtype != torch.int32 or tuple(bins.shape) != (2, 256):
         raise ModelFileError(f"{path}: tensor {_PIXELS[0]!r} must be I32 of shape (2, 256)")
     b = bins.numpy().astype(np.int64)
-    if b.min() < 0 or (b[0].max() + 1) * (b[1].max() + 1) ** 4 > MAX_CONTEXTS:
+    n_contexts = (int(b[0].max()) + 1) * (int(b[1].max()) + 1) ** 4  # Python ints: a forged bin cannot overflow
+    if b.min() < 0 or n_contexts > MAX_CONTEXTS:
         raise ModelFileError(f"{path}: tensor {_PIXELS[0]!r} must hold bins >= 0 for at most {MAX_CONTEXTS} contexts")
-    n_contexts = int((b[0].max() + 1) * (b[1].max() + 1) ** 4)
     model = PixelModel(b, _read_tables(path, tensors, _PIXELS[1:], n_contexts))
     try:
         check_pixel_model(model)

@@ -1,17 +1,28 @@
-"""Shared fixtures: a seeded generator and tiny data sets (no files, no network)."""
+"""Shared fixtures: a seeded generator and tiny data sets (no files, no network).
+
+Hypothesis draws the same examples on every run (profile ``repeatable``), so the suite passes or fails
+the same way on every machine; ``HYPOTHESIS_PROFILE=explore`` draws new ones each run, as the longer
+fuzzing in ``bench/fuzz.py`` does.
+"""
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 from isthmus import Autoencoder
+
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 # tiny networks run fastest on one thread, and pytest-xdist runs one worker per core
 torch.set_num_threads(1)

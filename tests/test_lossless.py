@@ -199,7 +199,8 @@ def test_bad_pixel_models_are_refused(model: Autoencoder, tmp_path: Any) -> None
     def float_bins(t: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
         t["pixels.bins"] = t["pixels.bins"].float()
 
-    for change, match in ((bins_too_many, "contexts"), (bins_overflow, "contexts"), (both, "both"), (float_bins, "I32")):
+    cases = ((bins_too_many, "contexts"), (bins_overflow, "contexts"), (both, "both"), (float_bins, "I32"))
+    for change, match in cases:
         _rewrite(tmp_path / "m.safetensors", tmp_path / "bad.safetensors", change)
         with pytest.raises(ModelFileError, match=match):
             load(tmp_path / "bad.safetensors")

@@ -23,7 +23,7 @@ from isthmus._files import write_bytes_atomic
 from isthmus.config import DEFAULTS, split_params
 from isthmus.entropy import CdfTables, check_cdf_tables
 from isthmus.errors import ConfigError, ModelFileError
-from isthmus.lossless import MAX_CONTEXTS, PixelModel, check_pixel_model
+from isthmus.lossless import MAX_CONTEXTS, PixelModel, check_pixel_model, context_count
 from isthmus.scaling import Scaler
 
 if TYPE_CHECKING:
@@ -319,7 +319,7 @@ def _read_pixel_model(path: str | os.PathLike[str], tensors: dict[str, torch.Ten
     if bins.dtype != torch.int32 or tuple(bins.shape) != (2, 256):
         raise ModelFileError(f"{path}: tensor {_PIXELS[0]!r} must be I32 of shape (2, 256)")
     b = bins.numpy().astype(np.int64)
-    n_contexts = (int(b[0].max()) + 1) * (int(b[1].max()) + 1) ** 4  # Python ints: a forged bin cannot overflow
+    n_contexts = context_count(b)
     if b.min() < 0 or n_contexts > MAX_CONTEXTS:
         raise ModelFileError(f"{path}: tensor {_PIXELS[0]!r} must hold bins >= 0 for at most {MAX_CONTEXTS} contexts")
     model = PixelModel(b, _read_tables(path, tensors, _PIXELS[1:], n_contexts))

@@ -64,13 +64,23 @@ class PixelModel:
     def n_levels(self) -> int:
         return int(self.bins[1].max()) + 1
 
+    @property
+    def n_contexts(self) -> int:
+        return context_count(self.bins)
+
+
+def context_count(bins: np.ndarray) -> int:
+    """Contexts that ``bins`` (2, 256) name: reconstruction bins x neighbour levels ** 4, in Python ints
+    (a forged file's bins cannot overflow)."""
+    return (int(bins[0].max()) + 1) * (int(bins[1].max()) + 1) ** 4
+
 
 def check_pixel_model(model: PixelModel) -> None:
     """Raise ``ValueError`` unless ``model`` obeys docs/format.md, section 2.6 (``pixels.*``)."""
     bins = model.bins
     if bins.shape != (2, 256) or bins.min() < 0:
         raise ValueError(f"bins must be (2, 256) non-negative integers, got shape {bins.shape}")
-    n_contexts = model.n_bins * model.n_levels**4
+    n_contexts = model.n_contexts
     if n_contexts > MAX_CONTEXTS:
         raise ValueError(f"bins name {n_contexts} contexts; at most {MAX_CONTEXTS} are allowed")
     tables = model.tables

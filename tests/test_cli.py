@@ -134,9 +134,7 @@ def test_train_reports_the_convergence_warning(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".csv", ".parquet"])
-def test_encode_writes_the_codes_of_transform_and_decode_reads_them(
-    trained: Path, tmp_path: Path, suffix: str
-) -> None:
+def test_encode_writes_the_codes_of_transform_and_decode_reads_them(trained: Path, tmp_path: Path, suffix: str) -> None:
     codes_path = tmp_path / f"codes{suffix}"
     result = invoke("encode", trained, "digits[:40]", "-o", codes_path)
     assert f"wrote {codes_path} (40, {N_COMPONENTS})" in result.output
@@ -158,9 +156,7 @@ def test_reconstruct_matches_the_api(trained: Path, tmp_path: Path) -> None:
     invoke("reconstruct", trained, "digits[:25]", "-o", out)
     recon = np.load(out)
     assert recon.shape == (25, 1, 8, 8)
-    np.testing.assert_allclose(
-        recon, isthmus.load(trained).reconstruct(first_digits(25)), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(recon, isthmus.load(trained).reconstruct(first_digits(25)), rtol=1e-5, atol=1e-5)
 
 
 def test_encode_reads_tabular_files_with_the_same_features(trained: Path, tmp_path: Path) -> None:
@@ -195,9 +191,7 @@ def test_evaluate_json_has_fixed_keys(trained: Path) -> None:
 
 def test_exported_encoder_encodes_like_the_full_model(trained: Path, encoder: Path, tmp_path: Path) -> None:
     invoke("encode", encoder, "digits[:30]", "-o", tmp_path / "codes.npy")
-    np.testing.assert_array_equal(
-        np.load(tmp_path / "codes.npy"), isthmus.load(trained).transform(first_digits(30))
-    )
+    np.testing.assert_array_equal(np.load(tmp_path / "codes.npy"), isthmus.load(trained).transform(first_digits(30)))
     described = info_json(encoder)
     assert described["encoder_only"] is True
     assert described["n_parameters"] < info_json(trained)["n_parameters"]
@@ -244,9 +238,7 @@ def test_info_prints_in_a_stable_order(trained: Path) -> None:
     assert keys[:-2] == sorted(keys[:-2])
 
 
-def test_info_and_encode_survive_malformed_metadata(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_info_and_encode_survive_malformed_metadata(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
     fake = tmp_path / "odd.safetensors"
@@ -415,9 +407,7 @@ def test_unknown_set_name(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
         ("max_iter", ["name=value"]),
     ],
 )
-def test_bad_set_value(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, assignment: str, named: list[str]
-) -> None:
+def test_bad_set_value(capsys: pytest.CaptureFixture[str], tmp_path: Path, assignment: str, named: list[str]) -> None:
     message = fails(capsys, "train", DATA, "-o", tmp_path / "m.safetensors", *TINY, "--set", assignment)
     for text in named:
         assert text in message
@@ -428,9 +418,7 @@ def test_bad_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     config.write_text("n_components = \n")
     assert "bad.toml" in fails(capsys, "train", DATA, "-o", tmp_path / "m.safetensors", "--config", config)
     missing = tmp_path / "missing.toml"
-    assert "missing.toml" in fails(
-        capsys, "train", DATA, "-o", tmp_path / "m.safetensors", "--config", missing
-    )
+    assert "missing.toml" in fails(capsys, "train", DATA, "-o", tmp_path / "m.safetensors", "--config", missing)
 
 
 def test_n_components_not_below_n_features(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -450,18 +438,14 @@ def test_nan_in_data_names_the_rows(capsys: pytest.CaptureFixture[str], tmp_path
     assert "rows 4, 7" in message
 
 
-def test_wrong_feature_count_at_encode(
-    capsys: pytest.CaptureFixture[str], trained: Path, tmp_path: Path
-) -> None:
+def test_wrong_feature_count_at_encode(capsys: pytest.CaptureFixture[str], trained: Path, tmp_path: Path) -> None:
     data = write_csv(tmp_path / "three.csv", np.ones((4, 3)), "a,b,c")
     message = fails(capsys, "encode", trained, data, "-o", tmp_path / "codes.npy")
     assert "3 features" in message and "64" in message
     assert not (tmp_path / "codes.npy").exists()
 
 
-def test_wrong_code_width_at_decode(
-    capsys: pytest.CaptureFixture[str], trained: Path, tmp_path: Path
-) -> None:
+def test_wrong_code_width_at_decode(capsys: pytest.CaptureFixture[str], trained: Path, tmp_path: Path) -> None:
     codes = tmp_path / "codes.npy"
     np.save(codes, np.zeros((4, 5), np.float32))
     message = fails(capsys, "decode", trained, codes, "-o", tmp_path / "out.npy")

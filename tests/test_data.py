@@ -94,9 +94,7 @@ def test_csv_header_is_c0_c1_or_the_given_columns(tmp_path: Path, table: np.ndar
         write_array(tmp_path / "c.csv", table, columns=["only", "two"])
 
 
-def test_images_npy_keeps_four_axes_and_three_gain_a_channel(
-    tmp_path: Path, rng: np.random.Generator
-) -> None:
+def test_images_npy_keeps_four_axes_and_three_gain_a_channel(tmp_path: Path, rng: np.random.Generator) -> None:
     images = rng.integers(0, 255, size=(5, 3, 6, 7)).astype(np.uint8)
     write_array(tmp_path / "four.npy", images)
     write_array(tmp_path / "three.npy", images[:, 0])
@@ -441,9 +439,7 @@ def test_download_lands_in_data_home(
         "train-images-idx3-ubyte.gz",
         "train-labels-idx1-ubyte.gz",
     ]
-    assert (folder / "train-images-idx3-ubyte.gz").read_bytes() == (
-        served / "train-images-idx3-ubyte.gz"
-    ).read_bytes()
+    assert (folder / "train-images-idx3-ubyte.gz").read_bytes() == (served / "train-images-idx3-ubyte.gz").read_bytes()
     test = fetch_idx("fashion-mnist", split="test", base_urls=[url], checksums=sums)
     assert test.X.shape == (5, 1, 28, 28) and test.name == "fashion-mnist:test"
     # present files are read without the network

@@ -16,8 +16,17 @@ from safetensors.torch import load_file
 
 from isthmus.cli import main
 
-SETS = ["max_iter=4", "random_state=0", "batch_size=64", "verbose=0", "n_components=3",
-        "hidden_layer_sizes=[16]", "early_stopping=true", "n_iter_no_change=50", "device=cpu"]
+SETS = [
+    "max_iter=4",
+    "random_state=0",
+    "batch_size=64",
+    "verbose=0",
+    "n_components=3",
+    "hidden_layer_sizes=[16]",
+    "early_stopping=true",
+    "n_iter_no_change=50",
+    "device=cpu",
+]
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")
 
@@ -32,8 +41,16 @@ def data(tmp_path: Path) -> Path:
 
 def _torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "isthmus",
-               *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "isthmus",
+        *args,
+    ]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -54,8 +71,9 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(
     for name in one:
         torch.testing.assert_close(ddp[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
     # one log line per epoch (rank 0 only), the same losses as the single process within rounding
-    logs = [[json.loads(line) for line in (tmp_path / f"{m}.log.jsonl").read_text().splitlines()]
-            for m in ("ddp", "one")]
+    logs = [
+        [json.loads(line) for line in (tmp_path / f"{m}.log.jsonl").read_text().splitlines()] for m in ("ddp", "one")
+    ]
     assert len(logs[0]) == len(logs[1]) == 4
     for a, b in zip(*logs, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
@@ -90,8 +108,16 @@ def test_fit_trains_data_parallel_inside_a_process_group_the_caller_started(data
     script = tmp_path / "fit.py"
     script.write_text(_FIT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-               str(data), str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        str(data),
+        str(tmp_path),
+    ]
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     ranks = [load_file(tmp_path / f"rank{r}.safetensors") for r in (0, 1)]

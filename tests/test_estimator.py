@@ -11,10 +11,12 @@ import torch
 from sklearn.base import clone
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
+from torch import nn
 
 from conftest import TINY
 from isthmus import Autoencoder, evaluate
 from isthmus.errors import ConfigError, DataError, NotFittedError
+from isthmus.nets import Residual, residual_conv_decoder
 
 
 def fit(x: np.ndarray, **params: object) -> Autoencoder:
@@ -41,10 +43,26 @@ def test_images_keep_their_shape(digits: np.ndarray) -> None:
     assert ae2.reconstruct(lone[:5]).shape == (5, 8, 8)
 
 
-def test_conv_architecture_reconstructs_odd_sizes(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("architecture", ["conv", "resconv"])
+def test_conv_architecture_reconstructs_odd_sizes(architecture: str, rng: np.random.Generator) -> None:
     x = rng.uniform(size=(64, 3, 7, 9)).astype(np.float32)
-    ae = fit(x, n_components=4, architecture="conv", hidden_layer_sizes=(4, 8), max_iter=2)
+    ae = fit(x, n_components=4, architecture=architecture, hidden_layer_sizes=(4, 8), max_iter=2)
     assert ae.reconstruct(x).shape == x.shape
+
+
+def test_resconv_decoder_has_a_residual_block_at_each_hidden_resolution() -> None:
+    decoder = residual_conv_decoder((1, 28, 28), (4, 8, 16), 6, "gelu")
+    seen: list[tuple[int, ...]] = []
+    for block in decoder:
+        if isinstance(block, Residual):
+            block.register_forward_hook(lambda _m, _i, out: seen.append(tuple(out.shape[1:])))
+    assert decoder(torch.zeros(2, 6)).shape == (2, 1, 28, 28)
+    assert seen == [(16, 4, 4), (8, 7, 7), (4, 14, 14)]
+    # a block whose convolution gives zero passes its input through
+    block = Residual(3, "relu")
+    nn.init.zeros_(block.conv.weight), nn.init.zeros_(block.conv.bias)
+    x = torch.randn(2, 3, 5, 5)
+    assert torch.equal(block(x), x)
 
 
 def test_transform_is_deterministic(tabular: np.ndarray) -> None:

@@ -90,11 +90,22 @@ sys.exit(main(["train", sys.argv[1], "-o", sys.argv[2], *sys.argv[3:]]))
 
 def _train(data: Path, model: Path, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    sets = ["max_iter=8", "random_state=0", "hidden_layer_sizes=[64,32]", "n_components=4", "batch_size=16",
-            "verbose=0", "device=cpu"]
+    sets = [
+        "max_iter=8",
+        "random_state=0",
+        "hidden_layer_sizes=[64,32]",
+        "n_components=4",
+        "batch_size=16",
+        "verbose=0",
+        "device=cpu",
+    ]
     args = [a for s in sets for a in ("--set", s)]
-    return subprocess.Popen([sys.executable, "-c", _TRAIN, str(data), str(model), *args, *extra], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", _TRAIN, str(data), str(model), *args, *extra],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_sigkill_mid_epoch_leaves_a_checkpoint_that_resumes_to_identical_weights(tmp_path: Path) -> None:

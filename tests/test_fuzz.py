@@ -203,8 +203,6 @@ def test_mutated_quantized_model_files_load_or_raise_the_library_error(
 # ------------------------------------------------------------------------------------------- bitstreams
 
 
-
-
 _STREAM_EDITS = st.tuples(
     st.sampled_from([1, 1, 1, 0, 2, 2**40]),  # format version
     st.tuples(st.sampled_from(["keep", "xor", "set"]), st.sampled_from([0x40, 0x80, 0x10, 0x30]) | st.integers(0, 255)),

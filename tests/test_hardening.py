@@ -216,8 +216,10 @@ CASES: dict[str, Case] = {
     ),
     "output-unknown-format": lambda d: (["encode", "{model}", "digits[:4]", "-o", d / "codes.txt"], [".txt"]),
     # model files
-    "model-is-csv": lambda d: (["encode", csv(d / "m.safetensors", "a,b\n1,2\n"), "digits[:4]", "-o", "{out}.npy"],
-                               ["m.safetensors", "not a readable safetensors"]),
+    "model-is-csv": lambda d: (
+        ["encode", csv(d / "m.safetensors", "a,b\n1,2\n"), "digits[:4]", "-o", "{out}.npy"],
+        ["m.safetensors", "not a readable safetensors"],
+    ),
     "model-truncated": lambda d: (["info", "{truncated_model}"], ["not a readable safetensors"]),
 }
 
@@ -300,9 +302,7 @@ def test_mixed_gray_and_color_images_are_read_as_rgb(tmp_path: Path) -> None:
     np.testing.assert_array_equal(x[2, :, 0, 0], [10, 20, 30])
 
 
-def test_pickle_under_the_model_name_is_refused_by_the_cli(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_pickle_under_the_model_name_is_refused_by_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     planted = tmp_path / "model.safetensors"
     planted.write_bytes(pickle.dumps(_Marker(marker)))
@@ -423,8 +423,10 @@ CRAFTED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "shape-without-data": (lambda h: _first_tensor(h).update(shape=[3, 1000]), "not a readable safetensors"),
     "huge-input-shape": (_set_metadata("input_shape", lambda v: [100_000, 100_000, 100]), "the config implies"),
     "huge-conv-input": (
-        lambda h: (_set_metadata("params", lambda p: {**p, "architecture": "conv"})(h),
-                   _set_metadata("input_shape", lambda v: [3, 100_000, 100_000])(h)),
+        lambda h: (
+            _set_metadata("params", lambda p: {**p, "architecture": "conv"})(h),
+            _set_metadata("input_shape", lambda v: [3, 100_000, 100_000])(h),
+        ),
         "the config implies",
     ),
     "huge-code": (_set_metadata("params", lambda p: {**p, "n_components": 10**15}), "the config implies"),

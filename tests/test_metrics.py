@@ -169,9 +169,7 @@ def test_cli_evaluate_with_labels_reports_every_metric_for_both(trained: Path) -
 def test_cli_evaluate_fits_the_classifiers_on_train(trained: Path, tmp_path: Path) -> None:
     labels = tmp_path / "labels.npy"
     np.save(labels, np.arange(100) % 2)
-    out = invoke(
-        "evaluate", trained, "digits[300:400]", "--labels", labels, "--train", "digits[:300]", "--json"
-    ).output
+    out = invoke("evaluate", trained, "digits[300:400]", "--labels", labels, "--train", "digits[:300]", "--json").output
     result = json.loads(out)
     assert result["classifiers"] == {"fit_on": "train", "n_train": 300, "n_splits": None, "n_neighbors": 5}
     text = invoke("evaluate", trained, "digits[300:400]", "--labels", "digits[300:400]", "--train", "digits[:300]")

@@ -89,13 +89,16 @@ def test_lossless_streams_take_the_searched_code_too(model: Autoencoder, images:
     np.testing.assert_array_equal(model.decompress(model.compress(x, lossless=True, search=2)), x)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"search": -1}, "search=-1"),
-    ({"search": 1.5}, "search=1.5"),
-    ({"search": True}, "search=True"),
-    ({"search": 2, "lmbda": float("nan")}, "lmbda=nan"),
-    ({"search": 2, "lmbda": -0.1}, "lmbda=-0.1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"search": -1}, "search=-1"),
+        ({"search": 1.5}, "search=1.5"),
+        ({"search": True}, "search=True"),
+        ({"search": 2, "lmbda": float("nan")}, "lmbda=nan"),
+        ({"search": 2, "lmbda": -0.1}, "lmbda=-0.1"),
+    ],
+)
 def test_bad_search_settings_are_refused(
     model: Autoencoder, images: np.ndarray, kwargs: dict[str, Any], message: str
 ) -> None:

@@ -194,8 +194,9 @@ def test_write_npy_chunks_writes_all_rows_or_nothing(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npy"]  # no temporary files left
 
 
-def test_cli_trains_and_encodes_streamed(npy: Path, tmp_path: Path, tabular: np.ndarray,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_trains_and_encodes_streamed(
+    npy: Path, tmp_path: Path, tabular: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
     model = tmp_path / "m.safetensors"
     sets = ["--set", "n_components=3", "--set", "max_iter=3", "--set", "verbose=0", "--set", "random_state=0"]
     assert main(["train", str(npy), "-o", str(model), "--stream", *sets]) == 0

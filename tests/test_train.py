@@ -17,8 +17,16 @@ from isthmus.errors import ModelFileError, TrainingError
 from isthmus.model import AutoencoderNet
 from isthmus.train import train
 
-PARAMS = {**TINY, "n_components": 3, "max_iter": 6, "early_stopping": True, "n_iter_no_change": 50,
-          "corruption": "masking", "noise_level": 0.2, "lr_schedule": "cosine"}
+PARAMS = {
+    **TINY,
+    "n_components": 3,
+    "max_iter": 6,
+    "early_stopping": True,
+    "n_iter_no_change": 50,
+    "corruption": "masking",
+    "noise_level": 0.2,
+    "lr_schedule": "cosine",
+}
 
 
 class _Interrupt:
@@ -128,6 +136,5 @@ def test_stopping_rules_wait_for_the_objective_to_settle(settle: int, expected: 
 
 
 def test_vae_warm_up_is_not_cut_short(digits: np.ndarray) -> None:
-    params = {**TINY, "n_components": 2, "bottleneck": "gaussian", "kl_warmup": 6, "n_iter_no_change": 1,
-              "max_iter": 9}
+    params = {**TINY, "n_components": 2, "bottleneck": "gaussian", "kl_warmup": 6, "n_iter_no_change": 1, "max_iter": 9}
     assert Autoencoder(**params).fit(digits[:200]).n_iter_ > 6

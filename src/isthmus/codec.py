@@ -287,9 +287,7 @@ def _coding_state(ae: Autoencoder) -> tuple[CdfTables, int]:
     return tables, int(fingerprint, 16) >> (256 - TAG_BITS)  # the fingerprint's first TAG_BITS bits
 
 
-def compress(
-    ae: Autoencoder, X: Any, *, lossless: bool = False, search: int = 0, lmbda: float | None = None
-) -> bytes:
+def compress(ae: Autoencoder, X: Any, *, lossless: bool = False, search: int = 0, lmbda: float | None = None) -> bytes:
     """``ae``'s bitstream of ``X``: the rounded code of every sample, entropy-coded with ``ae``'s tables;
     with ``lossless``, also every value of 8-bit ``X``, coded given the code's reconstruction. With
     ``search`` > 0, :func:`isthmus.rdo.search_code` (gradient steps, then up to ``search`` greedy sweeps)

@@ -17,7 +17,7 @@ from isthmus.errors import ConfigError
 #: Allowed string values per field; the tables they come from live beside the code that implements
 #: them (``nets.ACTIVATIONS`` ...), and ``tests/test_config.py`` checks that the two agree.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "architecture": ("mlp", "conv"),
+    "architecture": ("mlp", "conv", "resconv"),
     "activation": ("relu", "gelu", "silu", "elu", "leaky_relu", "tanh", "sigmoid"),
     "bottleneck": ("deterministic", "gaussian", "quantized"),
     "penalty": ("none", "l1", "kl_sparsity", "topk", "contractive", "tsne"),

@@ -61,9 +61,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Width of the code (the bottleneck).
     hidden_layer_sizes : tuple of int, default=(256, 128)
         Encoder widths from the input toward the code (the decoder mirrors them); channel counts of
-        the stride-2 convolutions when ``architecture="conv"``.
-    architecture : {"mlp", "conv"}, default="mlp"
-        ``"conv"`` needs image data ``(n_samples, channels, height, width)``.
+        the stride-2 convolutions when ``architecture="conv"`` or ``"resconv"``.
+    architecture : {"mlp", "conv", "resconv"}, default="mlp"
+        ``"conv"`` needs image data ``(n_samples, channels, height, width)``; ``"resconv"`` is ``"conv"``
+        with a residual 3x3 convolution at each of the decoder's hidden resolutions (a deeper decoder).
     activation : str, default="relu"
         Hidden-layer activation, one of ``nets.ACTIVATIONS``.
     bottleneck : {"deterministic", "gaussian"}, default="deterministic"

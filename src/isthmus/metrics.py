@@ -220,8 +220,6 @@ def evaluate(
             train_codes = None
             if train is not None:
                 train_codes = ae.transform(train) if name == "autoencoder" else pca_transform(ae, train)
-            metrics.update(
-                code_accuracies(codes[name], labels, train_codes, train_labels, random_state=random_state)
-            )
+            metrics.update(code_accuracies(codes[name], labels, train_codes, train_labels, random_state=random_state))
         result[name] = metrics
     return result

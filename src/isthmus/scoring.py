@@ -153,8 +153,7 @@ def anomaly_truth(labels: npt.ArrayLike, name: str = "labels") -> npt.NDArray[np
     if truth.all() or not truth.any():
         which = "every" if truth.all() else "no"
         raise DataError(
-            f"{name} marks {which} row as an anomaly; ROC-AUC and average precision need both normal and "
-            "anomalous rows"
+            f"{name} marks {which} row as an anomaly; ROC-AUC and average precision need both normal and anomalous rows"
         )
     return truth
 

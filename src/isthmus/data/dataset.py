@@ -77,9 +77,7 @@ def as_labels(labels: npt.NDArray[np.generic], name: str) -> npt.NDArray[np.int6
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:
-        raise DataError(
-            f"labels in {name} have shape {labels.shape}; labels must be 1-D, one integer per sample"
-        )
+        raise DataError(f"labels in {name} have shape {labels.shape}; labels must be 1-D, one integer per sample")
     if labels.dtype.kind not in _NUMERIC_KINDS:
         raise DataError(f"labels in {name} have dtype {labels.dtype}; labels must be integers")
     if labels.dtype.kind == "f":
@@ -116,9 +114,7 @@ def as_dataset(X: npt.NDArray[np.generic], y: npt.NDArray[np.generic] | None, na
         or infinity, or if ``y`` does not give one whole number per sample.
     """
     if X.dtype.kind not in _NUMERIC_KINDS:
-        raise DataError(
-            f"{name} holds values of dtype {X.dtype}; isthmus needs numbers (bool, integer or float)"
-        )
+        raise DataError(f"{name} holds values of dtype {X.dtype}; isthmus needs numbers (bool, integer or float)")
     if X.ndim == 3:
         X = X[:, np.newaxis]  # (n_samples, height, width) -> (n_samples, 1, height, width)
     if X.ndim not in (2, 4):
@@ -145,7 +141,5 @@ def as_dataset(X: npt.NDArray[np.generic], y: npt.NDArray[np.generic] | None, na
     if y is not None:
         labels = as_labels(y, name)
         if len(labels) != len(features):
-            raise DataError(
-                f"{name} has {len(features)} samples but {len(labels)} labels; give one label per sample"
-            )
+            raise DataError(f"{name} has {len(features)} samples but {len(labels)} labels; give one label per sample")
     return Dataset(features, labels, name)

@@ -101,9 +101,7 @@ def encode_idx(array: npt.NDArray[np.generic]) -> bytes:
     dtype = array.dtype.newbyteorder(">")
     if dtype not in _CODES or array.ndim == 0:
         allowed = ", ".join(str(d.newbyteorder("=")) for d in IDX_DTYPES.values())
-        raise DataError(
-            f"IDX cannot hold a {array.ndim}-D {array.dtype} array; IDX holds {allowed}, 1-D or more"
-        )
+        raise DataError(f"IDX cannot hold a {array.ndim}-D {array.dtype} array; IDX holds {allowed}, 1-D or more")
     header = struct.pack(f">HBB{array.ndim}I", 0, _CODES[dtype], array.ndim, *array.shape)
     return header + np.ascontiguousarray(array, dtype=dtype).tobytes()
 

@@ -102,9 +102,7 @@ def _checked_size(image_size: tuple[int, int]) -> tuple[int, int]:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise ConfigError(
-            f"image_size={image_size!r} must be two positive integers (width, height), e.g. (28, 28)"
-        )
+        raise ConfigError(f"image_size={image_size!r} must be two positive integers (width, height), e.g. (28, 28)")
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and width * height > limit:
         raise ConfigError(
@@ -121,9 +119,7 @@ def _visible(path: Path) -> bool:
 
 def _images_in(folder: Path) -> list[Path]:
     """The image files directly in ``folder``, sorted by name."""
-    return sorted(
-        p for p in folder.iterdir() if _visible(p) and p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    return sorted(p for p in folder.iterdir() if _visible(p) and p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _list_images(folder: Path) -> tuple[list[Path], npt.NDArray[np.int64] | None]:

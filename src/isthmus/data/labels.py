@@ -88,9 +88,7 @@ def _from_npz(path: Path, key: str | None) -> npt.NDArray[np.generic]:
             return archive.single
         if name not in archive.keys:
             keys = ", ".join(map(repr, archive.keys))
-            raise DataError(
-                f"{path} has no array {name!r}; pick the labels with {path.name}:KEY, KEY one of {keys}"
-            )
+            raise DataError(f"{path} has no array {name!r}; pick the labels with {path.name}:KEY, KEY one of {keys}")
         return archive.array(name)
 
 
@@ -109,8 +107,7 @@ def _from_text(path: Path, key: str | None) -> npt.NDArray[np.generic]:
     for number, line in enumerate(lines, start=1):
         if "," in line:
             raise DataError(
-                f"{path} has {line.count(',') + 1} columns on data line {number}; "
-                "a labels CSV has exactly one column"
+                f"{path} has {line.count(',') + 1} columns on data line {number}; a labels CSV has exactly one column"
             )
         if not _is_number(line):
             raise DataError(f"labels in {path} must be integers; data line {number} holds {line!r}")

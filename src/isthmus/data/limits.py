@@ -51,8 +51,7 @@ def check_allocation(nbytes: int, what: str, advice: str) -> None:
     limit = memory_limit()
     if nbytes > limit:
         raise DataError(
-            f"{what} needs {human_bytes(nbytes)} of memory, more than this machine has ({human_bytes(limit)}); "
-            f"{advice}"
+            f"{what} needs {human_bytes(nbytes)} of memory, more than this machine has ({human_bytes(limit)}); {advice}"
         )
 
 

@@ -84,9 +84,7 @@ def read_raw(path: Path, options: ReadOptions) -> Raw:
     if fmt is None:
         raise DataError(f"{path}: unknown file format {path.suffix or '(no suffix)'!r}; use {SUPPORTED}")
     if options.key is not None and fmt != "npz":
-        raise DataError(
-            f"{path}:{options.key} - a ':key' suffix picks an array in a .npz file; {path.name} is {fmt}"
-        )
+        raise DataError(f"{path}:{options.key} - a ':key' suffix picks an array in a .npz file; {path.name} is {fmt}")
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty (0 bytes)")
     return READERS[fmt](path, options)

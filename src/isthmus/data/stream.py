@@ -137,8 +137,11 @@ class ParquetRows(Rows):
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"{path} is not a readable Parquet file ({exc})") from None
         schema = self._file.schema_arrow
-        text = [f.name for f in schema if not (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
-                                                or pa.types.is_boolean(f.type))]
+        text = [
+            f.name
+            for f in schema
+            if not (pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_boolean(f.type))
+        ]
         if text:
             raise DataError(f"{path} has non-numeric columns {', '.join(text[:5])}; isthmus needs numbers")
         if len(schema) == 0:

@@ -67,9 +67,7 @@ def _write_npy(path: Path, array: npt.NDArray[np.generic], overwrite: bool, colu
         np.save(fh, array, allow_pickle=False)
 
 
-def _write_csv(
-    path: Path, array: npt.NDArray[np.generic], overwrite: bool, columns: Sequence[str] | None
-) -> None:
+def _write_csv(path: Path, array: npt.NDArray[np.generic], overwrite: bool, columns: Sequence[str] | None) -> None:
     """A header line, then one line per row."""
     table = _to_table(array, columns)
     header = io.StringIO()
@@ -80,9 +78,7 @@ def _write_csv(
         pa_csv.write_csv(table, fh, write_options=options)
 
 
-def _write_parquet(
-    path: Path, array: npt.NDArray[np.generic], overwrite: bool, columns: Sequence[str] | None
-) -> None:
+def _write_parquet(path: Path, array: npt.NDArray[np.generic], overwrite: bool, columns: Sequence[str] | None) -> None:
     """One Parquet column per array column."""
     table = _to_table(array, columns)
     with atomic_path(path, overwrite=overwrite) as tmp:

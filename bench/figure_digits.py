@@ -1,6 +1,6 @@
 """The README's picture: held-out digits beside their reconstructions by isthmus and by PCA.
 
-    .venv/bin/python bench/figure_digits.py --out docs/digits.png
+.venv/bin/python bench/figure_digits.py --out docs/digits.png
 """
 
 from __future__ import annotations
@@ -28,11 +28,21 @@ def main() -> None:
     train, test = images[:1500], images[1500:]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ae = Autoencoder(n_components=8, hidden_layer_sizes=(256, 128), max_iter=200, random_state=0,
-                         early_stopping=True, n_iter_no_change=20, verbose=0).fit(train)
+        ae = Autoencoder(
+            n_components=8,
+            hidden_layer_sizes=(256, 128),
+            max_iter=200,
+            random_state=0,
+            early_stopping=True,
+            n_iter_no_change=20,
+            verbose=0,
+        ).fit(train)
     shown = test[:12]
-    rows = {"held-out digits": shown, "isthmus, 8-d code": ae.reconstruct(shown),
-            "PCA, 8 components": pca_reconstruct(ae, shown).reshape(shown.shape)}
+    rows = {
+        "held-out digits": shown,
+        "isthmus, 8-d code": ae.reconstruct(shown),
+        "PCA, 8 components": pca_reconstruct(ae, shown).reshape(shown.shape),
+    }
     fig, axes = plt.subplots(len(rows), len(shown), figsize=(len(shown) * 0.8, len(rows) * 0.95))
     for r, (label, batch) in enumerate(rows.items()):
         for c in range(len(shown)):

@@ -44,8 +44,30 @@ from isthmus.errors import IsthmusError
 RAW = ("flip", "set", "truncate", "insert", "delete")
 INTERESTING_INTS = (0, 1, -1, 2, 255, 2**31, 2**32, 2**53, 2**63, 2**64, 10**12, -(2**63))
 INTERESTING_VALUES: tuple[Any, ...] = (
-    *INTERESTING_INTS, None, True, False, 1.5, float("inf"), -1e308, "", "F32", "F64", "I32", "U8", "BOOL",
-    "F8_E4M3", "mlp", "conv", "quantized", "gaussian", [], [1], [2**40, 2**40], {}, {"a": 1}, "[" * 50,
+    *INTERESTING_INTS,
+    None,
+    True,
+    False,
+    1.5,
+    float("inf"),
+    -1e308,
+    "",
+    "F32",
+    "F64",
+    "I32",
+    "U8",
+    "BOOL",
+    "F8_E4M3",
+    "mlp",
+    "conv",
+    "quantized",
+    "gaussian",
+    [],
+    [1],
+    [2**40, 2**40],
+    {},
+    {"a": 1},
+    "[" * 50,
 )
 
 
@@ -57,7 +79,7 @@ def random_value(rng: random.Random) -> Any:
     if roll < 0.8:
         return rng.randint(-(2**40), 2**40)
     if roll < 0.9:
-        return "".join(rng.choice("abc01[]{}\",: ") for _ in range(rng.randint(0, 12)))
+        return "".join(rng.choice('abc01[]{}",: ') for _ in range(rng.randint(0, 12)))
     return [rng.choice(INTERESTING_INTS) for _ in range(rng.randint(0, 4))]
 
 
@@ -112,8 +134,6 @@ def model_header_edit(data: bytes, rng: random.Random) -> bytes:
             header.pop(key)
     text = json.dumps(header).encode()
     return struct.pack("<Q", len(text)) + text + body
-
-
 
 
 def stream_header_edit(stream: bytes, sample_shape: tuple[int, ...], rng: random.Random) -> bytes:
@@ -198,8 +218,11 @@ def main() -> None:
             original: bytes = targets["stream"] if target == "stream" else targets[target]
             kind = rng.choice((*RAW, "header", "header"))
             if kind == "header":
-                mutated = (stream_header_edit(original, sample_shape, rng) if target == "stream"
-                           else model_header_edit(original, rng))
+                mutated = (
+                    stream_header_edit(original, sample_shape, rng)
+                    if target == "stream"
+                    else model_header_edit(original, rng)
+                )
             else:
                 focus = 8 + struct.unpack("<Q", original[:8])[0] if target != "stream" else 8
                 mutated = original
@@ -209,8 +232,14 @@ def main() -> None:
                 outcome = run_one(target, mutated, targets, folder / "fuzzed.safetensors")
             except Exception as exc:  # the point of the bench: anything that is not an isthmus error
                 outcome = f"FAILURE {type(exc).__name__}"
-                failures.append({"target": target, "mutation": kind, "error": repr(exc)[:300],
-                                 "where": traceback.format_exc().strip().splitlines()[-3][:200]})
+                failures.append(
+                    {
+                        "target": target,
+                        "mutation": kind,
+                        "error": repr(exc)[:300],
+                        "where": traceback.format_exc().strip().splitlines()[-3][:200],
+                    }
+                )
                 if args.out is not None:
                     args.out.mkdir(parents=True, exist_ok=True)
                     (args.out / f"failure-{len(failures):04d}-{target}.bin").write_bytes(mutated)
@@ -220,17 +249,21 @@ def main() -> None:
     summary = {t: dict(sorted(c.items())) for t, c in outcomes.items()}
     for target, counter in outcomes.items():
         accepted = sum(v for k, v in counter.items() if k.endswith(("loaded", "decoded")))
-        print(f"{target:10s} {sum(counter.values()):7d} inputs, {accepted:6d} accepted; most common outcomes: "
-              + ", ".join(f"{k} ({v})" for k, v in counter.most_common(4)))
+        print(
+            f"{target:10s} {sum(counter.values()):7d} inputs, {accepted:6d} accepted; most common outcomes: "
+            + ", ".join(f"{k} ({v})" for k, v in counter.most_common(4))
+        )
     for failure in failures[:10]:
         print("FAILURE", json.dumps(failure))
-    report({
-        "mutations": done,
-        "seconds": round(seconds, 1),
-        "mutations_per_second": round(done / seconds, 1),
-        "failures": len(failures),
-        "outcomes": summary,
-    })
+    report(
+        {
+            "mutations": done,
+            "seconds": round(seconds, 1),
+            "mutations_per_second": round(done / seconds, 1),
+            "failures": len(failures),
+            "outcomes": summary,
+        }
+    )
     if failures:
         raise SystemExit(1)
 

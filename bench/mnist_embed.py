@@ -57,8 +57,14 @@ def main() -> None:
     p.add_argument("--activation", default=RECIPE["activation"])
     p.add_argument("--learning-rate", type=float, default=None, help="default: the preset's where used, else 1e-3")
     p.add_argument("--batch-size", type=int, default=None, help="default: the preset's where used, else 128")
-    p.add_argument("--set", dest="extra", action="append", default=[], metavar="NAME=VALUE",
-                   help="any other estimator parameter, e.g. --set corruption=masking --set noise_level=0.2")
+    p.add_argument(
+        "--set",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other estimator parameter, e.g. --set corruption=masking --set noise_level=0.2",
+    )
     p.add_argument("--limit", type=int, default=None, help="use only this many training and held-out rows")
     args = parse(p)
     data = mnist_splits(args)

@@ -57,8 +57,14 @@ def main() -> None:
     p.add_argument("--max-iter", type=int, default=20, help="epochs per digit (cosine schedule over all of them)")
     p.add_argument("--n-components", type=int, default=RECIPE["n_components"])
     p.add_argument("--hidden", default="256", help="encoder widths, comma-separated (decoder mirrors)")
-    p.add_argument("--set", dest="extra", action="append", default=[], metavar="NAME=VALUE",
-                   help="any other estimator parameter, e.g. --set architecture=conv --set corruption=masking")
+    p.add_argument(
+        "--set",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other estimator parameter, e.g. --set architecture=conv --set corruption=masking",
+    )
     p.add_argument("--limit", type=int, default=None, help="use only this many training and held-out rows")
     args = parse(p)
     data = mnist_splits(args)

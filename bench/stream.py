@@ -93,8 +93,15 @@ def main() -> None:
             x_test = f["x"].reshape(len(f["x"]), -1).astype(np.float32)
     else:
         x_test = next(synthetic(10000, seed=1))
-    params = {"n_components": 16, "hidden_layer_sizes": (128, 64), "batch_size": args.batch_size, "max_iter": 1,
-              "random_state": 0, "verbose": 0, "device": args.device}
+    params = {
+        "n_components": 16,
+        "hidden_layer_sizes": (128, 64),
+        "batch_size": args.batch_size,
+        "max_iter": 1,
+        "random_state": 0,
+        "verbose": 0,
+        "device": args.device,
+    }
 
     timed_fit(Autoencoder(**params), x_test[:4000])  # warm-up: first calls into torch are slow
     base_rss = peak_rss_mib()
@@ -105,8 +112,10 @@ def main() -> None:
     with Timer() as enc:
         write_npy_chunks(codes, streamed.iter_transform(rows), len(rows))
     stream_rss = peak_rss_mib()
-    print(f"streamed: {len(rows):,} rows, fit {stream_times['fit_s']:.0f} s (loop {stream_times['train_s']:.0f} s), "
-          f"encode {enc.seconds:.0f} s, peak RSS {stream_rss:.0f} MiB")
+    print(
+        f"streamed: {len(rows):,} rows, fit {stream_times['fit_s']:.0f} s (loop {stream_times['train_s']:.0f} s), "
+        f"encode {enc.seconds:.0f} s, peak RSS {stream_rss:.0f} MiB"
+    )
     if args.out is not None:
         streamed.save(args.out)
 
@@ -135,8 +144,10 @@ def main() -> None:
         "memory_test_mse": float(in_memory.reconstruction_error(x_test).mean() / x_test.shape[1]),
         "memory_rows": n_mem,
     }
-    print(f"training: streamed {stream_rate:,.0f} samples/s, in memory {mem_rate:,.0f} samples/s "
-          f"(x{figures['train_ratio']:.2f}); peak RSS {stream_rss:.0f} MiB")
+    print(
+        f"training: streamed {stream_rate:,.0f} samples/s, in memory {mem_rate:,.0f} samples/s "
+        f"(x{figures['train_ratio']:.2f}); peak RSS {stream_rss:.0f} MiB"
+    )
     report(figures)
 
 

@@ -38,8 +38,9 @@ def plain_mlp(widths: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def plain_loop(x: torch.Tensor, n_in: int, hidden: tuple[int, ...], code: int, batch: int, epochs: int,
-               fused: bool) -> float:
+def plain_loop(
+    x: torch.Tensor, n_in: int, hidden: tuple[int, ...], code: int, batch: int, epochs: int, fused: bool
+) -> float:
     """Samples per second of the textbook loop (epochs 2..N)."""
     torch.manual_seed(0)
     widths = [n_in, *hidden, code]
@@ -60,12 +61,29 @@ def plain_loop(x: torch.Tensor, n_in: int, hidden: tuple[int, ...], code: int, b
     return len(x) * (epochs - 1) / (time.perf_counter() - start)
 
 
-def isthmus_fit(x: np.ndarray, hidden: tuple[int, ...], code: int, batch: int, epochs: int,
-                precision: str = "fp32", device: str = "cpu") -> float:
+def isthmus_fit(
+    x: np.ndarray,
+    hidden: tuple[int, ...],
+    code: int,
+    batch: int,
+    epochs: int,
+    precision: str = "fp32",
+    device: str = "cpu",
+) -> float:
     """Samples per second of ``Autoencoder.fit`` (epochs 2..N, timed by an epoch callback)."""
     stamps: list[float] = []
-    ae = Autoencoder(n_components=code, hidden_layer_sizes=hidden, batch_size=batch, max_iter=epochs,
-                     scaling="none", loss="bce", random_state=0, verbose=0, device=device, precision=precision)
+    ae = Autoencoder(
+        n_components=code,
+        hidden_layer_sizes=hidden,
+        batch_size=batch,
+        max_iter=epochs,
+        scaling="none",
+        loss="bce",
+        random_state=0,
+        verbose=0,
+        device=device,
+        precision=precision,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ae.fit(x, callbacks=[lambda epoch, record: stamps.append(time.perf_counter())])
@@ -111,9 +129,18 @@ def precision_quality(args: argparse.Namespace, precisions: list[str], epochs: i
     _, hidden, code = MODELS["784-1000-500-250-30"]
     errors = {}
     for precision in precisions:
-        ae = Autoencoder(n_components=code, hidden_layer_sizes=hidden, batch_size=256, max_iter=epochs,
-                         scaling="none", loss="bce", random_state=0, verbose=0, device=args.device,
-                         precision=precision)
+        ae = Autoencoder(
+            n_components=code,
+            hidden_layer_sizes=hidden,
+            batch_size=256,
+            max_iter=epochs,
+            scaling="none",
+            loss="bce",
+            random_state=0,
+            verbose=0,
+            device=args.device,
+            precision=precision,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ae.fit(x_train)
@@ -133,11 +160,21 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
             plain = plain_loop(torch.from_numpy(x), n_in, hidden, code, batch, args.epochs, True)
             for precision in args.precisions:
                 rate = isthmus_fit(x, hidden, code, batch, args.epochs, precision, args.device)
-                rows.append({"threads": threads, "batch_size": batch, "precision": precision,
-                             "samples_per_s": round(rate, 1), "plain_fp32_samples_per_s": round(plain, 1),
-                             "ratio_vs_plain_fp32": round(rate / plain, 3)})
-                print(f"threads {threads}, batch {batch}, {precision}: {rate:.0f}/s, "
-                      f"x{rate / plain:.2f} the fp32 plain loop ({plain:.0f}/s)", flush=True)
+                rows.append(
+                    {
+                        "threads": threads,
+                        "batch_size": batch,
+                        "precision": precision,
+                        "samples_per_s": round(rate, 1),
+                        "plain_fp32_samples_per_s": round(plain, 1),
+                        "ratio_vs_plain_fp32": round(rate / plain, 3),
+                    }
+                )
+                print(
+                    f"threads {threads}, batch {batch}, {precision}: {rate:.0f}/s, "
+                    f"x{rate / plain:.2f} the fp32 plain loop ({plain:.0f}/s)",
+                    flush=True,
+                )
     torch.set_num_threads(threads_before)
     return {"sweep": rows}
 
@@ -173,17 +210,21 @@ def main() -> None:
             "ratio_vs_plain": best["isthmus"] / best["plain"],
             "ratio_vs_plain_fused": best["isthmus"] / best["plain_fused"],
         }
-        print(f"{name}: isthmus {best['isthmus']:.0f}/s, plain {best['plain']:.0f}/s "
-              f"(x{figures[name]['ratio_vs_plain']:.2f}), plain+fused Adam {best['plain_fused']:.0f}/s "
-              f"(x{figures[name]['ratio_vs_plain_fused']:.2f})")
+        print(
+            f"{name}: isthmus {best['isthmus']:.0f}/s, plain {best['plain']:.0f}/s "
+            f"(x{figures[name]['ratio_vs_plain']:.2f}), plain+fused Adam {best['plain_fused']:.0f}/s "
+            f"(x{figures[name]['ratio_vs_plain_fused']:.2f})"
+        )
     extra: dict[str, Any] = {
-        "matmul_gflops": {str(dt).removeprefix("torch."): round(matmul_gflops(dt), 1)
-                          for dt in (torch.float32, torch.bfloat16)},
+        "matmul_gflops": {
+            str(dt).removeprefix("torch."): round(matmul_gflops(dt), 1) for dt in (torch.float32, torch.bfloat16)
+        },
     }
     print(f"matrix products on this CPU (1024x1000 @ 1000x784): {extra['matmul_gflops']} GFLOP/s")
     extra.update(sweep(args))
-    extra["where_time_goes"] = where_time_goes(np.random.default_rng(2).uniform(size=(4096, 784)).astype(np.float32),
-                                               args.batch_size)
+    extra["where_time_goes"] = where_time_goes(
+        np.random.default_rng(2).uniform(size=(4096, 784)).astype(np.float32), args.batch_size
+    )
     print(f"where an epoch goes: {extra['where_time_goes']}")
     extra["quality"] = precision_quality(args, args.precisions, args.quality_epochs)
     if "fp32_test_sse" in extra["quality"]:

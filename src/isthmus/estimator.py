@@ -34,7 +34,12 @@ if TYPE_CHECKING:
     from isthmus.entropy import CdfTables
     from isthmus.lossless import PixelModel
 
-_INFERENCE_BATCH = 4096
+#: rows per forward pass at inference, by device type. On a CPU, small batches keep a convolutional
+#: net's activations in cache: decoding 10,000 MNIST digits with conv 24-48-96 on one thread runs at
+#: 10,500/s in batches of 512 and 6,800/s in batches of 4,096, while a 784-1000-500-250-30 MLP is as fast
+#: at 512 as at 4,096 (and a third slower at 256). A GPU wants large batches.
+_INFERENCE_BATCH = {"cpu": 512}
+_INFERENCE_BATCH_DEFAULT = 4096
 #: rows of a streamed source kept at hand for the PCA baseline, the coding tables and the anomaly threshold
 _STREAM_SAMPLE = 20000
 
@@ -450,8 +455,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         out = []
         device = self._device()
         with torch.inference_mode(), training.autocast(device, self.precision):
-            for start in range(0, len(x), _INFERENCE_BATCH):
-                chunk = np.require(x[start : start + _INFERENCE_BATCH], np.float32, ("C", "W"))  # writable for torch
+            size = _INFERENCE_BATCH.get(device.type, _INFERENCE_BATCH_DEFAULT)
+            for start in range(0, len(x), size):
+                chunk = np.require(x[start : start + size], np.float32, ("C", "W"))  # writable for torch
                 batch = torch.from_numpy(chunk).to(device)
                 out.append(fn(batch).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0,), np.float32)

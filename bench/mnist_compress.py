@@ -125,7 +125,9 @@ def main() -> None:
     p.add_argument("--max-iter", type=int, default=40)
     p.add_argument("--limit", type=int, default=1000, help="test images compressed one file each")
     p.add_argument("--search", type=int, default=3, help="sweeps of rate-distortion optimized encoding (0: round)")
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="NAME=VALUE", help="recipe overrides")
+    p.add_argument(
+        "--set", dest="overrides", nargs="+", action="extend", default=[], metavar="NAME=VALUE", help="recipe overrides"
+    )
     args = parse(p)
     splits = mnist_splits(args)
     x_train, x_test = splits["x_train"], splits["x_test"]

@@ -14,20 +14,38 @@ import numpy as np
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-train.npz"
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    """An argument parser with the flags every bench script takes."""
+def parser(description: str, *, overrides: bool = False) -> argparse.ArgumentParser:
+    """An argument parser with the flags every bench script takes; ``overrides``: also ``--set NAME=VALUE...``."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--train", type=Path, default=None, help="training .npz with x (and y); default MNIST rows 0..49999")
     p.add_argument("--test", type=Path, default=None, help="test .npz with x (and y); default MNIST rows 50000..59999")
     p.add_argument("--out", type=Path, default=None, help="where to keep the trained model(s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    if not overrides:
+        return p
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="NAME=VALUE",
+        help="estimator parameters over the recipe, e.g. --set architecture=conv 'hidden_layer_sizes=[24,48,96]'",
+    )
     return p
 
 
 def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
-    """Parse the command line and apply ``--threads``."""
+    """Parse the command line, apply ``--threads`` and read every ``--set`` into ``args.overrides`` (a dict)."""
+    from isthmus.config import parse_assignment
+
     args = p.parse_args()
+    if hasattr(args, "overrides"):
+        try:
+            args.overrides = dict(parse_assignment(item) for item in args.overrides)
+        except ValueError as exc:
+            p.error(str(exc))
     if args.threads:
         import torch
 

@@ -40,7 +40,6 @@ import numpy as np
 
 from _common import Timer, mnist_splits, parse, parser, report
 from isthmus import Autoencoder, load
-from isthmus.config import parse_assignment
 from isthmus.lossless import PixelModel, fit_pixel_model
 from isthmus.rd import best_classical, classical_curves, psnr
 
@@ -120,19 +119,16 @@ def evaluate(ae: Autoencoder, x_test: np.ndarray, limit: int, curves: dict[str, 
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser(__doc__.splitlines()[0], overrides=True)
     p.add_argument("--lmbda", type=float, nargs="+", default=[0.1, 0.05, 0.03, 0.008, 0.002])
     p.add_argument("--max-iter", type=int, default=40)
     p.add_argument("--limit", type=int, default=1000, help="test images compressed one file each")
     p.add_argument("--search", type=int, default=3, help="sweeps of rate-distortion optimized encoding (0: round)")
-    p.add_argument(
-        "--set", dest="overrides", nargs="+", action="extend", default=[], metavar="NAME=VALUE", help="recipe overrides"
-    )
     args = parse(p)
     splits = mnist_splits(args)
     x_train, x_test = splits["x_train"], splits["x_test"]
     recipe = {**RECIPE, "max_iter": args.max_iter}
-    recipe.update(dict(parse_assignment(item) for item in args.overrides))
+    recipe.update(args.overrides)
 
     with Timer() as t_classic:
         curves = {

@@ -30,7 +30,7 @@ import numpy as np
 
 from _common import Timer, mnist_splits, parse, parser, pixels, report
 from isthmus import Autoencoder, evaluate
-from isthmus.config import PRESETS, parse_assignment
+from isthmus.config import PRESETS
 
 TARGET_KNN_2D = 0.90
 PRESET = "embed-2d"
@@ -48,7 +48,7 @@ RECIPE: dict[str, Any] = {
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser(__doc__.splitlines()[0], overrides=True)
     p.add_argument("--dims", default="2,10", help="code widths, comma-separated")
     p.add_argument("--embed-dims", default="2", help=f"code widths trained with the {PRESET!r} preset")
     p.add_argument("--plain", action="store_true", help=f"reconstruction only: no width gets the {PRESET!r} preset")
@@ -57,14 +57,6 @@ def main() -> None:
     p.add_argument("--activation", default=RECIPE["activation"])
     p.add_argument("--learning-rate", type=float, default=None, help="default: the preset's where used, else 1e-3")
     p.add_argument("--batch-size", type=int, default=None, help="default: the preset's where used, else 128")
-    p.add_argument(
-        "--set",
-        dest="extra",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="any other estimator parameter, e.g. --set corruption=masking --set noise_level=0.2",
-    )
     p.add_argument("--limit", type=int, default=None, help="use only this many training and held-out rows")
     args = parse(p)
     data = mnist_splits(args)
@@ -85,9 +77,9 @@ def main() -> None:
         "activation": args.activation,
         "max_iter": args.max_iter,
         "device": args.device,
-        **dict(parse_assignment(a) for a in args.extra),
+        **args.overrides,
     }
-    explicit = {k: v for k, v in chosen.items() if v is not None} | dict(parse_assignment(a) for a in args.extra)
+    explicit = {k: v for k, v in chosen.items() if v is not None} | args.overrides
     results: dict[str, Any] = {}
     device = "none"
     for dim in (int(d) for d in args.dims.split(",") if d.strip()):

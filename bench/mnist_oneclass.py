@@ -23,7 +23,6 @@ from sklearn.ensemble import IsolationForest
 
 from _common import Timer, mnist_splits, parse, parser, report
 from isthmus import Autoencoder
-from isthmus.config import parse_assignment
 from isthmus.scoring import detection_metrics
 
 TARGET_MEAN_AUC = 0.97
@@ -52,19 +51,11 @@ RECIPE: dict[str, Any] = {
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser(__doc__.splitlines()[0], overrides=True)
     p.add_argument("--digits", default="0,1,2,3,4,5,6,7,8,9", help="normal classes to run, comma-separated")
     p.add_argument("--max-iter", type=int, default=20, help="epochs per digit (cosine schedule over all of them)")
     p.add_argument("--n-components", type=int, default=RECIPE["n_components"])
     p.add_argument("--hidden", default="256", help="encoder widths, comma-separated (decoder mirrors)")
-    p.add_argument(
-        "--set",
-        dest="extra",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="any other estimator parameter, e.g. --set architecture=conv --set corruption=masking",
-    )
     p.add_argument("--limit", type=int, default=None, help="use only this many training and held-out rows")
     args = parse(p)
     data = mnist_splits(args)
@@ -81,7 +72,7 @@ def main() -> None:
         "hidden_layer_sizes": tuple(int(w) for w in args.hidden.split(",") if w.strip()),
         "max_iter": args.max_iter,
         "device": args.device,
-        **dict(parse_assignment(a) for a in args.extra),
+        **args.overrides,
     }
     if recipe.get("architecture", "mlp") == "mlp":  # the MLP takes flat rows; conv takes (n, 28, 28) images
         x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)

@@ -13,6 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from isthmus import Autoencoder
 from isthmus.bottlenecks import BOTTLENECKS
+from isthmus.codec import PIXEL_MODELS
 from isthmus.config import (
     CHOICES,
     DEFAULTS,
@@ -39,6 +40,7 @@ from isthmus.penalties import PENALTIES
         ("corruption", CORRUPTIONS),
         ("activation", ACTIVATIONS),
         ("architecture", ARCHITECTURES),
+        ("pixel_model", PIXEL_MODELS),
     ],
 )
 def test_choices_agree_with_the_tables(field: str, table: dict[str, Any]) -> None:

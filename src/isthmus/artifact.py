@@ -24,14 +24,16 @@ from isthmus.config import DEFAULTS, split_params
 from isthmus.entropy import CdfTables, check_cdf_tables
 from isthmus.errors import ConfigError, ModelFileError
 from isthmus.lossless import MAX_CONTEXTS, PixelModel, check_pixel_model, context_count
+from isthmus.pixelnet import MAX_LAYERS, PixelNet, check_pixel_net
 from isthmus.scaling import Scaler
 
 if TYPE_CHECKING:
     from isthmus.estimator import Autoencoder
 
 MODEL_FORMAT = "isthmus.model"
-#: the newest model format this isthmus reads; a file with a pixel model (pixels.*) is version 2, others 1
-FORMAT_VERSION = 2
+#: the newest model format this isthmus reads: a file with a pixel network (pixelnet.*) is version 3, one with
+#: counted pixel tables (pixels.*) version 2, others 1
+FORMAT_VERSION = 3
 _ENCODER_PARTS = ("encoder.", "bottleneck.")
 _ARRAYS = ("scaler.offset", "scaler.scale", "pca.mean", "pca.components")
 #: a quantized model's integer coding tables, in the order of entropy.CdfTables
@@ -40,6 +42,8 @@ _TABLES = ("entropy.cdf", "entropy.lengths", "entropy.offsets")
 _LOSSLESS = ("lossless.cdf", "lossless.lengths", "lossless.offsets")
 #: the pixel model of lossless streams: context quantizers, then its tables in the order of entropy.CdfTables
 _PIXELS = ("pixels.bins", "pixels.cdf", "pixels.lengths", "pixels.offsets")
+#: the pixel network of lossless streams: pixelnet.w0, pixelnet.b0, pixelnet.w1, ... and its exp table
+_PIXELNET = "pixelnet."
 #: torch dtype -> safetensors dtype name (the ones an isthmus file may hold)
 _DTYPES = {
     torch.float64: "F64",
@@ -68,7 +72,7 @@ def model_metadata(ae: Autoencoder, *, encoder_only: bool) -> dict[str, str]:
     """The JSON metadata of a fitted estimator, every value a string (safetensors' rule)."""
     return {
         "format": MODEL_FORMAT,
-        "format_version": "2" if isinstance(_lossless(ae), PixelModel) else "1",
+        "format_version": {PixelNet: "3", PixelModel: "2"}.get(type(_lossless(ae)), "1"),
         "isthmus_version": _version(),
         "torch_version": torch.__version__.split("+")[0],
         "params": json.dumps({k: _jsonable(v) for k, v in sorted(ae.get_params().items())}),
@@ -96,6 +100,12 @@ def model_tensors(ae: Autoencoder, *, encoder_only: bool) -> dict[str, torch.Ten
     state.update({k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()})
     # a quantized model's integer coding tables, and its pixel tables (docs/format.md, section 2.6)
     pixels = _lossless(ae)
+    if isinstance(pixels, PixelNet):
+        for layer, (w, b) in enumerate(zip(pixels.weights, pixels.biases, strict=True)):
+            state[f"{_PIXELNET}w{layer}"] = torch.from_numpy(w.astype(np.int32))
+            state[f"{_PIXELNET}b{layer}"] = torch.from_numpy(b.astype(np.int32))
+        state[f"{_PIXELNET}exp"] = torch.from_numpy(pixels.exp.astype(np.int32))
+        pixels = None
     if isinstance(pixels, PixelModel):
         state["pixels.bins"] = torch.from_numpy(np.array(pixels.bins, dtype=np.int32))
         pixels = pixels.tables
@@ -107,7 +117,7 @@ def model_tensors(ae: Autoencoder, *, encoder_only: bool) -> dict[str, torch.Ten
     return state
 
 
-def _lossless(ae: Autoencoder) -> PixelModel | CdfTables | None:
+def _lossless(ae: Autoencoder) -> PixelNet | PixelModel | CdfTables | None:
     return getattr(ae, "lossless_tables_", None)
 
 
@@ -272,12 +282,23 @@ def _load_coding(
     if missing:
         raise ModelFileError(f"{path}: tensor {missing[0]!r} is missing; a quantized model needs its coding tables")
     bottleneck.tables = _read_tables(path, tensors, _TABLES, ae.n_components)  # type: ignore[assignment]
-    if _LOSSLESS[0] in tensors and _PIXELS[0] in tensors:
-        raise ModelFileError(f"{path}: it holds both pixels.* and lossless.* pixel tables; a model has only one")
+    groups = [
+        name
+        for name, present in (
+            ("lossless.*", _LOSSLESS[0] in tensors),
+            ("pixels.*", _PIXELS[0] in tensors),
+            ("pixelnet.*", any(k.startswith(_PIXELNET) for k in tensors)),
+        )
+        if present
+    ]
+    if len(groups) > 1:
+        raise ModelFileError(f"{path}: it holds both {groups[0]} and {groups[1]} pixel models; a model has only one")
     if _LOSSLESS[0] in tensors:
         ae.lossless_tables_ = _read_tables(path, tensors, _LOSSLESS, 256)
     if _PIXELS[0] in tensors:
         ae.lossless_tables_ = _read_pixel_model(path, tensors)
+    if groups == ["pixelnet.*"]:
+        ae.lossless_tables_ = _read_pixel_net(path, tensors)
     stored = metadata.get("fingerprint")
     if stored is not None and (len(stored) != 64 or any(ch not in "0123456789abcdef" for ch in stored)):
         raise ModelFileError(f"{path}: metadata fingerprint={stored[:80]!r} must be 64 lowercase hex digits")
@@ -328,6 +349,32 @@ def _read_pixel_model(path: str | os.PathLike[str], tensors: dict[str, torch.Ten
     except ValueError as exc:
         raise ModelFileError(f"{path}: the pixel model pixels.* is invalid ({exc})") from None
     return model
+
+
+def _read_pixel_net(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor]) -> PixelNet:
+    """The pixel network from the pixelnet.* tensors, checked against docs/format.md, section 2.6."""
+    names = {k for k in tensors if k.startswith(_PIXELNET)}
+    n_layers = sum(f"{_PIXELNET}w{layer}" in names for layer in range(MAX_LAYERS + 1))
+    expected = {f"{_PIXELNET}{kind}{layer}" for kind in "wb" for layer in range(n_layers)} | {f"{_PIXELNET}exp"}
+    if names != expected or not 1 <= n_layers <= MAX_LAYERS:
+        odd = sorted(names ^ expected)
+        raise ModelFileError(
+            f"{path}: the pixel network must be pixelnet.w0, pixelnet.b0, ... (1 to {MAX_LAYERS} layers) and "
+            f"pixelnet.exp; {odd[0] if odd else 'its layers'!r} is missing or not one of them"
+        )
+    if any(tensors[k].dtype != torch.int32 for k in names):
+        raise ModelFileError(f"{path}: the pixel network's tensors pixelnet.* must be I32")
+    layers = range(n_layers)
+    net = PixelNet(
+        tuple(tensors[f"{_PIXELNET}w{layer}"].numpy() for layer in layers),
+        tuple(tensors[f"{_PIXELNET}b{layer}"].numpy() for layer in layers),
+        tensors[f"{_PIXELNET}exp"].numpy(),
+    )
+    try:
+        check_pixel_net(net)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: the pixel network pixelnet.* is invalid ({exc})") from None
+    return net
 
 
 def _parse_metadata(path: str | os.PathLike[str], metadata: dict[str, str]) -> dict[str, Any]:

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import binascii
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from isthmus import pixelnet
 from isthmus.entropy import CdfTables, PayloadError, decode_symbols, encode_symbols
 from isthmus.errors import ConfigError, DataError
 from isthmus.lossless import PixelModel, build_pixel_model, decode_pixels, encode_pixels, image_shape
+from isthmus.pixelnet import PixelNet
 from isthmus.rdo import search_code
 
 if TYPE_CHECKING:
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
 
 MAGIC = b"\x89I"
 #: the newest bitstream version this isthmus reads; a writer gives each stream the lowest that describes it
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: bits of the model fingerprint that the coder starts from and must end in (docs/format.md, section 4.4)
 TAG_BITS = 20
 MAX_SAMPLES = 2**20
@@ -82,7 +85,7 @@ class Header(NamedTuple):
     shape: tuple[int, ...]  # the decoded array's shape
     n_samples: int  # samples of the model's input shape that the shape holds
     lossless: bool = False  # the payload also codes every value exactly (docs/format.md, section 4.6)
-    version: int = 1  # the bitstream format version: 2 for lossless streams with causal contexts
+    version: int = 1  # the bitstream format version: 2 or 3 for lossless streams with causal contexts or a pixel net
 
 
 def crc16(data: bytes) -> int:
@@ -178,15 +181,16 @@ def write_stream(
     lossless : bool, default=False
         Set the lossless flag: ``payload`` is a code length, the code payload and the pixel payload.
     version : int, default=1
-        The format version: 2 for a lossless stream whose pixels have causal contexts (section 4.6).
+        The format version: 2 for a lossless stream whose pixels have causal contexts, 3 for one whose
+        pixels a pixel network codes (section 4.6).
 
     Returns
     -------
     bytes
     """
     code = DTYPES.index(np.dtype(dtype))
-    if version not in (1, 2) or (version == 2 and not lossless):
-        raise ValueError(f"version={version} must be 1, or 2 for a lossless stream")
+    if version not in (1, 2, 3) or (version > 1 and not lossless):
+        raise ValueError(f"version={version} must be 1, or 2 or 3 for a lossless stream")
     n_samples(shape, sample_shape)
     form, fields = _shape_form(tuple(shape), tuple(sample_shape))
     head = MAGIC + _varint(version) + bytes([code | form << 4 | int(lossless) << 6])
@@ -257,8 +261,10 @@ def _header(layout: int, form: int, fields: list[int], sample_shape: tuple[int, 
         raise CorruptBitstreamError(f"dtype code {code} is not defined (0 to {len(DTYPES) - 1}); corrupt stream")
     if lossless and DTYPES[code] != np.uint8:
         raise CorruptBitstreamError(f"a lossless stream holds uint8 data, not {DTYPES[code]}; corrupt stream")
-    if version == 2 and not lossless:
-        raise CorruptBitstreamError("a version-2 stream is lossless, but its lossless flag is not set; corrupt stream")
+    if version > 1 and not lossless:
+        raise CorruptBitstreamError(
+            f"a version-{version} stream is lossless, but its lossless flag is not set; corrupt stream"
+        )
     shape = {0: (1, *sample_shape), 1: (*fields, *sample_shape), 2: sample_shape}.get(form, tuple(fields))
     size = math.prod(shape)
     n_features = math.prod(sample_shape)
@@ -391,8 +397,26 @@ def _reconstruct(ae: Autoencoder, code: np.ndarray) -> np.ndarray:
     return ae.scaler_.inverse_transform(out.reshape(len(code), *ae.input_shape_))
 
 
-def _lossless_tables(ae: Autoencoder) -> PixelModel | CdfTables:
-    """The model's pixel model (stream version 2), or the 256 pixel tables of a file written before it (version 1)."""
+#: the stream version of each kind of pixel model: a pixel network, counted causal contexts, and the
+#: 256 tables of the first scheme (files from before the pixel model)
+_PIXEL_VERSIONS: dict[type, int] = {PixelNet: 3, PixelModel: 2, CdfTables: 1}
+_PIXEL_KINDS = {
+    1: "reconstruction contexts (stream version 1)",
+    2: "causal contexts (stream version 2)",
+    3: "a pixel network (stream version 3)",
+}
+
+#: what ``fit`` builds the pixel model of each ``pixel_model`` choice with (``config.CHOICES``), from the
+#: rounded reconstruction and the values, ``(m, rows, columns)`` integers 0..255 each
+PIXEL_MODELS: dict[str, Callable[..., PixelNet | PixelModel]] = {
+    "counts": build_pixel_model,
+    "net": pixelnet.train_pixel_net,
+}
+
+
+def _lossless_tables(ae: Autoencoder) -> PixelNet | PixelModel | CdfTables:
+    """The model's pixel model: a pixel network (stream version 3), counted contexts (version 2), or
+    the 256 pixel tables of a file written before them (version 1)."""
     tables = getattr(ae, "lossless_tables_", None)
     if tables is None:
         raise ConfigError(
@@ -414,10 +438,13 @@ def _contexts(ae: Autoencoder, code: np.ndarray) -> np.ndarray:
 
 
 def _encode_pixels(
-    ae: Autoencoder, x: np.ndarray, code: np.ndarray, pixels: PixelModel | CdfTables
+    ae: Autoencoder, x: np.ndarray, code: np.ndarray, pixels: PixelNet | PixelModel | CdfTables
 ) -> tuple[bytes, int]:
     """(pixel payload, stream version) of ``x``, ``(m, n_features)`` uint8, given the code's reconstruction."""
     recon = _contexts(ae, code)  # (m * n_features,)
+    if isinstance(pixels, PixelNet):
+        image = (len(x), *image_shape(tuple(ae.input_shape_)))
+        return pixelnet.encode_pixels(x.reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(ae)), 3
     if isinstance(pixels, PixelModel):
         image = (len(x), *image_shape(tuple(ae.input_shape_)))  # (m, rows, columns)
         data = encode_pixels(x.astype(np.int64).reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(ae))
@@ -426,18 +453,20 @@ def _encode_pixels(
 
 
 def _decode_pixels(
-    ae: Autoencoder, data: bytes, code: np.ndarray, pixels: PixelModel | CdfTables, version: int
+    ae: Autoencoder, data: bytes, code: np.ndarray, pixels: PixelNet | PixelModel | CdfTables, version: int
 ) -> np.ndarray:
     """The values of a lossless stream of ``version``, decoded given the code's reconstruction."""
-    causal = isinstance(pixels, PixelModel)
-    if causal != (version == 2):
-        have = "causal contexts (stream version 2)" if causal else "reconstruction contexts (stream version 1)"
+    have = _PIXEL_VERSIONS[type(pixels)]
+    if version != have:
         raise WrongModelError(
-            f"the lossless stream has version {version}, but this model's pixel tables use {have}: it was written "
-            "by another model; decode it with the model that compressed it"
+            f"the lossless stream has version {version}, but this model's pixel model is {_PIXEL_KINDS[have]}: it "
+            "was written by another model; decode it with the model that compressed it"
         )
     recon = _contexts(ae, code)
     try:
+        if isinstance(pixels, PixelNet):
+            image = (len(code), *image_shape(tuple(ae.input_shape_)))
+            return pixelnet.decode_pixels(data, recon.reshape(image), pixels, tag=_pixel_tag(ae))
         if isinstance(pixels, PixelModel):
             image = (len(code), *image_shape(tuple(ae.input_shape_)))
             return decode_pixels(data, recon.reshape(image), pixels, tag=_pixel_tag(ae))
@@ -449,17 +478,23 @@ def _decode_pixels(
         ) from None
 
 
-def build_lossless_tables(ae: Autoencoder, x: np.ndarray) -> PixelModel | None:
-    """The pixel model of lossless streams, counted on 8-bit training data ``x``; None for other data.
+def build_lossless_tables(ae: Autoencoder, x: np.ndarray, **options: Any) -> PixelNet | PixelModel | None:
+    """The pixel model of lossless streams, built on 8-bit training data ``x``; None for other data.
 
-    Each value's context is its rounded reconstruction and its decoded neighbours (:mod:`isthmus.lossless`).
+    ``ae.pixel_model`` picks it: ``"counts"`` counts tables per causal context (:mod:`isthmus.lossless`),
+    ``"net"`` trains a pixel network (:mod:`isthmus.pixelnet`; ``options`` go to its ``train_pixel_net``,
+    and its seed is ``ae.random_state``).
     """
     flat = x.reshape(len(x), -1)
     if flat.size == 0 or flat.min() < 0 or flat.max() > 255 or not np.array_equal(flat, np.rint(flat)):
         return None
     image = (len(x), *image_shape(tuple(ae.input_shape_)))
     recon = _contexts(ae, ae.transform(x)).reshape(image)
-    return build_pixel_model(recon, flat.astype(np.int64).reshape(image))
+    values = flat.astype(np.int64).reshape(image)
+    kind = getattr(ae, "pixel_model", "counts")
+    if kind == "net":
+        options.setdefault("seed", ae.random_state or 0)
+    return PIXEL_MODELS[kind](recon, values, **options)
 
 
 def _as_dtype(x: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:

@@ -29,6 +29,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "on_divergence": ("stop", "retry"),
     "anomaly_score": ("reconstruction", "reconstruction_l4", "elbo", "log_likelihood"),
+    "pixel_model": ("counts", "net"),
 }
 
 
@@ -53,6 +54,7 @@ class ModelConfig:
     free_bits: float = 0.0
     lmbda: float = 0.01
     straight_through: bool = False
+    pixel_model: str = "counts"
     loss: str = "auto"
     scaling: str = "auto"
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import constriction
 import numpy as np
@@ -394,6 +394,78 @@ class StepDecoder:
 
     def finish(self) -> None:
         """Check that the coder ends in the tag: the payload held exactly the steps read, with these tables."""
+        if [int(w) for w in self._coder.get_compressed()] != ([self.tag] if self.tag else []):
+            raise PayloadError("the payload does not end in its tag; it is corrupt, or coded with other tables or tag")
+
+
+def _frequency_weights(freq: np.ndarray) -> np.ndarray:
+    """The coder's batched categorical weights of frequency rows ``(n, k)``, checked, as in :func:`_model`."""
+    f = np.asarray(freq)
+    if f.ndim != 2 or f.shape[1] < 2 or not np.issubdtype(f.dtype, np.integer):
+        raise ValueError(f"frequencies must be a 2-d integer array with >= 2 columns, got {f.shape} {f.dtype}")
+    if f.size and (f.min() < 1 or np.any(f.sum(axis=1) != 2**PRECISION)):
+        raise ValueError(f"every frequency must be >= 1 and every row must sum to {2**PRECISION}")
+    return (f.astype(np.int64) * (1 << (_CODER_PRECISION - PRECISION)) - 1).astype(np.float64)
+
+
+def encode_frequency_steps(
+    step: Callable[[int], tuple[np.ndarray, np.ndarray]], n_steps: int, *, tag: int = 0
+) -> bytes:
+    """Entropy-code values in steps, each value with its own frequency row (a learned pixel model's).
+
+    ``step(k)`` returns step ``k``'s values ``(n,)`` (symbols ``0 .. k - 1``) and their frequencies
+    ``(n, k)``: integers >= 1, each row summing to ``2**PRECISION``. It is called for ``k = n_steps - 1``
+    down to 0 (the coder is a stack), so that a caller never holds more than one step's rows.
+    :class:`FrequencyStepDecoder` reads the payload back one step at a time, in order.
+    """
+    coder = _coder(tag)
+    family = constriction.stream.model.Categorical(perfect=False)
+    for k in reversed(range(n_steps)):
+        values, freq = step(k)
+        weights = _frequency_weights(freq)
+        symbols = np.asarray(values, dtype=np.int64)
+        if symbols.shape != (len(weights),) or (
+            symbols.size and (symbols.min() < 0 or symbols.max() >= weights.shape[1])
+        ):
+            raise ValueError(f"step {k}: values must be ({len(weights)},) symbols below {weights.shape[1]}")
+        if symbols.size:
+            coder.encode_reverse(symbols.astype(np.int32), family, weights)
+    words = coder.get_compressed().astype("<u4")
+    return words.tobytes().rstrip(b"\x00") if len(words) else b""
+
+
+class FrequencyStepDecoder:
+    """Reads a payload of :func:`encode_frequency_steps`: ``step(freq)`` for each step, in order, then ``finish()``.
+
+    Raises
+    ------
+    PayloadError
+        From any call, if the payload is not a complete, canonical payload for these frequencies and tag.
+    """
+
+    def __init__(self, data: bytes, *, tag: int = 0) -> None:
+        _coder(tag)  # checks the tag's range
+        self.tag = tag
+        self._family = constriction.stream.model.Categorical(perfect=False)
+        try:
+            self._coder = constriction.stream.stack.AnsCoder(_payload_words(data))
+        except PayloadError:
+            raise
+        except Exception as exc:
+            raise PayloadError(f"the payload does not decode ({exc})") from None
+
+    def step(self, freq: np.ndarray) -> np.ndarray:
+        """``(n,)`` int64: the next step's values, value ``i`` coded with the frequency row ``freq[i]``."""
+        weights = _frequency_weights(freq)
+        if not len(weights):
+            return np.zeros(0, dtype=np.int64)
+        try:
+            return np.asarray(self._coder.decode(self._family, weights), dtype=np.int64)
+        except Exception as exc:  # constriction's own refusal of impossible data
+            raise PayloadError(f"the payload does not decode ({exc})") from None
+
+    def finish(self) -> None:
+        """Check that the coder ends in the tag: the payload held exactly the steps read, with these rows."""
         if [int(w) for w in self._coder.get_compressed()] != ([self.tag] if self.tag else []):
             raise PayloadError("the payload does not end in its tag; it is corrupt, or coded with other tables or tag")
 

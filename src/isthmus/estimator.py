@@ -33,6 +33,7 @@ from isthmus.scaling import fit_scaler, resolve_scaling, scaler_from_moments
 if TYPE_CHECKING:
     from isthmus.entropy import CdfTables
     from isthmus.lossless import PixelModel
+    from isthmus.pixelnet import PixelNet
 
 #: rows per forward pass at inference, by device type. On a CPU, small batches keep a convolutional
 #: net's activations in cache: decoding 10,000 MNIST digits with conv 24-48-96 on one thread runs at
@@ -104,6 +105,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     straight_through : bool, default=False
         With ``bottleneck="quantized"``, train the decoder on the rounded code with the gradient passed
         straight through the rounding, instead of on the code plus uniform noise.
+    pixel_model : {"counts", "net"}, default="counts"
+        The pixel model of lossless streams, built at the end of ``fit`` when the training data are 8-bit
+        (docs/format.md, section 4.6). ``"counts"``: tables counted per causal context (cheap to fit, fast
+        to code). ``"net"``: a small network, run in integer arithmetic, that predicts each value's 256-way
+        distribution from the reconstruction around it and its decoded neighbours: smaller lossless
+        streams, for a longer ``fit`` and slower lossless coding (README, "Measured results").
     loss : {"auto", "bce", "mse", "gaussian"}, default="auto"
         ``"auto"``: binary cross-entropy with a sigmoid output when the scaled training data lie in
         [0, 1], else squared error with a linear output. ``"gaussian"``: the Gaussian negative
@@ -171,6 +178,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         free_bits: float = DEFAULTS["free_bits"],
         lmbda: float = DEFAULTS["lmbda"],
         straight_through: bool = DEFAULTS["straight_through"],
+        pixel_model: str = DEFAULTS["pixel_model"],
         loss: str = DEFAULTS["loss"],
         scaling: str = DEFAULTS["scaling"],
         max_iter: int = DEFAULTS["max_iter"],
@@ -208,6 +216,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.free_bits = free_bits
         self.lmbda = lmbda
         self.straight_through = straight_through
+        self.pixel_model = pixel_model
         self.loss = loss
         self.scaling = scaling
         self.max_iter = max_iter
@@ -682,7 +691,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         # no separate "update" step can be forgotten (and, for 8-bit data, the pixel tables of lossless
         # streams, or the 256 tables of a file from before the pixel model); the fingerprint then identifies
         # the whole model
-        self.lossless_tables_: PixelModel | CdfTables | None = None
+        self.lossless_tables_: PixelNet | PixelModel | CdfTables | None = None
         if not self.net_.after_fit(torch.from_numpy(scaled)):
             return None
         from isthmus.artifact import fingerprint

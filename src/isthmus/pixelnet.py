@@ -1,0 +1,296 @@
+"""The learned pixel model of lossless streams: a small network in integer arithmetic (stream version 3).
+
+Each 8-bit value is coded with a 256-way distribution that a small network predicts from integers the
+decoder already has (docs/format.md, section 4.6): the rounded reconstruction in a 5x5 window around
+the value, the twelve decoded values of a causal window (two rows above, five wide, and two to the
+left) and the value's position. The network is trained in floating point at the end of ``fit`` and
+then stored and run as an *integer network* (Ballé et al., "Integer networks for data compression with
+latent-variable models", 2019): integer weights, activations clipped to 0..255 after a right shift,
+integer logits turned into frequencies through a stored table of ``exp``. Every product and sum is an
+integer below ``2**53``, so the matrix products may run in float64 on any BLAS, in any order, and
+still give the same integers on every machine: decoding stays bit-exact.
+
+The decoder decodes in steps, as for the counted contexts of :mod:`isthmus.lossless`: pixel ``k`` of
+every sample at step ``k``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from isthmus.entropy import PRECISION, FrequencyStepDecoder, encode_frequency_steps
+
+#: the reconstruction window's radius: (2 * RADIUS + 1) ** 2 values around the pixel
+RADIUS = 2
+#: the causal window: rows above, and values either side (and to the left in the pixel's own row)
+CAUSAL_ROWS, CAUSAL_HALF = 2, 2
+#: inputs of the network: the reconstruction window, the causal window, row and column
+N_INPUTS = (2 * RADIUS + 1) ** 2 + CAUSAL_ROWS * (2 * CAUSAL_HALF + 1) + CAUSAL_HALF + 2
+#: fractional bits of the weights: a layer's sums are shifted right by SHIFT
+SHIFT = 12
+#: the logits' step is 1 / 2**LOGIT_BITS (in nats)
+LOGIT_BITS = 4
+#: an output sum is 2**OUTPUT_SHIFT times its logit: the last layer's weights are scaled by 2**SHIFT * 256 / 255
+#: (it reads activations 0..255 for 0..1), its bias by 2**(SHIFT + 8)
+OUTPUT_SHIFT = SHIFT + 8
+#: the weights of the exp table: exp(-d / 2**LOGIT_BITS) * 2**PRECISION for d = 0, 1, ... until it is 0
+EXP_LENGTH = 2**LOGIT_BITS * 12
+#: most hidden units per layer and most layers a file may ask for (a forged file cannot make a reader
+#: allocate more); with values below 2**31, every sum stays below 2**53
+MAX_WIDTH, MAX_LAYERS = 1024, 6
+#: the values of a pixel
+N_VALUES = 256
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PixelNet:
+    """An integer network (tensors ``pixelnet.*``): ``weights[l]`` is ``(out, in)``, ``biases[l]`` ``(out,)``.
+
+    Hidden layer ``l`` maps integers ``a`` (0..255) to ``clip((weights[l] @ a + biases[l]) >> SHIFT, 0, 255)``;
+    the last layer gives 256 integer logits ``z``, and the value ``v`` has weight ``exp[min(d_v, len - 1)]``
+    with ``d_v = (max(z) - z_v) >> (OUTPUT_SHIFT - LOGIT_BITS)`` (:func:`frequencies`).
+    """
+
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+    exp: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("weights", "biases"):
+            arrays = tuple(np.array(a, dtype=np.int64, copy=True) for a in getattr(self, name))
+            for a in arrays:
+                a.setflags(write=False)
+            object.__setattr__(self, name, arrays)
+        exp = np.array(self.exp, dtype=np.int64, copy=True)
+        exp.setflags(write=False)
+        object.__setattr__(self, "exp", exp)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(len(w) for w in self.weights[:-1])
+
+    @functools.cached_property
+    def float_layers(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """``(weights.T, bias)`` of each layer in float64: exact, as every entry is an integer below 2**31."""
+        return tuple(
+            (w.T.astype(np.float64), b.astype(np.float64)) for w, b in zip(self.weights, self.biases, strict=True)
+        )
+
+
+def exp_table() -> np.ndarray:
+    """``(EXP_LENGTH,)`` int64: ``round(2**PRECISION * exp(-d / 2**LOGIT_BITS))``, computed once at fit time."""
+    d = np.arange(EXP_LENGTH, dtype=np.float64)
+    return np.rint(2.0**PRECISION * np.exp(-d / 2**LOGIT_BITS)).astype(np.int64)
+
+
+def check_pixel_net(net: PixelNet) -> None:
+    """Raise ``ValueError`` unless ``net`` obeys docs/format.md, section 2.6 (``pixelnet.*``)."""
+    if not 1 <= len(net.weights) <= MAX_LAYERS or len(net.biases) != len(net.weights):
+        raise ValueError(f"the network needs 1 to {MAX_LAYERS} layers, each with weights and a bias")
+    fan_in = N_INPUTS
+    for layer, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
+        out = N_VALUES if layer == len(net.weights) - 1 else w.shape[0] if w.ndim == 2 else -1
+        if w.shape != (out, fan_in) or b.shape != (out,) or not 1 <= out <= max(MAX_WIDTH, N_VALUES):
+            raise ValueError(
+                f"layer {layer} must have weights ({out if out > 0 else 'width'}, {fan_in}) and a bias of its width "
+                f"(at most {MAX_WIDTH}; the last layer has {N_VALUES}), got {w.shape} and {b.shape}"
+            )
+        fan_in = out
+    exp = net.exp
+    if exp.shape != (EXP_LENGTH,) or exp[0] != 2**PRECISION or np.any(exp < 0) or np.any(np.diff(exp) > 0):
+        raise ValueError(f"exp must be ({EXP_LENGTH},) non-increasing integers >= 0 starting at {2**PRECISION}")
+
+
+def _positions(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows * cols,)`` each of the row and column inputs, in 0..255."""
+    i, j = np.divmod(np.arange(rows * cols, dtype=np.int64), cols)
+    return (255 * i) // max(rows - 1, 1), (255 * j) // max(cols - 1, 1)
+
+
+def _padded(recon: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reconstruction with RADIUS zeros on every side; the values with zeros above and either side."""
+    m, rows, cols = x.shape
+    rp = np.zeros((m, rows + 2 * RADIUS, cols + 2 * RADIUS), dtype=np.float64)
+    rp[:, RADIUS:-RADIUS, RADIUS:-RADIUS] = recon
+    xp = np.zeros((m, rows + CAUSAL_ROWS, cols + 2 * CAUSAL_HALF), dtype=np.float64)
+    xp[:, CAUSAL_ROWS:, CAUSAL_HALF:-CAUSAL_HALF] = x
+    return rp, xp
+
+
+def _inputs(rp: np.ndarray, xp: np.ndarray, i: int, j: int, rows: int, cols: int) -> np.ndarray:
+    """``(m, N_INPUTS)`` float64 integers: the inputs of pixel ``(i, j)`` of every sample."""
+    window = rp[:, i : i + 2 * RADIUS + 1, j : j + 2 * RADIUS + 1].reshape(len(rp), -1)
+    above = xp[:, i : i + CAUSAL_ROWS, j : j + 2 * CAUSAL_HALF + 1].reshape(len(xp), -1)
+    left = xp[:, i + CAUSAL_ROWS, j : j + CAUSAL_HALF]
+    row, col = _positions(rows, cols)
+    k = i * cols + j
+    position = np.broadcast_to(np.array([row[k], col[k]], dtype=np.float64), (len(rp), 2))
+    return np.concatenate([window, above, left, position], axis=1)
+
+
+def all_inputs(recon: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``(m, rows, columns, N_INPUTS)`` uint8: every pixel's inputs (for training; coding takes a step at a time)."""
+    m, rows, cols = x.shape
+    rp, xp = _padded(recon, x)
+    parts = [rp[:, dy : dy + rows, dx : dx + cols] for dy in range(2 * RADIUS + 1) for dx in range(2 * RADIUS + 1)]
+    parts += [xp[:, dy : dy + rows, dx : dx + cols] for dy in range(CAUSAL_ROWS) for dx in range(2 * CAUSAL_HALF + 1)]
+    parts += [xp[:, CAUSAL_ROWS : CAUSAL_ROWS + rows, dx : dx + cols] for dx in range(CAUSAL_HALF)]
+    row, col = _positions(rows, cols)
+    parts += [np.broadcast_to(p.reshape(rows, cols), (m, rows, cols)) for p in (row, col)]
+    return np.stack(parts, axis=-1).astype(np.uint8)
+
+
+def logits(net: PixelNet, inputs: np.ndarray) -> np.ndarray:
+    """``(n, 256)`` float64 holding integers: the logits of ``inputs`` ``(n, N_INPUTS)``, integers 0..255.
+
+    The products run in float64 on exact integers: every partial sum is an integer below 2**53, so the
+    result is exact whatever the BLAS and its order of summation; the right shifts are divisions by
+    powers of two, exact too.
+    """
+    a = np.asarray(inputs, dtype=np.float64)
+    for w, b in net.float_layers[:-1]:
+        a = np.clip(np.floor((a @ w + b) * 2.0**-SHIFT), 0, 255)
+    w, b = net.float_layers[-1]
+    return a @ w + b
+
+
+def frequencies(net: PixelNet, z: np.ndarray) -> np.ndarray:
+    """``(n, 256)`` int64 frequencies, each row >= 1 and summing to ``2**PRECISION``, from logits ``z``.
+
+    In float64 on integers, exactly: a quotient ``a / b`` of integers below 2**40 is never rounded
+    across an integer, so ``floor`` gives the integer quotient on every machine.
+    """
+    top = z.max(axis=1, keepdims=True)
+    d = np.minimum(np.floor((top - z) * 2.0 ** (LOGIT_BITS - OUTPUT_SHIFT)), len(net.exp) - 1).astype(np.intp)
+    w = net.exp.astype(np.float64)[d]  # (n, 256): exp[0] = 2**PRECISION at the largest logit
+    total = 2**PRECISION
+    freq = 1 + np.floor(w * (total - N_VALUES) / w.sum(axis=1, keepdims=True)).astype(np.int64)
+    freq[np.arange(len(z)), np.argmax(z, axis=1)] += total - freq.sum(axis=1)
+    return freq
+
+
+def encode_pixels(x: np.ndarray, recon: np.ndarray, net: PixelNet, *, tag: int) -> bytes:
+    """The pixel payload of ``x``, ``(m, rows, columns)`` integers 0..255, given its rounded reconstruction."""
+    rows, cols = x.shape[1:]
+    rp, xp = _padded(recon, x)
+
+    def step(k: int) -> tuple[np.ndarray, np.ndarray]:
+        i, j = divmod(k, cols)
+        return x[:, i, j].astype(np.int64), frequencies(net, logits(net, _inputs(rp, xp, i, j, rows, cols)))
+
+    return encode_frequency_steps(step, rows * cols, tag=tag)
+
+
+def decode_pixels(data: bytes, recon: np.ndarray, net: PixelNet, *, tag: int) -> np.ndarray:
+    """``(m, rows, columns)`` int64: what :func:`encode_pixels` coded, decoded in raster order.
+
+    Raises
+    ------
+    PayloadError
+        If ``data`` does not decode with this network and this reconstruction, or does not end in ``tag``.
+    """
+    rows, cols = recon.shape[1:]
+    rp, xp = _padded(recon, np.zeros(recon.shape, dtype=np.float64))
+    decoder = FrequencyStepDecoder(data, tag=tag)
+    for i in range(rows):
+        for j in range(cols):
+            freq = frequencies(net, logits(net, _inputs(rp, xp, i, j, rows, cols)))
+            xp[:, i + CAUSAL_ROWS, j + CAUSAL_HALF] = decoder.step(freq)
+    decoder.finish()
+    return xp[:, CAUSAL_ROWS:, CAUSAL_HALF:-CAUSAL_HALF].astype(np.int64)
+
+
+def information_bits(x: np.ndarray, recon: np.ndarray, net: PixelNet) -> float:
+    """Ideal code length in bits of ``x`` ``(m, rows, columns)`` under the network (what the payload costs)."""
+    inputs = all_inputs(recon, x).reshape(-1, N_INPUTS)
+    bits = 0.0
+    flat = x.reshape(-1).astype(np.int64)
+    for start in range(0, len(flat), 65536):
+        freq = frequencies(net, logits(net, inputs[start : start + 65536]))
+        picked = freq[np.arange(len(freq)), flat[start : start + 65536]]
+        bits += float(np.sum(PRECISION - np.log2(picked)))
+    return bits
+
+
+def train_pixel_net(
+    recon: np.ndarray,
+    x: np.ndarray,
+    *,
+    hidden: tuple[int, ...] = (128, 128),
+    max_pixels: int = 2_000_000,
+    steps: int | None = None,
+    batch_size: int = 4096,
+    seed: int = 0,
+) -> PixelNet:
+    """Train the pixel network on ``x`` given ``recon`` (``(m, rows, columns)`` integers 0..255) and make it integer.
+
+    A seeded sample of at most ``max_pixels`` pixels; Adam with a one-cycle schedule over ``steps``
+    batches (default: 8 passes over the sample, 100 to 3,000 batches; a batch is at most a sixteenth
+    of the sample), minimizing the cross-entropy of the 256-way softmax. The float network has the
+    integer network's shape, hidden activations clipped to [0, 1] (the integer network's 0..255).
+    """
+    import torch
+
+    inputs = all_inputs(recon, x).reshape(-1, N_INPUTS)
+    values = x.reshape(-1).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    if len(values) > max_pixels:
+        keep = np.sort(rng.choice(len(values), size=max_pixels, replace=False))
+        inputs, values = inputs[keep], values[keep]
+    generator = torch.Generator().manual_seed(seed)
+    u = torch.from_numpy(inputs)
+    y = torch.from_numpy(values)
+    layers = torch.nn.ModuleList()
+    fan_in = N_INPUTS
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for width in (*hidden, N_VALUES):
+            layers.append(torch.nn.Linear(fan_in, width, dtype=torch.float32))
+            fan_in = width
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        a = batch.float() / 255.0
+        for layer in layers[:-1]:
+            a = torch.clamp(layer(a), 0.0, 1.0)
+        return layers[-1](a)
+
+    batch = max(1, min(batch_size, max(256, len(y) // 16), len(y)))
+    if steps is None:
+        steps = min(3000, max(100, math.ceil(8 * len(y) / batch)))
+    optimizer = torch.optim.Adam(layers.parameters(), lr=3e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=steps)
+    for _ in range(steps):
+        idx = torch.randint(len(y), (batch,), generator=generator)
+        loss = torch.nn.functional.cross_entropy(forward(u[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return _integer(list(layers))
+
+
+def _integer(layers: Sequence[Any]) -> PixelNet:
+    """The integer network of a trained float network: hidden weights scaled by 2**SHIFT and biases by
+    255 * 2**SHIFT (activations 0..255 stand for 0..1), the last layer's by 2**OUTPUT_SHIFT / 255 and
+    2**OUTPUT_SHIFT. A hidden bias also holds half a step, so that the right shift rounds to nearest.
+    """
+    weights, biases = [], []
+    limit = 2**31 - 1
+    for n, layer in enumerate(layers):
+        w = layer.weight.detach().double().numpy()
+        b = layer.bias.detach().double().numpy()
+        if n == len(layers) - 1:
+            w, b = w * 2.0**OUTPUT_SHIFT / 255, b * 2.0**OUTPUT_SHIFT
+        else:
+            w, b = w * 2.0**SHIFT, b * 255 * 2.0**SHIFT + 2 ** (SHIFT - 1)
+        weights.append(np.clip(np.rint(w), -limit, limit).astype(np.int64))
+        biases.append(np.clip(np.rint(b), -limit, limit).astype(np.int64))
+    net = PixelNet(tuple(weights), tuple(biases), exp_table())
+    check_pixel_net(net)
+    return net

@@ -1,0 +1,266 @@
+"""Lossless streams with a pixel network (docs/format.md, sections 2.6 and 4.6, stream version 3): the
+integer network's exactness, the stepwise coder with per-value frequencies, what the trained network
+learns, the estimator's ``pixel_model="net"``, and model files."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from sklearn.exceptions import ConvergenceWarning
+
+from conftest import QUANTIZED
+from isthmus import Autoencoder, codec, load
+from isthmus.codec import BitstreamError, BitstreamVersionError, WrongModelError
+from isthmus.entropy import PRECISION, FrequencyStepDecoder, PayloadError, encode_frequency_steps
+from isthmus.errors import ModelFileError
+from isthmus.lossless import PixelModel, fit_pixel_model
+from isthmus.pixelnet import (
+    N_INPUTS,
+    PixelNet,
+    all_inputs,
+    check_pixel_net,
+    decode_pixels,
+    encode_pixels,
+    exp_table,
+    frequencies,
+    information_bits,
+    logits,
+    train_pixel_net,
+)
+from test_lossless import _rewrite
+
+
+def _random_net(rng: np.random.Generator, widths: tuple[int, ...] = (16, 8), scale: int = 3000) -> PixelNet:
+    shapes = list(zip((*widths, 256), (N_INPUTS, *widths), strict=True))
+    weights = tuple(rng.integers(-scale, scale, shape) for shape in shapes)
+    biases = tuple(rng.integers(-scale * 100, scale * 100, out) for out, _ in shapes)
+    return PixelNet(weights, biases, exp_table())
+
+
+@pytest.fixture(scope="module")
+def images(digits: np.ndarray) -> np.ndarray:
+    return digits[:300, 0]  # (300, 8, 8) float32, integers 0..16
+
+
+@pytest.fixture(scope="module")
+def model(images: np.ndarray) -> Autoencoder:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return Autoencoder(6, random_state=0, pixel_model="net", **QUANTIZED).fit(images)
+
+
+# ---------------------------------------------------------------------------- the integer network
+
+
+def test_logits_are_the_exact_integer_network() -> None:
+    """The float64 products equal the network computed in int64, at the largest weights a file may hold."""
+    rng = np.random.default_rng(0)
+    net = _random_net(rng, scale=2**31 - 1)
+    u = rng.integers(0, 256, (64, N_INPUTS))
+    a = u.astype(np.int64)
+    for w, b in zip(net.weights[:-1], net.biases[:-1], strict=True):
+        a = np.clip((a @ w.T + b) >> 12, 0, 255)
+    expected = a @ net.weights[-1].T + net.biases[-1]
+    np.testing.assert_array_equal(logits(net, u), expected.astype(np.float64))
+    assert np.all(np.abs(expected) < 2**53)
+
+
+def test_frequencies_are_valid_and_follow_the_logits() -> None:
+    rng = np.random.default_rng(1)
+    net = _random_net(rng)
+    z = logits(net, rng.integers(0, 256, (200, N_INPUTS)))
+    freq = frequencies(net, z)
+    assert freq.min() >= 1 and np.all(freq.sum(axis=1) == 2**PRECISION)
+    np.testing.assert_array_equal(np.argmax(freq, axis=1), np.argmax(z, axis=1))
+    flat = frequencies(net, np.zeros((1, 256)))  # equal logits: (almost) uniform
+    assert flat.max() - flat.min() <= 1
+
+
+def test_the_exp_table_and_a_bad_network_are_checked() -> None:
+    table = exp_table()
+    assert table[0] == 2**PRECISION and np.all(np.diff(table) <= 0) and table[-1] == 0
+    net = _random_net(np.random.default_rng(2))
+    check_pixel_net(net)
+    with pytest.raises(ValueError, match="layer 1"):
+        check_pixel_net(PixelNet(net.weights[:1] + net.weights[2:], net.biases[:1] + net.biases[2:], net.exp))
+    with pytest.raises(ValueError, match="exp"):
+        check_pixel_net(PixelNet(net.weights, net.biases, net.exp[::-1]))
+
+
+# ---------------------------------------------------------------------------- the coder
+
+
+def test_frequency_steps_round_trip_and_check_their_end() -> None:
+    rng = np.random.default_rng(3)
+    net = _random_net(rng)
+    steps = [(rng.integers(0, 256, 5), frequencies(net, logits(net, rng.integers(0, 256, (5, N_INPUTS)))))]
+    steps.append((rng.integers(0, 256, 5), frequencies(net, logits(net, rng.integers(0, 256, (5, N_INPUTS))))))
+    data = encode_frequency_steps(lambda k: steps[k], len(steps), tag=99)
+    decoder = FrequencyStepDecoder(data, tag=99)
+    for values, freq in steps:
+        np.testing.assert_array_equal(decoder.step(freq), values)
+    decoder.finish()
+    short = FrequencyStepDecoder(data, tag=99)
+    short.step(steps[0][1])
+    with pytest.raises(PayloadError, match="tag"):
+        short.finish()
+    with pytest.raises(ValueError, match="sum"):
+        encode_frequency_steps(lambda k: (np.zeros(1, dtype=np.int64), np.ones((1, 256), dtype=np.int64)), 1)
+
+
+def test_pixels_round_trip_and_cost_their_information() -> None:
+    rng = np.random.default_rng(4)
+    net = _random_net(rng)
+    x = rng.integers(0, 256, (7, 5, 6))
+    recon = rng.integers(0, 256, (7, 5, 6))
+    data = encode_pixels(x, recon, net, tag=0xABCDE)
+    np.testing.assert_array_equal(decode_pixels(data, recon, net, tag=0xABCDE), x)
+    assert abs(len(data) * 8 - information_bits(x, recon, net)) <= 40  # the coder's overhead: a few bytes
+    with pytest.raises(PayloadError):
+        decode_pixels(data, recon, net, tag=0xABCDF)
+
+
+def test_inputs_are_causal() -> None:
+    """Pixel k's inputs read only values before it in raster order (and the reconstruction)."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (1, 6, 7))
+    recon = rng.integers(0, 256, (1, 6, 7))
+    base = all_inputs(recon, x).reshape(-1, N_INPUTS)
+    for k in (0, 9, 20, 34):
+        changed = x.copy()
+        changed.reshape(-1)[k] ^= 0x55
+        differ = np.flatnonzero(np.any(all_inputs(recon, changed).reshape(-1, N_INPUTS) != base, axis=1))
+        assert differ.size and differ.min() > k
+
+
+def test_a_trained_network_learns_what_predicts_a_value() -> None:
+    """Black or white rows, the left neighbour predicts all but a row's first value: the network learns
+    it, far below the 1 bit per value that the values alone cost (and than the 256-way start)."""
+    rng = np.random.default_rng(6)
+
+    def rows(m: int) -> np.ndarray:
+        return np.repeat(255 * rng.integers(0, 2, (m, 8, 1)), 8, axis=2)  # (m, 8, 8)
+
+    x = rows(400)
+    net = train_pixel_net(np.zeros_like(x), x, hidden=(64,), steps=400, seed=0)
+    held = rows(50)
+    bits = information_bits(held, np.zeros_like(held), net) / held.size
+    assert bits < 0.35  # a row's first value costs its 1 bit, the other 7 little
+
+
+# ---------------------------------------------------------------------------- the estimator and its files
+
+
+def test_estimator_writes_version_3_streams_that_round_trip(model: Autoencoder, images: np.ndarray) -> None:
+    assert isinstance(model.lossless_tables_, PixelNet)
+    x = images[:40].astype(np.uint8)
+    data = model.compress(x, lossless=True)
+    assert data[2] == 3 and data[3] & 0x40
+    np.testing.assert_array_equal(model.decompress(data), x)
+    one = model.compress(x[3], lossless=True)
+    np.testing.assert_array_equal(model.decompress(one), x[3])
+    noise = np.random.default_rng(7).integers(0, 256, (2, 8, 8)).astype(np.uint8)
+    np.testing.assert_array_equal(model.decompress(model.compress(noise, lossless=True)), noise)
+
+
+def test_corrupt_or_foreign_version_3_streams_are_refused(
+    model: Autoencoder, images: np.ndarray, monkeypatch: Any
+) -> None:
+    data = model.compress(images[:1].astype(np.uint8), lossless=True)
+    for pos in range(0, len(data), 3):
+        with pytest.raises(BitstreamError):
+            model.decompress(data[:pos] + bytes([data[pos] ^ 0x5A]) + data[pos + 1 :])
+    counts = Autoencoder(6, random_state=0, **QUANTIZED)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        counts.fit(images)
+    assert isinstance(counts.lossless_tables_, PixelModel)
+    with pytest.raises(WrongModelError):
+        counts.decompress(data)
+    with pytest.raises(WrongModelError):
+        model.decompress(counts.compress(images[:1].astype(np.uint8), lossless=True))
+    with pytest.raises(WrongModelError, match="pixel network"):  # a version-2 stream's pixels, to a pixel network
+        codec._decode_pixels(model, b"", np.zeros((1, 6), dtype=np.float32), model.lossless_tables_, 2)
+    monkeypatch.setattr(codec, "FORMAT_VERSION", 2)
+    with pytest.raises(BitstreamVersionError, match="upgrade"):
+        model.decompress(data)
+
+
+def test_model_file_with_a_pixel_network_is_version_3(model: Autoencoder, images: np.ndarray, tmp_path: Any) -> None:
+    model.save(tmp_path / "m.safetensors")
+    with safe_open(str(tmp_path / "m.safetensors"), "pt") as fh:
+        assert fh.metadata()["format_version"] == "3"
+        names = set(fh.keys())
+    assert {"pixelnet.w0", "pixelnet.b2", "pixelnet.exp"} <= names and "pixels.bins" not in names
+    x = images[:5].astype(np.uint8)
+    again = load(tmp_path / "m.safetensors")
+    assert again.fingerprint_ == model.fingerprint_
+    np.testing.assert_array_equal(again.decompress(model.compress(x, lossless=True)), x)
+
+
+def test_bad_pixel_networks_are_refused(model: Autoencoder, tmp_path: Any) -> None:
+    model.save(tmp_path / "m.safetensors")
+
+    def missing_bias(t: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+        del t["pixelnet.b1"]
+
+    def wide_input(t: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+        t["pixelnet.w0"] = torch.zeros((t["pixelnet.w0"].shape[0], N_INPUTS + 1), dtype=torch.int32)
+
+    def float_weights(t: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+        t["pixelnet.w1"] = t["pixelnet.w1"].float()
+
+    def rising_exp(t: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+        t["pixelnet.exp"] = t["pixelnet.exp"].flip(0).contiguous()
+
+    def both(t: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+        t["lossless.cdf"] = t["entropy.cdf"]
+
+    cases = (
+        (missing_bias, "pixelnet.b1"),
+        (wide_input, "layer 0"),
+        (float_weights, "I32"),
+        (rising_exp, "exp"),
+        (both, "both"),
+    )
+    for change, match in cases:
+        _rewrite(tmp_path / "m.safetensors", tmp_path / "bad.safetensors", change)
+        with pytest.raises(ModelFileError, match=match):
+            load(tmp_path / "bad.safetensors")
+
+
+def test_fit_pixel_model_gives_a_counted_model_a_network(images: np.ndarray) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ae = Autoencoder(6, random_state=0, **QUANTIZED).fit(images)
+    before = ae.fingerprint_
+    ae.set_params(pixel_model="net")
+    fit_pixel_model(ae, images.astype(np.uint8), steps=50)
+    assert isinstance(ae.lossless_tables_, PixelNet) and ae.fingerprint_ != before
+    x = images[:4].astype(np.uint8)
+    np.testing.assert_array_equal(ae.decompress(ae.compress(x, lossless=True)), x)
+
+
+def test_golden_bytes() -> None:
+    """Pins a version-3 lossless pixel payload and its container: a change must be made on purpose."""
+
+    def fixed(*shape: int) -> np.ndarray:  # no random generator: its stream may change with numpy
+        return (np.arange(np.prod(shape)).reshape(shape) * 7919) % 1001 - 500
+
+    net = PixelNet((fixed(4, N_INPUTS), fixed(256, 4)), (fixed(4) * 64, fixed(256) * 64), exp_table())
+    x = np.array([[[0, 0, 9], [200, 255, 3]], [[1, 2, 3], [4, 5, 6]]])
+    recon = np.array([[[0, 3, 9], [180, 250, 0]], [[0, 0, 0], [9, 9, 9]]])
+    payload = encode_pixels(x, recon, net, tag=0xABCDE)
+    data = codec.write_stream(payload, dtype=np.uint8, shape=(2, 2, 3), sample_shape=(2, 3), lossless=True, version=3)
+    assert data.hex() == GOLDEN
+    header, back = codec.read_stream(data, sample_shape=(2, 3))
+    assert header == codec.Header(np.dtype(np.uint8), (2, 2, 3), 2, True, 3)
+    np.testing.assert_array_equal(decode_pixels(back, recon, net, tag=0xABCDE), x)
+
+
+GOLDEN = "89490350020fde7e042de9c60209916600316881096c62"

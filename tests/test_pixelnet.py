@@ -22,13 +22,15 @@ from isthmus.lossless import PixelModel, fit_pixel_model
 from isthmus.pixelnet import (
     N_INPUTS,
     PixelNet,
-    all_inputs,
+    _inputs,
+    _padded,
     check_pixel_net,
     decode_pixels,
     encode_pixels,
     exp_table,
     frequencies,
     information_bits,
+    inputs_at,
     logits,
     train_pixel_net,
 )
@@ -130,12 +132,15 @@ def test_inputs_are_causal() -> None:
     rng = np.random.default_rng(5)
     x = rng.integers(0, 256, (1, 6, 7))
     recon = rng.integers(0, 256, (1, 6, 7))
-    base = all_inputs(recon, x).reshape(-1, N_INPUTS)
+    base = inputs_at(recon, x)
     for k in (0, 9, 20, 34):
         changed = x.copy()
         changed.reshape(-1)[k] ^= 0x55
-        differ = np.flatnonzero(np.any(all_inputs(recon, changed).reshape(-1, N_INPUTS) != base, axis=1))
+        differ = np.flatnonzero(np.any(inputs_at(recon, changed) != base, axis=1))
         assert differ.size and differ.min() > k
+    step = 23  # the coder's inputs of one step are the same rows
+    i, j = divmod(step, 7)
+    np.testing.assert_array_equal(_inputs(*_padded(recon, x), i, j, 6, 7), base[step::42])
 
 
 def test_a_trained_network_learns_what_predicts_a_value() -> None:

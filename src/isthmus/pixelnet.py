@@ -134,16 +134,26 @@ def _inputs(rp: np.ndarray, xp: np.ndarray, i: int, j: int, rows: int, cols: int
     return np.concatenate([window, above, left, position], axis=1)
 
 
-def all_inputs(recon: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``(m, rows, columns, N_INPUTS)`` uint8: every pixel's inputs (for training; coding takes a step at a time)."""
+def inputs_at(recon: np.ndarray, x: np.ndarray, flat_index: np.ndarray | None = None) -> np.ndarray:
+    """``(n, N_INPUTS)`` uint8: the inputs of the pixels ``flat_index`` (into ``x.reshape(-1)``; default all),
+    for training and for measuring; coding takes a step at a time (:func:`_inputs`)."""
     m, rows, cols = x.shape
-    rp, xp = _padded(recon, x)
-    parts = [rp[:, dy : dy + rows, dx : dx + cols] for dy in range(2 * RADIUS + 1) for dx in range(2 * RADIUS + 1)]
-    parts += [xp[:, dy : dy + rows, dx : dx + cols] for dy in range(CAUSAL_ROWS) for dx in range(2 * CAUSAL_HALF + 1)]
-    parts += [xp[:, CAUSAL_ROWS : CAUSAL_ROWS + rows, dx : dx + cols] for dx in range(CAUSAL_HALF)]
+    index = np.arange(x.size) if flat_index is None else np.asarray(flat_index, dtype=np.int64)
+    sample, pixel = np.divmod(index, rows * cols)
+    i, j = np.divmod(pixel, cols)
+    rp = np.zeros((m, rows + 2 * RADIUS, cols + 2 * RADIUS), dtype=np.uint8)
+    rp[:, RADIUS:-RADIUS, RADIUS:-RADIUS] = recon
+    xp = np.zeros((m, rows + CAUSAL_ROWS, cols + 2 * CAUSAL_HALF), dtype=np.uint8)
+    xp[:, CAUSAL_ROWS:, CAUSAL_HALF:-CAUSAL_HALF] = x
+    out = np.empty((len(index), N_INPUTS), dtype=np.uint8)
+    offsets = [(rp, dy, dx) for dy in range(2 * RADIUS + 1) for dx in range(2 * RADIUS + 1)]
+    offsets += [(xp, dy, dx) for dy in range(CAUSAL_ROWS) for dx in range(2 * CAUSAL_HALF + 1)]
+    offsets += [(xp, CAUSAL_ROWS, dx) for dx in range(CAUSAL_HALF)]
+    for k, (padded, dy, dx) in enumerate(offsets):
+        out[:, k] = padded[sample, i + dy, j + dx]
     row, col = _positions(rows, cols)
-    parts += [np.broadcast_to(p.reshape(rows, cols), (m, rows, cols)) for p in (row, col)]
-    return np.stack(parts, axis=-1).astype(np.uint8)
+    out[:, -2], out[:, -1] = row[pixel], col[pixel]
+    return out
 
 
 def logits(net: PixelNet, inputs: np.ndarray) -> np.ndarray:
@@ -175,6 +185,20 @@ def frequencies(net: PixelNet, z: np.ndarray) -> np.ndarray:
     return freq
 
 
+#: rows the network runs on at a time: its activations and the frequency rows stay in the CPU's cache
+_BLOCK = 1024
+
+
+def predict(net: PixelNet, inputs: np.ndarray) -> np.ndarray:
+    """``(n, 256)`` int64: the frequencies of ``inputs`` ``(n, N_INPUTS)``, :func:`frequencies` of :func:`logits`
+    computed ``_BLOCK`` rows at a time (about a sixth faster than all at once for 2,000 rows)."""
+    u = np.asarray(inputs)
+    out = np.empty((len(u), N_VALUES), dtype=np.int64)
+    for start in range(0, len(u), _BLOCK):
+        out[start : start + _BLOCK] = frequencies(net, logits(net, u[start : start + _BLOCK]))
+    return out
+
+
 def encode_pixels(x: np.ndarray, recon: np.ndarray, net: PixelNet, *, tag: int) -> bytes:
     """The pixel payload of ``x``, ``(m, rows, columns)`` integers 0..255, given its rounded reconstruction."""
     rows, cols = x.shape[1:]
@@ -182,7 +206,7 @@ def encode_pixels(x: np.ndarray, recon: np.ndarray, net: PixelNet, *, tag: int) 
 
     def step(k: int) -> tuple[np.ndarray, np.ndarray]:
         i, j = divmod(k, cols)
-        return x[:, i, j].astype(np.int64), frequencies(net, logits(net, _inputs(rp, xp, i, j, rows, cols)))
+        return x[:, i, j].astype(np.int64), predict(net, _inputs(rp, xp, i, j, rows, cols))
 
     return encode_frequency_steps(step, rows * cols, tag=tag)
 
@@ -200,7 +224,7 @@ def decode_pixels(data: bytes, recon: np.ndarray, net: PixelNet, *, tag: int) ->
     decoder = FrequencyStepDecoder(data, tag=tag)
     for i in range(rows):
         for j in range(cols):
-            freq = frequencies(net, logits(net, _inputs(rp, xp, i, j, rows, cols)))
+            freq = predict(net, _inputs(rp, xp, i, j, rows, cols))
             xp[:, i + CAUSAL_ROWS, j + CAUSAL_HALF] = decoder.step(freq)
     decoder.finish()
     return xp[:, CAUSAL_ROWS:, CAUSAL_HALF:-CAUSAL_HALF].astype(np.int64)
@@ -208,11 +232,11 @@ def decode_pixels(data: bytes, recon: np.ndarray, net: PixelNet, *, tag: int) ->
 
 def information_bits(x: np.ndarray, recon: np.ndarray, net: PixelNet) -> float:
     """Ideal code length in bits of ``x`` ``(m, rows, columns)`` under the network (what the payload costs)."""
-    inputs = all_inputs(recon, x).reshape(-1, N_INPUTS)
+    inputs = inputs_at(recon, x)
     bits = 0.0
     flat = x.reshape(-1).astype(np.int64)
     for start in range(0, len(flat), 65536):
-        freq = frequencies(net, logits(net, inputs[start : start + 65536]))
+        freq = predict(net, inputs[start : start + 65536])
         picked = freq[np.arange(len(freq)), flat[start : start + 65536]]
         bits += float(np.sum(PRECISION - np.log2(picked)))
     return bits
@@ -237,12 +261,11 @@ def train_pixel_net(
     """
     import torch
 
-    inputs = all_inputs(recon, x).reshape(-1, N_INPUTS)
-    values = x.reshape(-1).astype(np.int64)
     rng = np.random.default_rng(seed)
-    if len(values) > max_pixels:
-        keep = np.sort(rng.choice(len(values), size=max_pixels, replace=False))
-        inputs, values = inputs[keep], values[keep]
+    keep = np.sort(rng.choice(x.size, size=max_pixels, replace=False)) if x.size > max_pixels else None
+    inputs = inputs_at(recon, x, keep)
+    values = x.reshape(-1).astype(np.int64)
+    values = values if keep is None else values[keep]
     generator = torch.Generator().manual_seed(seed)
     u = torch.from_numpy(inputs)
     y = torch.from_numpy(values)

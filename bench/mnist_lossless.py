@@ -12,6 +12,7 @@ bytes and checking every stream bit for bit:
 
 Ratios are our bytes over the best classical bytes in the same mode, measured in the same run. Target
 (issue 5): at most 1.0 bit per pixel on the whole set. Encode and decode speed in images per second.
+With ``--out``, the models are kept there, and those already there are reused (delete them to retrain).
 
     .venv/bin/python bench/mnist_lossless.py --out runs/lossless
     .venv/bin/python bench/mnist_lossless.py --model runs/compress_conv40/compress_lmbda0.1.safetensors
@@ -112,12 +113,18 @@ def main() -> None:
     if args.steps is not None:
         options["steps"] = args.steps
     for kind in KINDS:
-        ae = load(base) if base is not None else ae  # the same weights for each pixel model
-        ae.set_params(pixel_model=kind)
+        kept = None if out is None else out / f"lossless_{kind}.safetensors"
         with Timer() as t_pixels:
-            fit_pixel_model(ae, x_train.reshape(len(x_train), *ae.input_shape_), **(options if kind == "net" else {}))
-        if out is not None:
-            ae.save(out / f"lossless_{kind}.safetensors")
+            if kept is not None and kept.exists():
+                ae = load(kept)
+            else:
+                ae = load(base) if base is not None else ae  # the same weights for each pixel model
+                ae.set_params(pixel_model=kind)
+                fit_pixel_model(
+                    ae, x_train.reshape(len(x_train), *ae.input_shape_), **(options if kind == "net" else {})
+                )
+                if kept is not None:
+                    ae.save(kept)
         ours = _ours(ae, x_test.reshape(len(x_test), *ae.input_shape_), args.limit)
         results[kind] = {"pixel_model_seconds": t_pixels.seconds, **ours}
         print(

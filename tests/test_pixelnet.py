@@ -269,3 +269,26 @@ def test_golden_bytes() -> None:
 
 
 GOLDEN = "89490350020fde7e042de9c60209916600316881096c62"
+
+
+def test_cli_trains_a_pixel_network_and_codes_exactly(tmp_path: Any) -> None:
+    from isthmus.cli import main
+
+    m = str(tmp_path / "m.safetensors")
+    settings = ("pixel_model=net", "max_iter=3", "n_components=4", "hidden_layer_sizes=[16]", "verbose=0")
+    args = ["train", "digits[:200]", "-o", m, "--preset", "compress"]
+    assert main([*args, *(a for s in settings for a in ("--set", s))]) == 0
+    assert isinstance(load(m).lossless_tables_, PixelNet)
+    x = load_digits_uint8()[:6].reshape(6, 1, 8, 8)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["compress", m, str(tmp_path / "x.npy"), "-o", str(tmp_path / "x.isth"), "--lossless"]) == 0
+    assert (tmp_path / "x.isth").read_bytes()[2] == 3
+    assert main(["decompress", m, str(tmp_path / "x.isth"), "-o", str(tmp_path / "y.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), x)
+
+
+def load_digits_uint8() -> np.ndarray:
+    """scikit-learn's digits, (n, 64) integers 0..16 as uint8."""
+    from sklearn.datasets import load_digits
+
+    return load_digits().data.astype(np.uint8)

@@ -71,10 +71,6 @@ class PixelNet:
         exp.setflags(write=False)
         object.__setattr__(self, "exp", exp)
 
-    @property
-    def widths(self) -> tuple[int, ...]:
-        return tuple(len(w) for w in self.weights[:-1])
-
     @functools.cached_property
     def float_layers(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
         """``(weights.T, bias)`` of each layer in float64: exact, as every entry is an integer below 2**31."""

@@ -247,6 +247,7 @@ def train_pixel_net(
     steps: int | None = None,
     batch_size: int = 4096,
     seed: int = 0,
+    progress: bool = False,
 ) -> PixelNet:
     """Train the pixel network on ``x`` given ``recon`` (``(m, rows, columns)`` integers 0..255) and make it integer.
 
@@ -254,8 +255,10 @@ def train_pixel_net(
     batches (default: 8 passes over the sample, 100 to 3,000 batches; a batch is at most a sixteenth
     of the sample), minimizing the cross-entropy of the 256-way softmax. The float network has the
     integer network's shape, hidden activations clipped to [0, 1] (the integer network's 0..255).
+    ``progress`` shows a progress bar of the batches.
     """
     import torch
+    from tqdm.auto import tqdm
 
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(x.size, size=max_pixels, replace=False)) if x.size > max_pixels else None
@@ -284,7 +287,7 @@ def train_pixel_net(
         steps = min(3000, max(100, math.ceil(8 * len(y) / batch)))
     optimizer = torch.optim.Adam(layers.parameters(), lr=3e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=steps)
-    for _ in range(steps):
+    for _ in tqdm(range(steps), desc="pixel network", unit="batch", leave=False, disable=not progress):
         idx = torch.randint(len(y), (batch,), generator=generator)
         loss = torch.nn.functional.cross_entropy(forward(u[idx]), y[idx])
         optimizer.zero_grad()

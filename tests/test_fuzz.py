@@ -5,7 +5,8 @@ error; any other exception fails the test. Mutations are byte flips, overwrites,
 insertions and deletions anywhere, and structured edits of header fields that a checksum or a length
 prefix would otherwise guard: the safetensors JSON header rewritten with a correct length, and
 bitstream header fields rewritten with a correct CRC. The small models are built once per module;
-together the tests below run 2,200 mutated inputs in a few seconds (``bench/fuzz.py`` runs more).
+together the tests below run 3,700 mutated inputs (the quantized ones for both kinds of pixel model) in
+seconds (``bench/fuzz.py`` runs more).
 """
 
 from __future__ import annotations
@@ -55,13 +56,14 @@ def plain(folder: Path) -> bytes:
     return (folder / "plain.safetensors").read_bytes()
 
 
-@pytest.fixture(scope="module")
-def quantized(folder: Path) -> tuple[Autoencoder, bytes, bytes]:
-    """A quantized model (with lossless pixel tables), its file and a lossless stream of 3 images."""
-    ae = _fit(bottleneck="quantized", loss="mse")
-    ae.save(folder / "quantized.safetensors")
+@pytest.fixture(scope="module", params=["counts", "net"])
+def quantized(folder: Path, request: pytest.FixtureRequest) -> tuple[Autoencoder, bytes, bytes]:
+    """A quantized model (with counted pixel tables, or a pixel network), its file and a lossless stream of
+    3 images."""
+    ae = _fit(bottleneck="quantized", loss="mse", pixel_model=request.param)
+    ae.save(folder / f"quantized-{request.param}.safetensors")
     stream = ae.compress(_x()[:3].astype(np.uint8), lossless=True)
-    return ae, (folder / "quantized.safetensors").read_bytes(), stream
+    return ae, (folder / f"quantized-{request.param}.safetensors").read_bytes(), stream
 
 
 # ------------------------------------------------------------------------------------------- mutations
@@ -204,7 +206,7 @@ def test_mutated_quantized_model_files_load_or_raise_the_library_error(
 
 
 _STREAM_EDITS = st.tuples(
-    st.sampled_from([1, 1, 1, 0, 2, 2**40]),  # format version
+    st.sampled_from([1, 1, 1, 0, 2, 3, 2**40]),  # format version
     st.tuples(st.sampled_from(["keep", "xor", "set"]), st.sampled_from([0x40, 0x80, 0x10, 0x30]) | st.integers(0, 255)),
     st.one_of(st.sampled_from([1, 3, codec.MAX_SAMPLES, 2**40]), st.integers(0, 2**21)),  # samples (form 1)
     st.lists(st.integers(0, 2**34), max_size=9),  # explicit shape (form 3)

@@ -16,6 +16,7 @@ A model that loads must then work: ``transform`` (plain) or ``decompress`` of th
 JSON object: mutations, mutations per second, outcomes per target, failures.
 
     .venv/bin/python bench/fuzz.py --n 100000 --seconds 600
+    .venv/bin/python bench/fuzz.py --seconds 300 --pixel-model net   # lossless streams of a pixel network
 """
 
 from __future__ import annotations
@@ -158,14 +159,15 @@ def stream_header_edit(stream: bytes, sample_shape: tuple[int, ...], rng: random
     return body + codec.crc16(body).to_bytes(2, "little")
 
 
-def build_targets(folder: Path) -> dict[str, Any]:
-    """The two model files, the quantized model and its lossless stream of 3 digits, and probe data."""
+def build_targets(folder: Path, pixel_model: str = "counts") -> dict[str, Any]:
+    """The two model files, the quantized model (with ``pixel_model``) and its lossless stream of 3 digits,
+    and probe data."""
     x = load_digits().images[:300, None].astype(np.float32)  # (300, 1, 8, 8) in 0..16
     small = {"hidden_layer_sizes": (16,), "max_iter": 3, "verbose": 0, "random_state": 0, "device": "cpu"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         plain = Autoencoder(4, **small).fit(x)
-        quantized = Autoencoder(4, bottleneck="quantized", loss="mse", **small).fit(x)
+        quantized = Autoencoder(4, bottleneck="quantized", loss="mse", pixel_model=pixel_model, **small).fit(x)
     plain.save(folder / "plain.safetensors")
     quantized.save(folder / "quantized.safetensors")
     return {
@@ -201,6 +203,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=100_000, help="mutations to run (default 100000)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--seed", type=int, default=0, help="seed of the mutations")
+    p.add_argument("--pixel-model", default="counts", choices=("counts", "net"), help="the quantized model's")
     args = parse(p)
     if args.threads is None:
         torch.set_num_threads(1)  # tiny models: one thread is fastest
@@ -209,7 +212,7 @@ def main() -> None:
     failures: list[dict[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        targets = build_targets(folder)
+        targets = build_targets(folder, args.pixel_model)
         sample_shape = tuple(targets["model"].input_shape_)
         start = time.perf_counter()
         done = 0

@@ -90,7 +90,7 @@ def main() -> None:
     p.add_argument("--test-rows", type=int, default=None, help="use only the first rows of the test set")
     p.add_argument("--hidden", default="128,128", help="the pixel network's hidden widths, comma-separated")
     p.add_argument("--steps", type=int, default=None, help="the pixel network's training batches (default: its own)")
-    p.add_argument("--max-pixels", type=int, default=2_000_000, help="pixels sampled to train the pixel network")
+    p.add_argument("--max-pixels", type=int, default=8_000_000, help="pixels sampled to train the pixel network")
     args = parse(p)
     splits = mnist_splits(args)
     x_train, x_test = splits["x_train"].astype(np.uint8), splits["x_test"].astype(np.uint8)

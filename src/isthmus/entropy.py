@@ -2,11 +2,12 @@
 
 :func:`encode_symbols` and :func:`decode_symbols` code values in one go; :func:`encode_steps` and
 :class:`StepDecoder` code them in steps, for a decoder that computes each step's tables from the values
-of the steps before (the causal contexts of lossless streams). They alone touch the coder
-(``constriction``'s ANS coder underneath). All see *integer* frequency tables only
-(:class:`CdfTables`): the floating-point probabilities of a model are quantized once, by
-:func:`build_cdf_tables`, when the model is fitted, and stored with it. Decoding therefore depends
-on no floating-point arithmetic at all and gives the same integers on every machine.
+of the steps before (the causal contexts of lossless streams); :func:`encode_frequency_steps` and
+:class:`FrequencyStepDecoder` code each value of a step with its own frequency row (a pixel network's).
+They alone touch the coder (``constriction``'s ANS coder underneath). All see *integer* frequencies
+only: the floating-point probabilities of a model are quantized once, by :func:`build_cdf_tables`,
+when the model is fitted, and stored with it (:class:`CdfTables`), or computed in exact integer
+arithmetic (:mod:`isthmus.pixelnet`). Decoding therefore gives the same integers on every machine.
 
 Each table codes the integers ``offset, offset + 1, ..., offset + length - 2`` as the symbols
 ``0 .. length - 2``; its last symbol, ``length - 1``, is an escape: a value outside the table's range
@@ -413,8 +414,8 @@ def encode_frequency_steps(
 ) -> bytes:
     """Entropy-code values in steps, each value with its own frequency row (a learned pixel model's).
 
-    ``step(k)`` returns step ``k``'s values ``(n,)`` (symbols ``0 .. k - 1``) and their frequencies
-    ``(n, k)``: integers >= 1, each row summing to ``2**PRECISION``. It is called for ``k = n_steps - 1``
+    ``step(k)`` returns step ``k``'s values ``(n,)`` (symbols ``0 .. K - 1``) and their frequencies
+    ``(n, K)``: integers >= 1, each row summing to ``2**PRECISION``. It is called for ``k = n_steps - 1``
     down to 0 (the coder is a stack), so that a caller never holds more than one step's rows.
     :class:`FrequencyStepDecoder` reads the payload back one step at a time, in order.
     """

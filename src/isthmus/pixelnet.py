@@ -243,7 +243,7 @@ def train_pixel_net(
     x: np.ndarray,
     *,
     hidden: tuple[int, ...] = (128, 128),
-    max_pixels: int = 2_000_000,
+    max_pixels: int = 8_000_000,
     steps: int | None = None,
     batch_size: int = 4096,
     seed: int = 0,
@@ -252,7 +252,7 @@ def train_pixel_net(
     """Train the pixel network on ``x`` given ``recon`` (``(m, rows, columns)`` integers 0..255) and make it integer.
 
     A seeded sample of at most ``max_pixels`` pixels; Adam with a one-cycle schedule over ``steps``
-    batches (default: 8 passes over the sample, 100 to 3,000 batches; a batch is at most a sixteenth
+    batches (default: 6 passes over the sample, 100 to 12,000 batches; a batch is at most a sixteenth
     of the sample), minimizing the cross-entropy of the 256-way softmax. The float network has the
     integer network's shape, hidden activations clipped to [0, 1] (the integer network's 0..255).
     ``progress`` shows a progress bar of the batches.
@@ -284,7 +284,7 @@ def train_pixel_net(
 
     batch = max(1, min(batch_size, max(256, len(y) // 16), len(y)))
     if steps is None:
-        steps = min(3000, max(100, math.ceil(8 * len(y) / batch)))
+        steps = min(12_000, max(100, math.ceil(6 * len(y) / batch)))
     optimizer = torch.optim.Adam(layers.parameters(), lr=3e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=steps)
     for _ in tqdm(range(steps), desc="pixel network", unit="batch", leave=False, disable=not progress):

@@ -263,8 +263,7 @@ def encode_symbols(values: ArrayLike, tables: CdfTables, table_index: ArrayLike,
     grouped = symbols[order].astype(np.int32)
     for t, start, stop in reversed(_groups(index[order])):  # a stack: the group decoded first is pushed last
         coder.encode_reverse(grouped[start:stop], _model(tables, t))
-    words = coder.get_compressed().astype("<u4")
-    return words.tobytes().rstrip(b"\x00") if len(words) else b""  # the last word's zero high bytes
+    return _payload_bytes(coder)
 
 
 def decode_symbols(data: bytes, tables: CdfTables, table_index: ArrayLike, *, tag: int = 0) -> np.ndarray:
@@ -310,6 +309,12 @@ def decode_symbols(data: bytes, tables: CdfTables, table_index: ArrayLike, *, ta
     return values
 
 
+def _payload_bytes(coder: constriction.stream.stack.AnsCoder) -> bytes:
+    """The coder's words as the payload: 4 bytes little-endian each, without the last word's zero high bytes."""
+    words = coder.get_compressed().astype("<u4")
+    return words.tobytes().rstrip(b"\x00") if len(words) else b""
+
+
 def _payload_words(data: bytes) -> np.ndarray:
     raw = bytes(data)
     if raw.endswith(b"\x00"):
@@ -351,11 +356,29 @@ def encode_steps(values: ArrayLike, tables: CdfTables, table_index: ArrayLike, *
     coder = _coder(tag)
     for k, start, stop in reversed(_groups(key[order])):  # a stack: the group decoded first is pushed last
         coder.encode_reverse(grouped[start:stop], _model(tables, k % len(tables.cdf)))
-    words = coder.get_compressed().astype("<u4")
-    return words.tobytes().rstrip(b"\x00") if len(words) else b""
+    return _payload_bytes(coder)
 
 
-class StepDecoder:
+class _StepReader:
+    """A payload read in steps: the coder started from its words, and the final check against the tag."""
+
+    def __init__(self, data: bytes, *, tag: int) -> None:
+        _coder(tag)  # checks the tag's range
+        self.tag = tag
+        try:
+            self._coder = constriction.stream.stack.AnsCoder(_payload_words(data))
+        except PayloadError:
+            raise
+        except Exception as exc:
+            raise PayloadError(f"the payload does not decode ({exc})") from None
+
+    def finish(self) -> None:
+        """Check that the coder ends in the tag: the payload held exactly the steps read, with these models."""
+        if [int(w) for w in self._coder.get_compressed()] != ([self.tag] if self.tag else []):
+            raise PayloadError("the payload does not end in its tag; it is corrupt, or coded with other tables or tag")
+
+
+class StepDecoder(_StepReader):
     """Reads a payload of :func:`encode_steps` one step at a time: ``step(table_index)`` for each step, in
     order, then ``finish()``.
 
@@ -367,15 +390,8 @@ class StepDecoder:
     """
 
     def __init__(self, data: bytes, tables: CdfTables, *, tag: int = 0) -> None:
-        _coder(tag)  # checks the tag's range
+        super().__init__(data, tag=tag)
         self.tables = tables
-        self.tag = tag
-        try:
-            self._coder = constriction.stream.stack.AnsCoder(_payload_words(data))
-        except PayloadError:
-            raise
-        except Exception as exc:
-            raise PayloadError(f"the payload does not decode ({exc})") from None
 
     def step(self, table_index: ArrayLike) -> np.ndarray:
         """``(n,)`` int64: the next step's values, value ``i`` coded with table ``table_index[i]``."""
@@ -392,11 +408,6 @@ class StepDecoder:
         if np.any(symbols >= self.tables.lengths[index] - 1):
             raise PayloadError("the payload decodes to an escape, which a stepwise payload never holds; it is corrupt")
         return symbols + self.tables.offsets[index]
-
-    def finish(self) -> None:
-        """Check that the coder ends in the tag: the payload held exactly the steps read, with these tables."""
-        if [int(w) for w in self._coder.get_compressed()] != ([self.tag] if self.tag else []):
-            raise PayloadError("the payload does not end in its tag; it is corrupt, or coded with other tables or tag")
 
 
 def _frequency_weights(freq: np.ndarray) -> np.ndarray:
@@ -431,11 +442,10 @@ def encode_frequency_steps(
             raise ValueError(f"step {k}: values must be ({len(weights)},) symbols below {weights.shape[1]}")
         if symbols.size:
             coder.encode_reverse(symbols.astype(np.int32), family, weights)
-    words = coder.get_compressed().astype("<u4")
-    return words.tobytes().rstrip(b"\x00") if len(words) else b""
+    return _payload_bytes(coder)
 
 
-class FrequencyStepDecoder:
+class FrequencyStepDecoder(_StepReader):
     """Reads a payload of :func:`encode_frequency_steps`: ``step(freq)`` for each step, in order, then ``finish()``.
 
     Raises
@@ -445,15 +455,8 @@ class FrequencyStepDecoder:
     """
 
     def __init__(self, data: bytes, *, tag: int = 0) -> None:
-        _coder(tag)  # checks the tag's range
-        self.tag = tag
+        super().__init__(data, tag=tag)
         self._family = constriction.stream.model.Categorical(perfect=False)
-        try:
-            self._coder = constriction.stream.stack.AnsCoder(_payload_words(data))
-        except PayloadError:
-            raise
-        except Exception as exc:
-            raise PayloadError(f"the payload does not decode ({exc})") from None
 
     def step(self, freq: np.ndarray) -> np.ndarray:
         """``(n,)`` int64: the next step's values, value ``i`` coded with the frequency row ``freq[i]``."""
@@ -464,11 +467,6 @@ class FrequencyStepDecoder:
             return np.asarray(self._coder.decode(self._family, weights), dtype=np.int64)
         except Exception as exc:  # constriction's own refusal of impossible data
             raise PayloadError(f"the payload does not decode ({exc})") from None
-
-    def finish(self) -> None:
-        """Check that the coder ends in the tag: the payload held exactly the steps read, with these rows."""
-        if [int(w) for w in self._coder.get_compressed()] != ([self.tag] if self.tag else []):
-            raise PayloadError("the payload does not end in its tag; it is corrupt, or coded with other tables or tag")
 
 
 def _read_exp_golomb(coder: constriction.stream.stack.AnsCoder, binary: constriction.stream.model.Categorical) -> int:

@@ -17,7 +17,7 @@ from conftest import QUANTIZED
 from isthmus import Autoencoder, codec, load
 from isthmus.codec import BitstreamError, BitstreamVersionError, WrongModelError
 from isthmus.entropy import PRECISION, FrequencyStepDecoder, PayloadError, encode_frequency_steps
-from isthmus.errors import ModelFileError
+from isthmus.errors import ConfigError, ModelFileError
 from isthmus.lossless import PixelModel, fit_pixel_model
 from isthmus.pixelnet import (
     N_INPUTS,
@@ -244,6 +244,8 @@ def test_fit_pixel_model_gives_a_counted_model_a_network(images: np.ndarray) -> 
         warnings.simplefilter("ignore", ConvergenceWarning)
         ae = Autoencoder(6, random_state=0, **QUANTIZED).fit(images)
     before = ae.fingerprint_
+    with pytest.raises(ConfigError, match="pixel_model='net'"):
+        fit_pixel_model(ae, images.astype(np.uint8), steps=50)  # options of a network, for counted tables
     ae.set_params(pixel_model="net")
     fit_pixel_model(ae, images.astype(np.uint8), steps=50)
     assert isinstance(ae.lossless_tables_, PixelNet) and ae.fingerprint_ != before

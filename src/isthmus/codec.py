@@ -492,6 +492,11 @@ def build_lossless_tables(ae: Autoencoder, x: np.ndarray, **options: Any) -> Pix
     recon = _contexts(ae, ae.transform(x)).reshape(image)
     values = flat.astype(np.int64).reshape(image)
     kind = getattr(ae, "pixel_model", "counts")
+    if kind != "net" and options:
+        raise ConfigError(
+            f"{', '.join(sorted(options))} train a pixel network: set pixel_model='net' first (this model has "
+            f"pixel_model={kind!r})"
+        )
     if kind == "net":
         options.setdefault("seed", ae.random_state or 0)
         options.setdefault("progress", bool(getattr(ae, "verbose", 0)))

@@ -442,11 +442,10 @@ def _encode_pixels(
 ) -> tuple[bytes, int]:
     """(pixel payload, stream version) of ``x``, ``(m, n_features)`` uint8, given the code's reconstruction."""
     recon = _contexts(ae, code)  # (m * n_features,)
+    image = (len(x), *image_shape(tuple(ae.input_shape_)))  # (m, rows, columns)
     if isinstance(pixels, PixelNet):
-        image = (len(x), *image_shape(tuple(ae.input_shape_)))
         return pixelnet.encode_pixels(x.reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(ae)), 3
     if isinstance(pixels, PixelModel):
-        image = (len(x), *image_shape(tuple(ae.input_shape_)))  # (m, rows, columns)
         data = encode_pixels(x.astype(np.int64).reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(ae))
         return data, 2
     return encode_symbols(x.reshape(-1).astype(np.int64), pixels, recon, tag=_pixel_tag(ae)), 1
@@ -463,12 +462,11 @@ def _decode_pixels(
             "was written by another model; decode it with the model that compressed it"
         )
     recon = _contexts(ae, code)
+    image = (len(code), *image_shape(tuple(ae.input_shape_)))  # (m, rows, columns)
     try:
         if isinstance(pixels, PixelNet):
-            image = (len(code), *image_shape(tuple(ae.input_shape_)))
             return pixelnet.decode_pixels(data, recon.reshape(image), pixels, tag=_pixel_tag(ae))
         if isinstance(pixels, PixelModel):
-            image = (len(code), *image_shape(tuple(ae.input_shape_)))
             return decode_pixels(data, recon.reshape(image), pixels, tag=_pixel_tag(ae))
         return decode_symbols(data, pixels, recon, tag=_pixel_tag(ae))
     except PayloadError:

@@ -124,9 +124,8 @@ def _inputs(rp: np.ndarray, xp: np.ndarray, i: int, j: int, rows: int, cols: int
     window = rp[:, i : i + 2 * RADIUS + 1, j : j + 2 * RADIUS + 1].reshape(len(rp), -1)
     above = xp[:, i : i + CAUSAL_ROWS, j : j + 2 * CAUSAL_HALF + 1].reshape(len(xp), -1)
     left = xp[:, i + CAUSAL_ROWS, j : j + CAUSAL_HALF]
-    row, col = _positions(rows, cols)
-    k = i * cols + j
-    position = np.broadcast_to(np.array([row[k], col[k]], dtype=np.float64), (len(rp), 2))
+    here = [(255 * i) // max(rows - 1, 1), (255 * j) // max(cols - 1, 1)]  # as _positions gives them
+    position = np.broadcast_to(np.array(here, dtype=np.float64), (len(rp), 2))
     return np.concatenate([window, above, left, position], axis=1)
 
 

@@ -83,7 +83,12 @@ def _classical(images: np.ndarray, limit: int) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0], overrides=True)
-    p.add_argument("--lmbda", type=float, default=0.1, help="the model's rate weight (a low-rate code suits lossless)")
+    p.add_argument(
+        "--lmbda",
+        type=float,
+        default=0.4,
+        help="the model's rate weight (a low-rate code suits lossless: 0.4 beat 0.1 and 1.5)",
+    )
     p.add_argument("--max-iter", type=int, default=40)
     p.add_argument("--model", type=Path, default=None, help="a fitted quantized model to reuse instead of training")
     p.add_argument("--limit", type=int, default=300, help="test images compressed one file each")

@@ -24,6 +24,7 @@ from isthmus.pixelnet import (
     PixelNet,
     _inputs,
     _padded,
+    _quiet,
     check_pixel_net,
     decode_pixels,
     encode_pixels,
@@ -32,6 +33,7 @@ from isthmus.pixelnet import (
     information_bits,
     inputs_at,
     logits,
+    predict,
     train_pixel_net,
 )
 from test_lossless import _rewrite
@@ -156,6 +158,26 @@ def test_a_trained_network_learns_what_predicts_a_value() -> None:
     held = rows(50)
     bits = information_bits(held, np.zeros_like(held), net) / held.size
     assert bits < 0.35  # a row's first value costs its 1 bit, the other 7 little
+
+
+def test_quiet_pixels_sampled_sparsely_still_code_at_their_entropy() -> None:
+    """Sparse dots (2% of values are 200): the quiet pixels (all zeros above and to the left, as the
+    network's inputs show them) are sampled at a twentieth, and the network still codes them at about
+    their entropy, 0.14 bits (a uniform start costs 8)."""
+    rng = np.random.default_rng(8)
+
+    def dots(m: int) -> np.ndarray:
+        return 200 * (rng.random((m, 8, 8)) < 0.02).astype(np.int64)
+
+    x, held = dots(3000), dots(500)
+    quiet = _quiet(held).reshape(-1)
+    np.testing.assert_array_equal(quiet, inputs_at(np.zeros_like(held), held)[:, 25:37].max(axis=1) == 0)
+    net = train_pixel_net(np.zeros_like(x), x, hidden=(32,), steps=300, quiet_keep=0.05, seed=0)
+    freq = predict(net, inputs_at(np.zeros_like(held), held))
+    bits = PRECISION - np.log2(freq[np.arange(len(freq)), held.reshape(-1)])
+    assert quiet.mean() > 0.7 and bits[quiet].mean() < 0.2
+    with pytest.raises(ValueError, match="quiet_keep"):
+        train_pixel_net(np.zeros_like(x), x, quiet_keep=0.0)
 
 
 # ---------------------------------------------------------------------------- the estimator and its files

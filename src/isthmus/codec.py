@@ -481,7 +481,8 @@ def build_lossless_tables(ae: Autoencoder, x: np.ndarray, **options: Any) -> Pix
 
     ``ae.pixel_model`` picks it: ``"counts"`` counts tables per causal context (:mod:`isthmus.lossless`),
     ``"net"`` trains a pixel network (:mod:`isthmus.pixelnet`; ``options`` go to its ``train_pixel_net``,
-    its seed is ``ae.random_state`` and its progress bar follows ``ae.verbose``).
+    its seed is ``ae.random_state``, its progress bar follows ``ae.verbose`` and it trains on the model's
+    device).
     """
     flat = x.reshape(len(x), -1)
     if flat.size == 0 or flat.min() < 0 or flat.max() > 255 or not np.array_equal(flat, np.rint(flat)):
@@ -498,6 +499,7 @@ def build_lossless_tables(ae: Autoencoder, x: np.ndarray, **options: Any) -> Pix
     if kind == "net":
         options.setdefault("seed", ae.random_state or 0)
         options.setdefault("progress", bool(getattr(ae, "verbose", 0)))
+        options.setdefault("device", str(ae._device()))
     return PIXEL_MODELS[kind](recon, values, **options)
 
 

@@ -129,17 +129,20 @@ def _inputs(rp: np.ndarray, xp: np.ndarray, i: int, j: int, rows: int, cols: int
     return np.concatenate([window, above, left, position], axis=1)
 
 
+#: (row, column) offsets of the causal inputs, in input order, into the values padded as :func:`_padded` pads them
+_CAUSAL = tuple((dy, dx) for dy in range(CAUSAL_ROWS) for dx in range(2 * CAUSAL_HALF + 1)) + tuple(
+    (CAUSAL_ROWS, dx) for dx in range(CAUSAL_HALF)
+)
+
+
 def _quiet(x: np.ndarray) -> np.ndarray:
     """``x.shape`` bool: the pixels of ``x`` ``(m, rows, columns)`` whose causal window holds only zeros."""
     m, rows, cols = x.shape
     xp = np.zeros((m, rows + CAUSAL_ROWS, cols + 2 * CAUSAL_HALF), dtype=bool)
     xp[:, CAUSAL_ROWS:, CAUSAL_HALF:-CAUSAL_HALF] = x != 0
     busy = np.zeros(x.shape, dtype=bool)
-    for dy in range(CAUSAL_ROWS):
-        for dx in range(2 * CAUSAL_HALF + 1):
-            busy |= xp[:, dy : dy + rows, dx : dx + cols]
-    for dx in range(CAUSAL_HALF):
-        busy |= xp[:, CAUSAL_ROWS:, dx : dx + cols]
+    for dy, dx in _CAUSAL:
+        busy |= xp[:, dy : dy + rows, dx : dx + cols]
     return ~busy
 
 
@@ -156,8 +159,7 @@ def inputs_at(recon: np.ndarray, x: np.ndarray, flat_index: np.ndarray | None = 
     xp[:, CAUSAL_ROWS:, CAUSAL_HALF:-CAUSAL_HALF] = x
     out = np.empty((len(index), N_INPUTS), dtype=np.uint8)
     offsets = [(rp, dy, dx) for dy in range(2 * RADIUS + 1) for dx in range(2 * RADIUS + 1)]
-    offsets += [(xp, dy, dx) for dy in range(CAUSAL_ROWS) for dx in range(2 * CAUSAL_HALF + 1)]
-    offsets += [(xp, CAUSAL_ROWS, dx) for dx in range(CAUSAL_HALF)]
+    offsets += [(xp, dy, dx) for dy, dx in _CAUSAL]
     for k, (padded, dy, dx) in enumerate(offsets):
         out[:, k] = padded[sample, i + dy, j + dx]
     row, col = _positions(rows, cols)

@@ -109,14 +109,20 @@ def _positions(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     return (255 * i) // max(rows - 1, 1), (255 * j) // max(cols - 1, 1)
 
 
-def _padded(recon: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _padded(recon: np.ndarray, x: np.ndarray, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
     """The reconstruction with RADIUS zeros on every side; the values with zeros above and either side."""
     m, rows, cols = x.shape
-    rp = np.zeros((m, rows + 2 * RADIUS, cols + 2 * RADIUS), dtype=np.float64)
+    rp = np.zeros((m, rows + 2 * RADIUS, cols + 2 * RADIUS), dtype=dtype)
     rp[:, RADIUS:-RADIUS, RADIUS:-RADIUS] = recon
-    xp = np.zeros((m, rows + CAUSAL_ROWS, cols + 2 * CAUSAL_HALF), dtype=np.float64)
+    return rp, _causally_padded(x, dtype)
+
+
+def _causally_padded(x: np.ndarray, dtype: Any) -> np.ndarray:
+    """``x`` ``(m, rows, columns)`` with CAUSAL_ROWS zero rows above and CAUSAL_HALF zero columns either side."""
+    m, rows, cols = x.shape
+    xp = np.zeros((m, rows + CAUSAL_ROWS, cols + 2 * CAUSAL_HALF), dtype=dtype)
     xp[:, CAUSAL_ROWS:, CAUSAL_HALF:-CAUSAL_HALF] = x
-    return rp, xp
+    return xp
 
 
 def _inputs(rp: np.ndarray, xp: np.ndarray, i: int, j: int, rows: int, cols: int) -> np.ndarray:
@@ -137,9 +143,8 @@ _CAUSAL = tuple((dy, dx) for dy in range(CAUSAL_ROWS) for dx in range(2 * CAUSAL
 
 def _quiet(x: np.ndarray) -> np.ndarray:
     """``x.shape`` bool: the pixels of ``x`` ``(m, rows, columns)`` whose causal window holds only zeros."""
-    m, rows, cols = x.shape
-    xp = np.zeros((m, rows + CAUSAL_ROWS, cols + 2 * CAUSAL_HALF), dtype=bool)
-    xp[:, CAUSAL_ROWS:, CAUSAL_HALF:-CAUSAL_HALF] = x != 0
+    rows, cols = x.shape[1:]
+    xp = _causally_padded(x != 0, bool)
     busy = np.zeros(x.shape, dtype=bool)
     for dy, dx in _CAUSAL:
         busy |= xp[:, dy : dy + rows, dx : dx + cols]
@@ -149,14 +154,11 @@ def _quiet(x: np.ndarray) -> np.ndarray:
 def inputs_at(recon: np.ndarray, x: np.ndarray, flat_index: np.ndarray | None = None) -> np.ndarray:
     """``(n, N_INPUTS)`` uint8: the inputs of the pixels ``flat_index`` (into ``x.reshape(-1)``; default all),
     for training and for measuring; coding takes a step at a time (:func:`_inputs`)."""
-    m, rows, cols = x.shape
+    rows, cols = x.shape[1:]
     index = np.arange(x.size) if flat_index is None else np.asarray(flat_index, dtype=np.int64)
     sample, pixel = np.divmod(index, rows * cols)
     i, j = np.divmod(pixel, cols)
-    rp = np.zeros((m, rows + 2 * RADIUS, cols + 2 * RADIUS), dtype=np.uint8)
-    rp[:, RADIUS:-RADIUS, RADIUS:-RADIUS] = recon
-    xp = np.zeros((m, rows + CAUSAL_ROWS, cols + 2 * CAUSAL_HALF), dtype=np.uint8)
-    xp[:, CAUSAL_ROWS:, CAUSAL_HALF:-CAUSAL_HALF] = x
+    rp, xp = _padded(recon, x, np.uint8)
     out = np.empty((len(index), N_INPUTS), dtype=np.uint8)
     offsets = [(rp, dy, dx) for dy in range(2 * RADIUS + 1) for dx in range(2 * RADIUS + 1)]
     offsets += [(xp, dy, dx) for dy, dx in _CAUSAL]

@@ -119,7 +119,7 @@ def test_round_trip_whole_set_and_one_image(model: Autoencoder, images: np.ndarr
     assert isinstance(model.lossless_tables_, PixelModel)
     x = images[:50].astype(np.uint8)
     data = model.compress(x, lossless=True)
-    assert data[2] == 2 and data[3] & 0x40  # version 2, the lossless flag
+    assert data[2] == 4 and data[3] & 0x40  # version 4, the lossless flag
     np.testing.assert_array_equal(model.decompress(data), x)
     one = model.compress(x[7], lossless=True)
     np.testing.assert_array_equal(model.decompress(one), x[7])
@@ -206,8 +206,11 @@ def test_bad_pixel_models_are_refused(model: Autoencoder, tmp_path: Any) -> None
             load(tmp_path / "bad.safetensors")
 
 
-def test_old_model_files_keep_their_scheme(model: Autoencoder, images: np.ndarray, tmp_path: Any) -> None:
-    """A file with the 256 tables lossless.* writes and reads version-1 lossless streams, as before."""
+def test_old_model_files_keep_their_scheme(
+    model: Autoencoder, images: np.ndarray, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file with the 256 tables lossless.* codes with them: in version-4 streams, and it still reads the
+    version-1 streams it wrote before."""
     x = images[:10].astype(np.uint8)
     new_stream = model.compress(x, lossless=True)
     old = fit_quantized(images)  # the same weights (same seed), given the tables of the first scheme
@@ -218,17 +221,22 @@ def test_old_model_files_keep_their_scheme(model: Autoencoder, images: np.ndarra
         assert fh.metadata()["format_version"] == "1" and "lossless.cdf" in fh.keys()  # noqa: SIM118
     old = load(tmp_path / "old.safetensors")
     data = old.compress(x, lossless=True)
-    assert data[2] == 1
+    assert data[2] == 4
     np.testing.assert_array_equal(old.decompress(data), x)
+    with monkeypatch.context() as m:  # written as isthmus wrote it before version 4
+        m.setattr(codec, "LOSSLESS_VERSION", 1)
+        before = old.compress(x, lossless=True)
+    assert before[2] == 1
+    np.testing.assert_array_equal(old.decompress(before), x)
     with pytest.raises(WrongModelError):
-        old.decompress(new_stream)  # version 2 needs a pixel model
+        old.decompress(new_stream)  # another model's
     with pytest.raises(WrongModelError):
-        model.decompress(data)  # version 1 needs the 256 tables
-    # counted afresh, the old model writes version-2 streams, in fewer bytes
+        model.decompress(before)  # version 1 needs the 256 tables
+    # counted afresh, the old model codes with causal contexts, in fewer bytes
     fit_pixel_model(old, images.astype(np.uint8))
     assert isinstance(old.lossless_tables_, PixelModel)
     fresh = old.compress(x, lossless=True)
-    assert fresh[2] == 2 and len(fresh) < len(data)
+    assert fresh[2] == 4 and len(fresh) < len(data)
     np.testing.assert_array_equal(old.decompress(fresh), x)
     with pytest.raises(DataError, match="8-bit"):
         fit_pixel_model(old, images / 7.0)

@@ -1,6 +1,6 @@
-"""Lossless streams with a pixel network (docs/format.md, sections 2.6 and 4.6, stream version 3): the
-integer network's exactness, the stepwise coder with per-value frequencies, what the trained network
-learns, the estimator's ``pixel_model="net"``, and model files."""
+"""Lossless streams with a pixel network (docs/format.md, sections 2.6 and 4.6, stream versions 3 and 4):
+the integer network's exactness, the stepwise coder with per-value frequencies (16 and 24 bits), what
+the trained network learns, the estimator's ``pixel_model="net"``, and model files."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from conftest import QUANTIZED
 from isthmus import Autoencoder, codec, load
 from isthmus.codec import BitstreamError, BitstreamVersionError, WrongModelError
-from isthmus.entropy import PRECISION, FrequencyStepDecoder, PayloadError, encode_frequency_steps
+from isthmus.entropy import FrequencyStepDecoder, PayloadError, encode_frequency_steps
 from isthmus.errors import ConfigError, ModelFileError
 from isthmus.lossless import PixelModel, fit_pixel_model
 from isthmus.pixelnet import (
@@ -30,6 +30,7 @@ from isthmus.pixelnet import (
     encode_pixels,
     exp_table,
     frequencies,
+    frequency_bits,
     information_bits,
     inputs_at,
     logits,
@@ -39,11 +40,13 @@ from isthmus.pixelnet import (
 from test_lossless import _rewrite
 
 
-def _random_net(rng: np.random.Generator, widths: tuple[int, ...] = (16, 8), scale: int = 3000) -> PixelNet:
+def _random_net(
+    rng: np.random.Generator, widths: tuple[int, ...] = (16, 8), scale: int = 3000, bits: int = 24
+) -> PixelNet:
     shapes = list(zip((*widths, 256), (N_INPUTS, *widths), strict=True))
     weights = tuple(rng.integers(-scale, scale, shape) for shape in shapes)
     biases = tuple(rng.integers(-scale * 100, scale * 100, out) for out, _ in shapes)
-    return PixelNet(weights, biases, exp_table())
+    return PixelNet(weights, biases, exp_table(bits))
 
 
 @pytest.fixture(scope="module")
@@ -74,20 +77,38 @@ def test_logits_are_the_exact_integer_network() -> None:
     assert np.all(np.abs(expected) < 2**53)
 
 
-def test_frequencies_are_valid_and_follow_the_logits() -> None:
+@pytest.mark.parametrize("bits", [16, 24])
+def test_frequencies_are_valid_and_follow_the_logits(bits: int) -> None:
     rng = np.random.default_rng(1)
-    net = _random_net(rng)
+    net = _random_net(rng, bits=bits)
+    assert frequency_bits(net) == bits
     z = logits(net, rng.integers(0, 256, (200, N_INPUTS)))
     freq = frequencies(net, z)
-    assert freq.min() >= 1 and np.all(freq.sum(axis=1) == 2**PRECISION)
+    assert freq.min() >= 1 and np.all(freq.sum(axis=1) == 2**bits)
     np.testing.assert_array_equal(np.argmax(freq, axis=1), np.argmax(z, axis=1))
     flat = frequencies(net, np.zeros((1, 256)))  # equal logits: (almost) uniform
     assert flat.max() - flat.min() <= 1
 
 
+def test_24_bit_frequencies_cost_a_confident_value_less() -> None:
+    """A value the network is sure of costs about 256 / 2**bits of its probability: 24 bits lose 256 times less."""
+    z = np.zeros((1, 256))
+    z[0, 7] = 40 * 2.0**20  # 40 nats above every other value
+    cost = {
+        bits: float(bits - np.log2(frequencies(_random_net(np.random.default_rng(0), bits=bits), z)[0, 7]))
+        for bits in (16, 24)
+    }
+    assert cost[16] == pytest.approx(-np.log2(1 - 255 / 2**16), rel=0.01)  # 0.0056 bits
+    assert cost[24] < cost[16] / 200
+
+
 def test_the_exp_table_and_a_bad_network_are_checked() -> None:
-    table = exp_table()
-    assert table[0] == 2**PRECISION and np.all(np.diff(table) <= 0) and table[-1] == 0
+    for bits, length in ((16, 192), (24, 288)):
+        table = exp_table(bits)
+        assert table.shape == (length,) and table[0] == 2**bits and np.all(np.diff(table) <= 0) and table[-1] == 0
+    assert exp_table()[0] == 2**24  # what a trained network gets
+    with pytest.raises(ValueError, match="exp"):  # a 24-bit start on a 16-bit table's length
+        check_pixel_net(PixelNet((np.zeros((256, N_INPUTS), int),), (np.zeros(256, int),), exp_table(16) * 256))
     net = _random_net(np.random.default_rng(2))
     check_pixel_net(net)
     with pytest.raises(ValueError, match="layer 1"):
@@ -104,22 +125,25 @@ def test_frequency_steps_round_trip_and_check_their_end() -> None:
     net = _random_net(rng)
     steps = [(rng.integers(0, 256, 5), frequencies(net, logits(net, rng.integers(0, 256, (5, N_INPUTS)))))]
     steps.append((rng.integers(0, 256, 5), frequencies(net, logits(net, rng.integers(0, 256, (5, N_INPUTS))))))
-    data = encode_frequency_steps(lambda k: steps[k], len(steps), tag=99)
-    decoder = FrequencyStepDecoder(data, tag=99)
+    data = encode_frequency_steps(lambda k: steps[k], len(steps), tag=99, precision=24)
+    decoder = FrequencyStepDecoder(data, tag=99, precision=24)
     for values, freq in steps:
         np.testing.assert_array_equal(decoder.step(freq), values)
     decoder.finish()
-    short = FrequencyStepDecoder(data, tag=99)
+    short = FrequencyStepDecoder(data, tag=99, precision=24)
     short.step(steps[0][1])
     with pytest.raises(PayloadError, match="tag"):
         short.finish()
     with pytest.raises(ValueError, match="sum"):
         encode_frequency_steps(lambda k: (np.zeros(1, dtype=np.int64), np.ones((1, 256), dtype=np.int64)), 1)
+    with pytest.raises(ValueError, match="sum"):  # 16-bit rows read as 24-bit ones
+        FrequencyStepDecoder(data, tag=99, precision=16).step(steps[0][1])
 
 
-def test_pixels_round_trip_and_cost_their_information() -> None:
+@pytest.mark.parametrize("bits", [16, 24])
+def test_pixels_round_trip_and_cost_their_information(bits: int) -> None:
     rng = np.random.default_rng(4)
-    net = _random_net(rng)
+    net = _random_net(rng, bits=bits)
     x = rng.integers(0, 256, (7, 5, 6))
     recon = rng.integers(0, 256, (7, 5, 6))
     data = encode_pixels(x, recon, net, tag=0xABCDE)
@@ -174,7 +198,7 @@ def test_quiet_pixels_sampled_sparsely_still_code_at_their_entropy() -> None:
     np.testing.assert_array_equal(quiet, inputs_at(np.zeros_like(held), held)[:, 25:37].max(axis=1) == 0)
     net = train_pixel_net(np.zeros_like(x), x, hidden=(32,), steps=300, quiet_keep=0.05, seed=0)
     freq = predict(net, inputs_at(np.zeros_like(held), held))
-    bits = PRECISION - np.log2(freq[np.arange(len(freq)), held.reshape(-1)])
+    bits = frequency_bits(net) - np.log2(freq[np.arange(len(freq)), held.reshape(-1)])
     assert quiet.mean() > 0.7 and bits[quiet].mean() < 0.2
     with pytest.raises(ValueError, match="quiet_keep"):
         train_pixel_net(np.zeros_like(x), x, quiet_keep=0.0)
@@ -183,11 +207,11 @@ def test_quiet_pixels_sampled_sparsely_still_code_at_their_entropy() -> None:
 # ---------------------------------------------------------------------------- the estimator and its files
 
 
-def test_estimator_writes_version_3_streams_that_round_trip(model: Autoencoder, images: np.ndarray) -> None:
-    assert isinstance(model.lossless_tables_, PixelNet)
+def test_estimator_writes_version_4_streams_that_round_trip(model: Autoencoder, images: np.ndarray) -> None:
+    assert isinstance(model.lossless_tables_, PixelNet) and frequency_bits(model.lossless_tables_) == 24
     x = images[:40].astype(np.uint8)
     data = model.compress(x, lossless=True)
-    assert data[2] == 3 and data[3] & 0x40
+    assert data[2] == 4 and data[3] & 0x40
     np.testing.assert_array_equal(model.decompress(data), x)
     one = model.compress(x[3], lossless=True)
     np.testing.assert_array_equal(model.decompress(one), x[3])
@@ -195,7 +219,25 @@ def test_estimator_writes_version_3_streams_that_round_trip(model: Autoencoder, 
     np.testing.assert_array_equal(model.decompress(model.compress(noise, lossless=True)), noise)
 
 
-def test_corrupt_or_foreign_version_3_streams_are_refused(
+def test_lossless_streams_do_not_hang_on_the_machines_arithmetic(
+    model: Autoencoder, images: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Since version 4 the pixels' contexts read the reconstruction in float64, on the CPU: the same model
+    computing in bfloat16 (as it does on a GPU, standing in here for another machine) rounds its own
+    reconstruction differently, but not the exact one, and decodes what it wrote in float32."""
+    x = images[:100].astype(np.uint8)
+    code = model.transform(images[:100]).round()
+    data = model.compress(x, lossless=True)
+    exact, own = codec._exact_reconstruction(model, code), codec._reconstruct(model, code)
+    assert exact.dtype == np.float64 and np.abs(exact - own).max() < 1e-4
+    with monkeypatch.context() as m:
+        m.setattr(model, "precision", "bf16")
+        assert np.any(np.rint(codec._reconstruct(model, code)) != np.rint(own))
+        np.testing.assert_array_equal(codec._exact_reconstruction(model, code), exact)
+        np.testing.assert_array_equal(model.decompress(data), x)
+
+
+def test_corrupt_or_foreign_version_4_streams_are_refused(
     model: Autoencoder, images: np.ndarray, monkeypatch: Any
 ) -> None:
     data = model.compress(images[:1].astype(np.uint8), lossless=True)
@@ -213,15 +255,16 @@ def test_corrupt_or_foreign_version_3_streams_are_refused(
         model.decompress(counts.compress(images[:1].astype(np.uint8), lossless=True))
     with pytest.raises(WrongModelError, match="pixel network"):  # a version-2 stream's pixels, to a pixel network
         codec._decode_pixels(model, b"", np.zeros((1, 6), dtype=np.float32), model.lossless_tables_, 2)
-    monkeypatch.setattr(codec, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(codec, "FORMAT_VERSION", 3)
     with pytest.raises(BitstreamVersionError, match="upgrade"):
         model.decompress(data)
 
 
-def test_model_file_with_a_pixel_network_is_version_3(model: Autoencoder, images: np.ndarray, tmp_path: Any) -> None:
+def test_model_file_with_a_pixel_network_is_version_4(model: Autoencoder, images: np.ndarray, tmp_path: Any) -> None:
     model.save(tmp_path / "m.safetensors")
     with safe_open(str(tmp_path / "m.safetensors"), "pt") as fh:
-        assert fh.metadata()["format_version"] == "3"
+        assert fh.metadata()["format_version"] == "4"  # 24-bit frequencies: its exp table is 288 long
+        assert fh.get_tensor("pixelnet.exp").shape == (288,)
         names = set(fh.keys())
     assert {"pixelnet.w0", "pixelnet.b2", "pixelnet.exp"} <= names and "pixels.bins" not in names
     x = images[:5].astype(np.uint8)
@@ -275,24 +318,32 @@ def test_fit_pixel_model_gives_a_counted_model_a_network(images: np.ndarray) -> 
     np.testing.assert_array_equal(ae.decompress(ae.compress(x, lossless=True)), x)
 
 
-def test_golden_bytes() -> None:
-    """Pins a version-3 lossless pixel payload and its container: a change must be made on purpose."""
+@pytest.mark.parametrize(
+    ("bits", "version", "golden"),
+    [
+        (16, 3, "89490350020fde7e042de9c60209916600316881096c62"),
+        (24, 4, "89490450020fa29a043471d402b7db74000e034f09dc26"),
+    ],
+)
+def test_golden_bytes(bits: int, version: int, golden: str) -> None:
+    """Pins lossless pixel payloads and their container: a network's 16-bit frequencies in a version-3
+    stream (as written before version 4), its 24-bit ones in a version-4 stream. A change must be made
+    on purpose."""
 
     def fixed(*shape: int) -> np.ndarray:  # no random generator: its stream may change with numpy
         return (np.arange(np.prod(shape)).reshape(shape) * 7919) % 1001 - 500
 
-    net = PixelNet((fixed(4, N_INPUTS), fixed(256, 4)), (fixed(4) * 64, fixed(256) * 64), exp_table())
+    net = PixelNet((fixed(4, N_INPUTS), fixed(256, 4)), (fixed(4) * 64, fixed(256) * 64), exp_table(bits))
     x = np.array([[[0, 0, 9], [200, 255, 3]], [[1, 2, 3], [4, 5, 6]]])
     recon = np.array([[[0, 3, 9], [180, 250, 0]], [[0, 0, 0], [9, 9, 9]]])
     payload = encode_pixels(x, recon, net, tag=0xABCDE)
-    data = codec.write_stream(payload, dtype=np.uint8, shape=(2, 2, 3), sample_shape=(2, 3), lossless=True, version=3)
-    assert data.hex() == GOLDEN
+    data = codec.write_stream(
+        payload, dtype=np.uint8, shape=(2, 2, 3), sample_shape=(2, 3), lossless=True, version=version
+    )
+    assert data.hex() == golden
     header, back = codec.read_stream(data, sample_shape=(2, 3))
-    assert header == codec.Header(np.dtype(np.uint8), (2, 2, 3), 2, True, 3)
+    assert header == codec.Header(np.dtype(np.uint8), (2, 2, 3), 2, True, version)
     np.testing.assert_array_equal(decode_pixels(back, recon, net, tag=0xABCDE), x)
-
-
-GOLDEN = "89490350020fde7e042de9c60209916600316881096c62"
 
 
 def test_cli_trains_a_pixel_network_and_codes_exactly(tmp_path: Any) -> None:
@@ -306,7 +357,7 @@ def test_cli_trains_a_pixel_network_and_codes_exactly(tmp_path: Any) -> None:
     x = load_digits_uint8()[:6].reshape(6, 1, 8, 8)
     np.save(tmp_path / "x.npy", x)
     assert main(["compress", m, str(tmp_path / "x.npy"), "-o", str(tmp_path / "x.isth"), "--lossless"]) == 0
-    assert (tmp_path / "x.isth").read_bytes()[2] == 3
+    assert (tmp_path / "x.isth").read_bytes()[2] == 4
     assert main(["decompress", m, str(tmp_path / "x.isth"), "-o", str(tmp_path / "y.npy")]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), x)
 

@@ -24,16 +24,17 @@ from isthmus.config import DEFAULTS, split_params
 from isthmus.entropy import CdfTables, check_cdf_tables
 from isthmus.errors import ConfigError, ModelFileError
 from isthmus.lossless import MAX_CONTEXTS, PixelModel, check_pixel_model, context_count
-from isthmus.pixelnet import MAX_LAYERS, PixelNet, check_pixel_net
+from isthmus.pixelnet import MAX_LAYERS, PixelNet, check_pixel_net, frequency_bits
 from isthmus.scaling import Scaler
 
 if TYPE_CHECKING:
     from isthmus.estimator import Autoencoder
 
 MODEL_FORMAT = "isthmus.model"
-#: the newest model format this isthmus reads: a file with a pixel network (pixelnet.*) is version 3, one with
+#: the newest model format this isthmus reads: a file with a pixel network of 24-bit frequencies (pixelnet.*,
+#: its exp table 288 long) is version 4, one with a pixel network of 16-bit frequencies version 3, one with
 #: counted pixel tables (pixels.*) version 2, others 1
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 _ENCODER_PARTS = ("encoder.", "bottleneck.")
 _ARRAYS = ("scaler.offset", "scaler.scale", "pca.mean", "pca.components")
 #: a quantized model's integer coding tables, in the order of entropy.CdfTables
@@ -72,7 +73,7 @@ def model_metadata(ae: Autoencoder, *, encoder_only: bool) -> dict[str, str]:
     """The JSON metadata of a fitted estimator, every value a string (safetensors' rule)."""
     return {
         "format": MODEL_FORMAT,
-        "format_version": {PixelNet: "3", PixelModel: "2"}.get(type(_lossless(ae)), "1"),
+        "format_version": str(_format_version(_lossless(ae))),
         "isthmus_version": _version(),
         "torch_version": torch.__version__.split("+")[0],
         "params": json.dumps({k: _jsonable(v) for k, v in sorted(ae.get_params().items())}),
@@ -115,6 +116,13 @@ def model_tensors(ae: Autoencoder, *, encoder_only: bool) -> dict[str, torch.Ten
             for name, arr in zip(names, (tables.cdf, tables.lengths, tables.offsets), strict=True):
                 state[name] = torch.from_numpy(np.array(arr, dtype=np.int32))  # a writable copy
     return state
+
+
+def _format_version(pixels: PixelNet | PixelModel | CdfTables | None) -> int:
+    """The lowest model format that describes a model with the pixel model ``pixels`` (docs/format.md, 2.5)."""
+    if isinstance(pixels, PixelNet):
+        return 4 if frequency_bits(pixels) == 24 else 3
+    return 2 if isinstance(pixels, PixelModel) else 1
 
 
 def _lossless(ae: Autoencoder) -> PixelNet | PixelModel | CdfTables | None:

@@ -39,7 +39,11 @@ if TYPE_CHECKING:
 
 MAGIC = b"\x89I"
 #: the newest bitstream version this isthmus reads; a writer gives each stream the lowest that describes it
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+#: the first version whose lossless streams take their reconstruction exactly, in float64 on the CPU (4.6)
+EXACT_SINCE = 4
+#: the version a writer gives every lossless stream (the kind of pixel model is the model's)
+LOSSLESS_VERSION = 4
 #: bits of the model fingerprint that the coder starts from and must end in (docs/format.md, section 4.4)
 TAG_BITS = 20
 MAX_SAMPLES = 2**20
@@ -181,16 +185,16 @@ def write_stream(
     lossless : bool, default=False
         Set the lossless flag: ``payload`` is a code length, the code payload and the pixel payload.
     version : int, default=1
-        The format version: 2 for a lossless stream whose pixels have causal contexts, 3 for one whose
-        pixels a pixel network codes (section 4.6).
+        The format version: 4 for a lossless stream as written now, 2 and 3 (and 1) for those written
+        before (section 4.6).
 
     Returns
     -------
     bytes
     """
     code = DTYPES.index(np.dtype(dtype))
-    if version not in (1, 2, 3) or (version > 1 and not lossless):
-        raise ValueError(f"version={version} must be 1, or 2 or 3 for a lossless stream")
+    if version not in range(1, FORMAT_VERSION + 1) or (version > 1 and not lossless):
+        raise ValueError(f"version={version} must be 1, or 2 to {FORMAT_VERSION} for a lossless stream")
     n_samples(shape, sample_shape)
     form, fields = _shape_form(tuple(shape), tuple(sample_shape))
     head = MAGIC + _varint(version) + bytes([code | form << 4 | int(lossless) << 6])
@@ -328,7 +332,8 @@ def compress(ae: Autoencoder, X: Any, *, lossless: bool = False, search: int = 0
     payload = encode_symbols(values, tables, index, tag=tag)
     version = 1
     if pixel_tables is not None:
-        pixels, version = _encode_pixels(ae, x.reshape(m, -1), code, pixel_tables)
+        version = LOSSLESS_VERSION
+        pixels = _encode_pixels(ae, x.reshape(m, -1), code, pixel_tables, exact=version >= EXACT_SINCE)
         payload = _varint(len(payload)) + payload + pixels
     return write_stream(
         payload, dtype=x.dtype, shape=shape, sample_shape=sample_shape, lossless=lossless, version=version
@@ -397,8 +402,8 @@ def _reconstruct(ae: Autoencoder, code: np.ndarray) -> np.ndarray:
     return ae.scaler_.inverse_transform(out.reshape(len(code), *ae.input_shape_))
 
 
-#: the stream version of each kind of pixel model: a pixel network, counted causal contexts, and the
-#: 256 tables of the first scheme (files from before the pixel model)
+#: the stream version that named each kind of pixel model before version 4: a pixel network, counted causal
+#: contexts, and the 256 tables of the first scheme (files from before the pixel model)
 _PIXEL_VERSIONS: dict[type, int] = {PixelNet: 3, PixelModel: 2, CdfTables: 1}
 _PIXEL_KINDS = {
     1: "reconstruction contexts (stream version 1)",
@@ -415,8 +420,8 @@ PIXEL_MODELS: dict[str, Callable[..., PixelNet | PixelModel]] = {
 
 
 def _lossless_tables(ae: Autoencoder) -> PixelNet | PixelModel | CdfTables:
-    """The model's pixel model: a pixel network (stream version 3), counted contexts (version 2), or
-    the 256 pixel tables of a file written before them (version 1)."""
+    """The model's pixel model: a pixel network, counted contexts, or the 256 pixel tables of a file
+    written before them."""
     tables = getattr(ae, "lossless_tables_", None)
     if tables is None:
         raise ConfigError(
@@ -431,37 +436,68 @@ def _pixel_tag(ae: Autoencoder) -> int:
     return (int(str(ae.fingerprint_), 16) >> (256 - 2 * TAG_BITS)) & ((1 << TAG_BITS) - 1)
 
 
-def _contexts(ae: Autoencoder, code: np.ndarray) -> np.ndarray:
-    """``(m * n_features,)`` each value's reconstruction from ``code``, rounded into 0..255 (its context in a
-    version-1 stream, a part of it in a version-2 stream)."""
-    return np.clip(np.rint(_reconstruct(ae, code).reshape(-1)), 0, 255).astype(np.int64)
+def _contexts(ae: Autoencoder, code: np.ndarray, *, exact: bool = True) -> np.ndarray:
+    """``(m * n_features,)`` each value's reconstruction from ``code``, rounded into 0..255: a part of its
+    context in a lossless stream. ``exact`` (version 4): computed by :func:`_exact_reconstruction`; else
+    (versions 1 to 3) as ``decompress`` reconstructs, on the model's device, in its precision."""
+    recon = _exact_reconstruction(ae, code) if exact else _reconstruct(ae, code)
+    return np.clip(np.rint(recon.reshape(-1)), 0, 255).astype(np.int64)
+
+
+#: rows of a code decoded at a time in float64
+_EXACT_BATCH = 256
+
+
+def _exact_reconstruction(ae: Autoencoder, code: np.ndarray) -> np.ndarray:
+    """The reconstruction of ``code`` ``(m, n_components)`` in float64, on the CPU: what a lossless stream's
+    contexts are rounded from since version 4, the same on every machine but for summation order.
+
+    In float32, a GPU and a CPU (or two BLAS libraries) give reconstructions a few units of 2**-24 apart,
+    so that about one value in 10**5 rounds differently and a stream written on one does not decode on the
+    other. In float64 they are some 2**-50 apart: a value then rounds differently only if it lies within
+    that of a half-integer, about once in 10**13 values (and a stream that meets one fails to decode,
+    with ``WrongModelError``, rather than giving wrong values).
+    """
+    import copy
+
+    import torch
+
+    if ae.encoder_only_:
+        return ae.inverse_transform(code)  # raises EncoderOnlyError
+    decoder = copy.deepcopy(ae.net_.decoder).to(device="cpu", dtype=torch.float64).eval()  # ms for a small one
+    z = torch.from_numpy(np.ascontiguousarray(code, dtype=np.float64))
+    with torch.inference_mode():  # as net_.decode does
+        parts = [ae.net_._output(decoder(z[s : s + _EXACT_BATCH])).numpy() for s in range(0, len(z), _EXACT_BATCH)]
+    out = np.concatenate(parts).reshape(len(code), *ae.input_shape_)
+    return out * ae.scaler_.scale.astype(np.float64) + ae.scaler_.offset.astype(np.float64)
 
 
 def _encode_pixels(
-    ae: Autoencoder, x: np.ndarray, code: np.ndarray, pixels: PixelNet | PixelModel | CdfTables
-) -> tuple[bytes, int]:
-    """(pixel payload, stream version) of ``x``, ``(m, n_features)`` uint8, given the code's reconstruction."""
-    recon = _contexts(ae, code)  # (m * n_features,)
+    ae: Autoencoder, x: np.ndarray, code: np.ndarray, pixels: PixelNet | PixelModel | CdfTables, *, exact: bool
+) -> bytes:
+    """The pixel payload of ``x``, ``(m, n_features)`` uint8, given the code's reconstruction (:func:`_contexts`)."""
+    recon = _contexts(ae, code, exact=exact)  # (m * n_features,)
     image = (len(x), *image_shape(tuple(ae.input_shape_)))  # (m, rows, columns)
     if isinstance(pixels, PixelNet):
-        return pixelnet.encode_pixels(x.reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(ae)), 3
+        return pixelnet.encode_pixels(x.reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(ae))
     if isinstance(pixels, PixelModel):
-        data = encode_pixels(x.astype(np.int64).reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(ae))
-        return data, 2
-    return encode_symbols(x.reshape(-1).astype(np.int64), pixels, recon, tag=_pixel_tag(ae)), 1
+        return encode_pixels(x.astype(np.int64).reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(ae))
+    return encode_symbols(x.reshape(-1).astype(np.int64), pixels, recon, tag=_pixel_tag(ae))
 
 
 def _decode_pixels(
     ae: Autoencoder, data: bytes, code: np.ndarray, pixels: PixelNet | PixelModel | CdfTables, version: int
 ) -> np.ndarray:
-    """The values of a lossless stream of ``version``, decoded given the code's reconstruction."""
+    """The values of a lossless stream of ``version``, decoded given the code's reconstruction: exact in
+    version 4, coded by the model's pixel model; as ``decompress`` reconstructs before, where the version
+    names the kind of pixel model."""
     have = _PIXEL_VERSIONS[type(pixels)]
-    if version != have:
+    if version < EXACT_SINCE and version != have:
         raise WrongModelError(
             f"the lossless stream has version {version}, but this model's pixel model is {_PIXEL_KINDS[have]}: it "
             "was written by another model; decode it with the model that compressed it"
         )
-    recon = _contexts(ae, code)
+    recon = _contexts(ae, code, exact=version >= EXACT_SINCE)
     image = (len(code), *image_shape(tuple(ae.input_shape_)))  # (m, rows, columns)
     try:
         if isinstance(pixels, PixelNet):

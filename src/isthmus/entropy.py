@@ -410,23 +410,25 @@ class StepDecoder(_StepReader):
         return symbols + self.tables.offsets[index]
 
 
-def _frequency_weights(freq: np.ndarray) -> np.ndarray:
-    """The coder's batched categorical weights of frequency rows ``(n, k)``, checked, as in :func:`_model`."""
+def _frequency_weights(freq: np.ndarray, precision: int = PRECISION) -> np.ndarray:
+    """The coder's batched categorical weights of frequency rows ``(n, k)`` out of ``2**precision``, checked,
+    as in :func:`_model`: with ``perfect=False``, constriction gives symbol ``i`` exactly ``freq[i]``
+    scaled to 24 bits."""
     f = np.asarray(freq)
     if f.ndim != 2 or f.shape[1] < 2 or not np.issubdtype(f.dtype, np.integer):
         raise ValueError(f"frequencies must be a 2-d integer array with >= 2 columns, got {f.shape} {f.dtype}")
-    if f.size and (f.min() < 1 or np.any(f.sum(axis=1) != 2**PRECISION)):
-        raise ValueError(f"every frequency must be >= 1 and every row must sum to {2**PRECISION}")
-    return (f.astype(np.int64) * (1 << (_CODER_PRECISION - PRECISION)) - 1).astype(np.float64)
+    if f.size and (f.min() < 1 or np.any(f.sum(axis=1) != 2**precision)):
+        raise ValueError(f"every frequency must be >= 1 and every row must sum to {2**precision}")
+    return (f.astype(np.int64) * (1 << (_CODER_PRECISION - precision)) - 1).astype(np.float64)
 
 
 def encode_frequency_steps(
-    step: Callable[[int], tuple[np.ndarray, np.ndarray]], n_steps: int, *, tag: int = 0
+    step: Callable[[int], tuple[np.ndarray, np.ndarray]], n_steps: int, *, tag: int = 0, precision: int = PRECISION
 ) -> bytes:
     """Entropy-code values in steps, each value with its own frequency row (a learned pixel model's).
 
     ``step(k)`` returns step ``k``'s values ``(n,)`` (symbols ``0 .. K - 1``) and their frequencies
-    ``(n, K)``: integers >= 1, each row summing to ``2**PRECISION``. It is called for ``k = n_steps - 1``
+    ``(n, K)``: integers >= 1, each row summing to ``2**precision`` (16 to 24). It is called for ``k = n_steps - 1``
     down to 0 (the coder is a stack), so that a caller never holds more than one step's rows.
     :class:`FrequencyStepDecoder` reads the payload back one step at a time, in order.
     """
@@ -434,7 +436,7 @@ def encode_frequency_steps(
     family = constriction.stream.model.Categorical(perfect=False)
     for k in reversed(range(n_steps)):
         values, freq = step(k)
-        weights = _frequency_weights(freq)
+        weights = _frequency_weights(freq, precision)
         symbols = np.asarray(values, dtype=np.int64)
         if symbols.shape != (len(weights),) or (
             symbols.size and (symbols.min() < 0 or symbols.max() >= weights.shape[1])
@@ -454,13 +456,14 @@ class FrequencyStepDecoder(_StepReader):
         From any call, if the payload is not a complete, canonical payload for these frequencies and tag.
     """
 
-    def __init__(self, data: bytes, *, tag: int = 0) -> None:
+    def __init__(self, data: bytes, *, tag: int = 0, precision: int = PRECISION) -> None:
         super().__init__(data, tag=tag)
         self._family = constriction.stream.model.Categorical(perfect=False)
+        self._precision = precision
 
     def step(self, freq: np.ndarray) -> np.ndarray:
         """``(n,)`` int64: the next step's values, value ``i`` coded with the frequency row ``freq[i]``."""
-        weights = _frequency_weights(freq)
+        weights = _frequency_weights(freq, self._precision)
         if not len(weights):
             return np.zeros(0, dtype=np.int64)
         try:

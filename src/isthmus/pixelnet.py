@@ -300,7 +300,9 @@ def train_pixel_net(
     so the integer network reads the values as they are. ``progress`` shows a progress bar of the
     batches. ``device`` (a torch device, default the CPU) trains there: the sample and the batches are
     drawn on the CPU with the seed, so only the float arithmetic differs, and the integer network a
-    file keeps decodes the same everywhere.
+    file keeps decodes the same everywhere. A GPU trains wide networks in minutes: 512-512-512 for
+    60,000 batches of 8,192 took 152 s on an H100 and codes MNIST in 0.998 bits per pixel (README).
+    The integer network has 24-bit frequencies (:data:`FREQUENCY_BITS`).
     """
     import torch
     from tqdm.auto import tqdm

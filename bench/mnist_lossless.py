@@ -18,7 +18,7 @@ With ``--out``, the models are kept there, and those already there are reused (d
     .venv/bin/python bench/mnist_lossless.py --model runs/compress_conv40/compress_lmbda0.1.safetensors
     .venv/bin/python bench/mnist_lossless.py --max-iter 1 --limit 20 --steps 100 --test-rows 200  # smoke test
     # the README's best figure: a 512-512-512 network trained on a GPU (--device cuda), coded on the CPU
-    python bench/mnist_lossless.py --out runs/lossless_gpu512 --hidden 512,512,512 --steps 60000 \\
+    python bench/mnist_lossless.py --out runs/lossless_gpu512_bench --hidden 512,512,512 --steps 60000 \\
         --net-batch 8192 --max-pixels 40000000 --device cuda
 """
 

@@ -237,6 +237,37 @@ def test_lossless_streams_do_not_hang_on_the_machines_arithmetic(
         np.testing.assert_array_equal(model.decompress(data), x)
 
 
+def test_the_exact_reconstruction_does_not_depend_on_threads_or_batches(
+    model: Autoencoder, images: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = model.transform(images[:120]).round()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = codec._exact_reconstruction(model, code)
+        torch.set_num_threads(2)
+        monkeypatch.setattr(codec, "_EXACT_BATCH", 7)
+        two = codec._exact_reconstruction(model, code)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.abs(one - two).max() < 1e-12
+    np.testing.assert_array_equal(np.rint(one), np.rint(two))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_models_lossless_stream_decodes_on_the_cpu(images: np.ndarray, tmp_path: Any) -> None:
+    """The check that found version 4 needed: fitted and compressed on a GPU (bfloat16 autocast), read
+    back on the CPU from the saved file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gpu = Autoencoder(6, random_state=0, pixel_model="net", **{**QUANTIZED, "device": "cuda"}).fit(images)
+    x = images[:50].astype(np.uint8)
+    data = gpu.compress(x, lossless=True)
+    gpu.save(tmp_path / "gpu.safetensors")
+    np.testing.assert_array_equal(load(tmp_path / "gpu.safetensors").decompress(data), x)
+    np.testing.assert_array_equal(gpu.decompress(data), x)
+
+
 def test_corrupt_or_foreign_version_4_streams_are_refused(
     model: Autoencoder, images: np.ndarray, monkeypatch: Any
 ) -> None:

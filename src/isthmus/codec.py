@@ -452,11 +452,12 @@ def _exact_reconstruction(ae: Autoencoder, code: np.ndarray) -> np.ndarray:
     """The reconstruction of ``code`` ``(m, n_components)`` in float64, on the CPU: what a lossless stream's
     contexts are rounded from since version 4, the same on every machine but for summation order.
 
-    In float32, a GPU and a CPU (or two BLAS libraries) give reconstructions a few units of 2**-24 apart,
-    so that about one value in 10**5 rounds differently and a stream written on one does not decode on the
-    other. In float64 they are some 2**-50 apart: a value then rounds differently only if it lies within
-    that of a half-integer, about once in 10**13 values (and a stream that meets one fails to decode,
-    with ``WrongModelError``, rather than giving wrong values).
+    In float32, two BLAS libraries give reconstructions a few units of 2**-24 apart, so that by estimate
+    one value in 10**5 rounds differently; a GPU's bfloat16 rounded 0.5% of a test model's values
+    differently; either way a stream written on one machine did not decode on the other. In float64 two
+    machines are some 2**-50 apart: a value then rounds differently only if it lies within that of a
+    half-integer, about once in 10**13 values (and a stream that meets one fails to decode, with
+    ``WrongModelError``, rather than giving wrong values).
     """
     import copy
 

@@ -469,8 +469,7 @@ def _exact_reconstruction(ae: Autoencoder, code: np.ndarray) -> np.ndarray:
     z = torch.from_numpy(np.ascontiguousarray(code, dtype=np.float64))
     with torch.inference_mode():  # as net_.decode does
         parts = [ae.net_._output(decoder(z[s : s + _EXACT_BATCH])).numpy() for s in range(0, len(z), _EXACT_BATCH)]
-    out = np.concatenate(parts).reshape(len(code), *ae.input_shape_)
-    return out * ae.scaler_.scale.astype(np.float64) + ae.scaler_.offset.astype(np.float64)
+    return ae.scaler_.inverse_transform(np.concatenate(parts).reshape(len(code), *ae.input_shape_), np.float64)
 
 
 def _encode_pixels(

@@ -25,9 +25,10 @@ class Scaler(NamedTuple):
         np.divide(x, self.scale, out=x)
         return x
 
-    def inverse_transform(self, x: np.ndarray) -> np.ndarray:
-        """The network's units -> caller's units."""
-        return (x * self.scale + self.offset).astype(np.float32, copy=False)
+    def inverse_transform(self, x: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+        """The network's units -> caller's units, computed in ``dtype`` (float64 for a lossless stream's
+        exact reconstruction)."""
+        return (x * self.scale.astype(dtype) + self.offset.astype(dtype)).astype(dtype, copy=False)
 
 
 def resolve_scaling(scaling: str, is_image: bool) -> str:

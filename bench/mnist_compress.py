@@ -40,7 +40,7 @@ import numpy as np
 
 from _common import Timer, mnist_splits, parse, parser, report
 from isthmus import Autoencoder, load
-from isthmus.lossless import PixelModel, fit_pixel_model
+from isthmus.lossless import PixelModel
 from isthmus.rd import best_classical, classical_curves, psnr
 
 RECIPE: dict[str, Any] = {
@@ -142,7 +142,7 @@ def main() -> None:
             if path is not None and path.exists():
                 ae = load(path)
                 if ae.lossless_tables_ is not None and not isinstance(ae.lossless_tables_, PixelModel):
-                    fit_pixel_model(ae, x_train)  # a file from before the pixel model: count it, as fit now does
+                    ae.fit_pixel_model(x_train)  # a file from before the pixel model: count it, as fit now does
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")

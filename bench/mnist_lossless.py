@@ -33,7 +33,6 @@ import numpy as np
 
 from _common import Timer, mnist_splits, parse, parser, report
 from isthmus import Autoencoder, load
-from isthmus.lossless import fit_pixel_model
 from isthmus.rd import CODECS, Codec, mosaic, untile
 from mnist_compress import RECIPE
 
@@ -141,8 +140,8 @@ def main() -> None:
             else:
                 ae = load(base) if base is not None else ae  # the same weights for each pixel model
                 ae.set_params(pixel_model=kind)
-                fit_pixel_model(
-                    ae, x_train.reshape(len(x_train), *ae.input_shape_), **(options if kind == "net" else {})
+                ae.fit_pixel_model(
+                    x_train.reshape(len(x_train), *ae.input_shape_), **(options if kind == "net" else {})
                 )
                 if kept is not None:
                     ae.save(kept)

@@ -25,7 +25,8 @@ import isthmus
 from isthmus import Autoencoder, artifact
 from isthmus.config import ModelConfig
 from isthmus.errors import EncoderOnlyError, ModelFileError, OutputError
-from isthmus.estimator import build_net
+from isthmus.fitted import Fitted
+from isthmus.model import build_net
 from isthmus.scaling import Scaler
 
 SMALL: dict[str, Any] = {
@@ -148,15 +149,15 @@ def test_safetensors_itself_reads_the_file(fitted: Autoencoder, tmp_path: Path) 
     path = tmp_path / "model.safetensors"
     fitted.save(path)
     tensors, metadata = _parts(path)
-    expected = artifact.model_tensors(fitted, encoder_only=False)
+    expected = artifact.model_tensors(Fitted.of(fitted), encoder_only=False)
     assert tensors.keys() == expected.keys()
     assert all(torch.equal(tensors[k], v) for k, v in expected.items())
-    assert metadata == artifact.model_metadata(fitted, encoder_only=False)
+    assert metadata == artifact.model_metadata(Fitted.of(fitted), encoder_only=False)
     assert path.read_bytes() == artifact.safetensors_bytes(expected, metadata)  # save writes the canonical form
 
 
 def test_params_metadata_holds_every_parameter_sorted(fitted: Autoencoder) -> None:
-    params = json.loads(artifact.model_metadata(fitted, encoder_only=False)["params"])
+    params = json.loads(artifact.model_metadata(Fitted.of(fitted), encoder_only=False)["params"])
     assert list(params) == sorted(fitted.get_params())
     assert {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()} == fitted.get_params()
 
@@ -226,11 +227,11 @@ def _golden_model() -> Autoencoder:
 
 
 def test_golden_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(isthmus, "__version__", "0.1.0")
+    monkeypatch.setattr(isthmus._version, "__version__", "0.1.0")
     monkeypatch.setattr(torch, "__version__", "2.4.0+cpu")  # the file records "2.4.0"
-    ae = _golden_model()
-    metadata = {**artifact.model_metadata(ae, encoder_only=False), "params": GOLDEN_PARAMS}
-    data = artifact.safetensors_bytes(artifact.model_tensors(ae, encoder_only=False), metadata)  # as save does
+    golden = Fitted.of(_golden_model())
+    metadata = {**artifact.model_metadata(golden, encoder_only=False), "params": GOLDEN_PARAMS}
+    data = artifact.safetensors_bytes(artifact.model_tensors(golden, encoder_only=False), metadata)  # as save does
     path = tmp_path / "golden.safetensors"
     path.write_bytes(data)
     assert hashlib.sha256(data).hexdigest() == GOLDEN_SHA256
@@ -276,7 +277,7 @@ def test_golden_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         size = 4 * math.prod(entry["shape"])
         assert entry["data_offsets"] == [offset, offset + size]
         raw = np.frombuffer(data[8 + n + offset : 8 + n + offset + size], dtype="<f4").reshape(entry["shape"])
-        assert np.array_equal(raw, artifact.model_tensors(_golden_model(), encoder_only=False)[name].numpy())
+        assert np.array_equal(raw, artifact.model_tensors(Fitted.of(_golden_model()), encoder_only=False)[name].numpy())
         offset += size
     assert len(data) == 8 + n + offset  # nothing after the last tensor
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,34 +17,48 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from conftest import TINY
-from isthmus import Autoencoder
+from isthmus import Autoencoder, estimator
 from isthmus.errors import TrainingError
+from isthmus.model import AutoencoderNet, build_net
 from isthmus.train import MAX_RETRIES
 
 PARAMS = {**TINY, "n_components": 3, "max_iter": 6}
 
 
+@pytest.fixture
+def nets(monkeypatch: pytest.MonkeyPatch) -> list[AutoencoderNet]:
+    """The networks that fit builds, as it builds them: the callbacks below poison their weights."""
+    built: list[AutoencoderNet] = []
+
+    def build(*args: Any, **kwargs: Any) -> AutoencoderNet:
+        built.append(build_net(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(estimator, "build_net", build)
+    return built
+
+
 class _Poison:
     """Sets every weight to NaN once, after the given epoch, as an overflow would."""
 
-    def __init__(self, ae: Autoencoder, epoch: int) -> None:
-        self.ae, self.epoch, self.done = ae, epoch, False
+    def __init__(self, nets: list[AutoencoderNet], epoch: int) -> None:
+        self.nets, self.epoch, self.done = nets, epoch, False
 
     def __call__(self, epoch: int, record: dict[str, float]) -> None:
         if epoch == self.epoch and not self.done:
             self.done = True
             with torch.no_grad():
-                for p in self.ae.net_.parameters():
+                for p in self.nets[-1].parameters():
                     p.fill_(float("nan"))
 
 
 def test_divergence_stops_naming_the_epoch_and_keeps_the_last_good_checkpoint(
-    tabular: np.ndarray, tmp_path: Path
+    tabular: np.ndarray, tmp_path: Path, nets: list[AutoencoderNet]
 ) -> None:
     ckpt = tmp_path / "run.ckpt"
     ae = Autoencoder(**PARAMS)
     with pytest.raises(TrainingError, match=r"diverged at epoch 3: train_loss is nan.*learning_rate.*retry.*epoch 2"):
-        ae.fit(tabular, checkpoint=ckpt, callbacks=[_Poison(ae, 2)])
+        ae.fit(tabular, checkpoint=ckpt, callbacks=[_Poison(nets, 2)])
     with safe_open(str(ckpt), "pt") as fh:
         assert fh.metadata()["epoch"] == "2"
     assert all(torch.isfinite(t).all() for k, t in load_file(ckpt).items() if k.startswith("net."))
@@ -51,9 +66,11 @@ def test_divergence_stops_naming_the_epoch_and_keeps_the_last_good_checkpoint(
     assert resumed.n_iter_ == 6 and np.isfinite(resumed.history_[-1]["train_loss"])
 
 
-def test_retry_restarts_from_the_last_good_epoch_with_half_the_learning_rate(tabular: np.ndarray) -> None:
+def test_retry_restarts_from_the_last_good_epoch_with_half_the_learning_rate(
+    tabular: np.ndarray, nets: list[AutoencoderNet]
+) -> None:
     ae = Autoencoder(**PARAMS, on_divergence="retry")
-    ae.fit(tabular, callbacks=[_Poison(ae, 2)])
+    ae.fit(tabular, callbacks=[_Poison(nets, 2)])
     lrs = [h["lr"] for h in ae.history_]
     assert [h["epoch"] for h in ae.history_] == [1, 2, 3, 4, 5, 6]
     assert lrs[:2] == [1e-3, 1e-3] and lrs[2:] == [5e-4] * 4
@@ -64,20 +81,20 @@ def test_retry_restarts_from_the_last_good_epoch_with_half_the_learning_rate(tab
 class _AlwaysPoisonAfter:
     """Poisons the weights after every epoch from ``epoch`` on, so every restart diverges again."""
 
-    def __init__(self, ae: Autoencoder, epoch: int) -> None:
-        self.ae, self.epoch = ae, epoch
+    def __init__(self, nets: list[AutoencoderNet], epoch: int) -> None:
+        self.nets, self.epoch = nets, epoch
 
     def __call__(self, epoch: int, record: dict[str, float]) -> None:
         if epoch >= self.epoch:
             with torch.no_grad():
-                for p in self.ae.net_.parameters():
+                for p in self.nets[-1].parameters():
                     p.fill_(float("inf"))
 
 
-def test_retry_gives_up_after_its_restarts(tabular: np.ndarray) -> None:
+def test_retry_gives_up_after_its_restarts(tabular: np.ndarray, nets: list[AutoencoderNet]) -> None:
     ae = Autoencoder(**PARAMS, on_divergence="retry")
     with pytest.raises(TrainingError, match=f"after {MAX_RETRIES} restarts"):
-        ae.fit(tabular, callbacks=[_AlwaysPoisonAfter(ae, 2)])
+        ae.fit(tabular, callbacks=[_AlwaysPoisonAfter(nets, 2)])
 
 
 _TRAIN = """

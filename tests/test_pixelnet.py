@@ -18,7 +18,7 @@ from isthmus import Autoencoder, codec, load
 from isthmus.codec import BitstreamError, BitstreamVersionError, WrongModelError
 from isthmus.entropy import FrequencyStepDecoder, PayloadError, encode_frequency_steps
 from isthmus.errors import ConfigError, ModelFileError
-from isthmus.lossless import PixelModel, fit_pixel_model
+from isthmus.lossless import PixelModel
 from isthmus.pixelnet import (
     N_INPUTS,
     PixelNet,
@@ -341,9 +341,9 @@ def test_fit_pixel_model_gives_a_counted_model_a_network(images: np.ndarray) -> 
         ae = Autoencoder(6, random_state=0, **QUANTIZED).fit(images)
     before = ae.fingerprint_
     with pytest.raises(ConfigError, match="pixel_model='net'"):
-        fit_pixel_model(ae, images.astype(np.uint8), steps=50)  # options of a network, for counted tables
+        ae.fit_pixel_model(images.astype(np.uint8), steps=50)  # options of a network, for counted tables
     ae.set_params(pixel_model="net")
-    fit_pixel_model(ae, images.astype(np.uint8), steps=50)
+    ae.fit_pixel_model(images.astype(np.uint8), steps=50)
     assert isinstance(ae.lossless_tables_, PixelNet) and ae.fingerprint_ != before
     x = images[:4].astype(np.uint8)
     np.testing.assert_array_equal(ae.decompress(ae.compress(x, lossless=True)), x)

@@ -23,6 +23,7 @@ from conftest import TINY
 from isthmus import Autoencoder, artifact
 from isthmus.config import CHOICES
 from isthmus.errors import ConfigError, DataError, ModelFileError, NotFittedError
+from isthmus.fitted import Fitted
 from isthmus.scoring import FENCE, SCORES, anomaly_truth, detection_metrics, threshold
 from test_cli import fails, invoke, tiny
 
@@ -238,11 +239,11 @@ def test_save_and_load_keep_the_offset(ae: Autoencoder, manifold: tuple[np.ndarr
 
 
 def _rewrite(ae: Autoencoder, path: Path, **metadata: str | None) -> None:
-    meta = artifact.model_metadata(ae, encoder_only=False)
+    meta = artifact.model_metadata(Fitted.of(ae), encoder_only=False)
     meta.update({k: v for k, v in metadata.items() if v is not None})
     for key in [k for k, v in metadata.items() if v is None]:
         del meta[key]
-    path.write_bytes(artifact.safetensors_bytes(artifact.model_tensors(ae, encoder_only=False), meta))
+    path.write_bytes(artifact.safetensors_bytes(artifact.model_tensors(Fitted.of(ae), encoder_only=False), meta))
 
 
 def test_a_file_without_offset_scores_rows_but_cannot_predict(

@@ -19,9 +19,8 @@ from isthmus.bottlenecks import BOTTLENECKS, Gaussian, kl_weight
 from isthmus.config import ModelConfig
 from isthmus.corruptions import CORRUPTIONS
 from isthmus.errors import ConfigError
-from isthmus.estimator import build_net
 from isthmus.metrics import reconstruction_metrics
-from isthmus.model import RECONSTRUCTION
+from isthmus.model import RECONSTRUCTION, build_net
 from isthmus.penalties import PENALTIES, PenaltyContext, contractive, jacobian_norm_sq, top_k, tsne_affinities
 
 

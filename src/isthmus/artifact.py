@@ -13,22 +13,22 @@ import math
 import os
 import struct
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
+from isthmus import _version
 from isthmus._files import write_bytes_atomic
 from isthmus.config import DEFAULTS, split_params
 from isthmus.entropy import CdfTables, check_cdf_tables
 from isthmus.errors import ConfigError, ModelFileError
+from isthmus.fitted import Fitted
 from isthmus.lossless import MAX_CONTEXTS, PixelModel, check_pixel_model, context_count
+from isthmus.model import build_net
 from isthmus.pixelnet import MAX_LAYERS, PixelNet, check_pixel_net, frequency_bits
 from isthmus.scaling import Scaler
-
-if TYPE_CHECKING:
-    from isthmus.estimator import Autoencoder
 
 MODEL_FORMAT = "isthmus.model"
 #: the newest model format this isthmus reads: a file with a pixel network of 24-bit frequencies (pixelnet.*,
@@ -59,48 +59,48 @@ _DTYPES = {
 }
 
 
-def _version() -> str:
-    from isthmus import __version__
-
-    return __version__
+def _isthmus_version() -> str:
+    return _version.__version__
 
 
 def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def model_metadata(ae: Autoencoder, *, encoder_only: bool) -> dict[str, str]:
-    """The JSON metadata of a fitted estimator, every value a string (safetensors' rule)."""
+def model_metadata(fitted: Fitted, *, encoder_only: bool) -> dict[str, str]:
+    """The JSON metadata of a fitted model, every value a string (safetensors' rule)."""
+    names = fitted.feature_names_in
     return {
         "format": MODEL_FORMAT,
-        "format_version": str(_format_version(_lossless(ae))),
-        "isthmus_version": _version(),
+        "format_version": str(_format_version(fitted.lossless_tables)),
+        "isthmus_version": _isthmus_version(),
         "torch_version": torch.__version__.split("+")[0],
-        "params": json.dumps({k: _jsonable(v) for k, v in sorted(ae.get_params().items())}),
-        "resolved": json.dumps(ae.resolved_, sort_keys=True),
-        "input_shape": json.dumps(list(ae.input_shape_)),
-        "data_range": json.dumps(ae.data_range_),
+        "params": json.dumps({k: _jsonable(v) for k, v in sorted(fitted.params.items())}),
+        "resolved": json.dumps(fitted.resolved, sort_keys=True),
+        "input_shape": json.dumps(list(fitted.input_shape)),
+        "data_range": json.dumps(fitted.data_range),
         "encoder_only": json.dumps(encoder_only),
-        "training": json.dumps({"n_iter": ae.n_iter_, "best_loss": ae.best_loss_, "history": ae.history_}),
-        **({"fingerprint": str(ae.fingerprint_)} if getattr(ae, "fingerprint_", None) else {}),
-        **({"offset": json.dumps(float(ae.offset_))} if hasattr(ae, "offset_") else {}),
+        "training": json.dumps({"n_iter": fitted.n_iter, "best_loss": fitted.best_loss, "history": fitted.history}),
+        **({"fingerprint": str(fitted.fingerprint)} if fitted.fingerprint else {}),
+        **({"offset": json.dumps(float(fitted.offset))} if fitted.offset is not None else {}),
+        **({"feature_names_in": json.dumps([str(n) for n in names])} if names is not None else {}),
     }
 
 
-def model_tensors(ae: Autoencoder, *, encoder_only: bool) -> dict[str, torch.Tensor]:
-    """Every array of a fitted estimator, by its name in the file."""
-    state = {k: v.detach().cpu().contiguous() for k, v in ae.net_.state_dict().items()}
+def model_tensors(fitted: Fitted, *, encoder_only: bool) -> dict[str, torch.Tensor]:
+    """Every array of a fitted model, by its name in the file."""
+    state = {k: v.detach().cpu().contiguous() for k, v in fitted.net.state_dict().items()}
     if encoder_only:
         state = {k: v for k, v in state.items() if k.startswith(_ENCODER_PARTS)}
     arrays = {
-        "scaler.offset": ae.scaler_.offset,
-        "scaler.scale": ae.scaler_.scale,
-        "pca.mean": ae.pca_mean_,
-        "pca.components": ae.pca_components_,
+        "scaler.offset": fitted.scaler.offset,
+        "scaler.scale": fitted.scaler.scale,
+        "pca.mean": fitted.pca_mean,
+        "pca.components": fitted.pca_components,
     }
     state.update({k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()})
     # a quantized model's integer coding tables, and its pixel tables (docs/format.md, section 2.6)
-    pixels = _lossless(ae)
+    pixels = fitted.lossless_tables
     if isinstance(pixels, PixelNet):
         for layer, (w, b) in enumerate(zip(pixels.weights, pixels.biases, strict=True)):
             state[f"{_PIXELNET}w{layer}"] = torch.from_numpy(w.astype(np.int32))
@@ -111,7 +111,7 @@ def model_tensors(ae: Autoencoder, *, encoder_only: bool) -> dict[str, torch.Ten
         state["pixels.bins"] = torch.from_numpy(np.array(pixels.bins, dtype=np.int32))
         pixels = pixels.tables
     pixel_names = _PIXELS[1:] if "pixels.bins" in state else _LOSSLESS
-    for names, tables in ((_TABLES, getattr(ae.net_.bottleneck, "tables", None)), (pixel_names, pixels)):
+    for names, tables in ((_TABLES, getattr(fitted.net.bottleneck, "tables", None)), (pixel_names, pixels)):
         if tables is not None:
             for name, arr in zip(names, (tables.cdf, tables.lengths, tables.offsets), strict=True):
                 state[name] = torch.from_numpy(np.array(arr, dtype=np.int32))  # a writable copy
@@ -125,19 +125,15 @@ def _format_version(pixels: PixelNet | PixelModel | CdfTables | None) -> int:
     return 2 if isinstance(pixels, PixelModel) else 1
 
 
-def _lossless(ae: Autoencoder) -> PixelNet | PixelModel | CdfTables | None:
-    return getattr(ae, "lossless_tables_", None)
-
-
-def fingerprint(ae: Autoencoder) -> str:
+def fingerprint(fitted: Fitted) -> str:
     """SHA-256 (hex) of what decoding depends on: the network's weights, the scaler, the coding tables.
 
     The canonical bytes of every tensor of the full model file but ``pca.*``, with the input shape as
     the only metadata (docs/format.md, section 2.6). The configuration is left out on purpose: a new
     parameter in a later isthmus must not change the fingerprint of a model that it does not change.
     """
-    tensors = {k: v for k, v in model_tensors(ae, encoder_only=False).items() if not k.startswith("pca.")}
-    metadata = {"input_shape": json.dumps(list(ae.input_shape_))}
+    tensors = {k: v for k, v in model_tensors(fitted, encoder_only=False).items() if not k.startswith("pca.")}
+    metadata = {"input_shape": json.dumps(list(fitted.input_shape))}
     return hashlib.sha256(safetensors_bytes(tensors, metadata)).hexdigest()
 
 
@@ -167,15 +163,11 @@ def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str
     return struct.pack("<Q", len(text)) + text + b"".join(chunks)
 
 
-def save_model(
-    ae: Autoencoder, path: str | os.PathLike[str], *, encoder_only: bool = False, overwrite: bool = True
-) -> None:
-    """Write a fitted estimator to ``path`` atomically."""
-    ae._check_fitted()
-    if encoder_only is False and ae.encoder_only_:
-        encoder_only = True  # an encoder-only model can only be saved as such
-    tensors = model_tensors(ae, encoder_only=encoder_only)
-    metadata = model_metadata(ae, encoder_only=encoder_only)
+def save(fitted: Fitted, path: str | os.PathLike[str], *, encoder_only: bool = False, overwrite: bool = True) -> None:
+    """Write a fitted model to ``path`` atomically; ``encoder_only`` leaves the decoder out."""
+    encoder_only = encoder_only or fitted.encoder_only  # an encoder-only model can only be saved as such
+    tensors = model_tensors(fitted, encoder_only=encoder_only)
+    metadata = model_metadata(fitted, encoder_only=encoder_only)
     write_bytes_atomic(path, safetensors_bytes(tensors, metadata), overwrite=overwrite)
 
 
@@ -211,10 +203,8 @@ def _check_format(path: str | os.PathLike[str], metadata: dict[str, str]) -> Non
         raise ModelFileError(f"{path}: format_version={version} is not a valid version (versions start at 1)")
 
 
-def load_model(path: str | os.PathLike[str]) -> Autoencoder:
-    """Rebuild a fitted :class:`Autoencoder` from a model file written by ``save``/``export_encoder``."""
-    from isthmus.estimator import Autoencoder, build_net
-
+def load(path: str | os.PathLike[str]) -> Fitted:
+    """The fitted model in a file written by :func:`save`, every tensor and value checked first."""
     metadata, tensors = read_model_file(path)
     meta = _parse_metadata(path, metadata)
     params, resolved, input_shape = meta["params"], meta["resolved"], meta["input_shape"]
@@ -234,7 +224,7 @@ def load_model(path: str | os.PathLike[str]) -> Autoencoder:
         writer = metadata.get("isthmus_version", "unknown")
         raise ModelFileError(
             f"{path}: stored parameters are invalid ({exc}); the file was written by isthmus {writer}, "
-            f"this is isthmus {_version()}"
+            f"this is isthmus {_isthmus_version()}"
         ) from None
     if meta["encoder_only"]:
         expected = {k: v for k, v in expected.items() if k.startswith(_ENCODER_PARTS)}
@@ -259,37 +249,37 @@ def load_model(path: str | os.PathLike[str]) -> Autoencoder:
     net.load_state_dict({k: tensors[k] for k in expected}, strict=not meta["encoder_only"])
     net.eval()
     training = meta["training"]
-    ae = Autoencoder(**params)
-    ae.net_ = net
-    ae.scaler_ = Scaler(tensors["scaler.offset"].numpy(), tensors["scaler.scale"].numpy())
-    ae.input_shape_ = input_shape
-    ae.n_features_in_ = n_features
-    ae.resolved_ = resolved
-    ae.data_range_ = meta["data_range"]
-    ae.encoder_only_ = meta["encoder_only"]
-    ae.pca_mean_ = tensors["pca.mean"].numpy()
-    ae.pca_components_ = tensors["pca.components"].numpy()
-    ae.history_ = training["history"]
-    ae.n_iter_ = training["n_iter"]
-    ae.best_loss_ = training["best_loss"]
-    if "offset" in meta:
-        ae.offset_ = meta["offset"]
-    ae.fingerprint_ = _load_coding(path, ae, tensors, metadata)
-    return ae
+    fitted = Fitted(
+        params=params,
+        net=net,
+        scaler=Scaler(tensors["scaler.offset"].numpy(), tensors["scaler.scale"].numpy()),
+        input_shape=input_shape,
+        resolved=resolved,
+        data_range=meta["data_range"],
+        history=training["history"],
+        n_iter=training["n_iter"],
+        best_loss=training["best_loss"],
+        pca_mean=tensors["pca.mean"].numpy(),
+        pca_components=tensors["pca.components"].numpy(),
+        encoder_only=meta["encoder_only"],
+        offset=meta.get("offset"),
+        feature_names_in=meta.get("feature_names_in"),
+    )
+    return _load_coding(path, fitted, tensors, metadata)
 
 
 def _load_coding(
-    path: str | os.PathLike[str], ae: Autoencoder, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
-) -> str | None:
-    """Give a quantized bottleneck its stored tables and check the stored fingerprint (section 2.6)."""
-    bottleneck = ae.net_.bottleneck
-    ae.lossless_tables_ = None
+    path: str | os.PathLike[str], fitted: Fitted, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> Fitted:
+    """``fitted`` with its quantized bottleneck's stored tables and its checked fingerprint (section 2.6)."""
+    bottleneck = fitted.net.bottleneck
     if not hasattr(bottleneck, "build_tables"):
-        return None
+        return fitted
     missing = [name for name in _TABLES if name not in tensors]
     if missing:
         raise ModelFileError(f"{path}: tensor {missing[0]!r} is missing; a quantized model needs its coding tables")
-    bottleneck.tables = _read_tables(path, tensors, _TABLES, ae.n_components)  # type: ignore[assignment]
+    n_components = fitted.net.config.n_components
+    bottleneck.tables = _read_tables(path, tensors, _TABLES, n_components)  # type: ignore[assignment]
     groups = [
         name
         for name, present in (
@@ -301,25 +291,27 @@ def _load_coding(
     ]
     if len(groups) > 1:
         raise ModelFileError(f"{path}: it holds both {groups[0]} and {groups[1]} pixel models; a model has only one")
+    pixels: PixelNet | PixelModel | CdfTables | None = None
     if _LOSSLESS[0] in tensors:
-        ae.lossless_tables_ = _read_tables(path, tensors, _LOSSLESS, 256)
+        pixels = _read_tables(path, tensors, _LOSSLESS, 256)
     if _PIXELS[0] in tensors:
-        ae.lossless_tables_ = _read_pixel_model(path, tensors)
+        pixels = _read_pixel_model(path, tensors)
     if groups == ["pixelnet.*"]:
-        ae.lossless_tables_ = _read_pixel_net(path, tensors)
+        pixels = _read_pixel_net(path, tensors)
+    fitted = fitted.replace(lossless_tables=pixels)
     stored = metadata.get("fingerprint")
     if stored is not None and (len(stored) != 64 or any(ch not in "0123456789abcdef" for ch in stored)):
         raise ModelFileError(f"{path}: metadata fingerprint={stored[:80]!r} must be 64 lowercase hex digits")
-    if ae.encoder_only_:
+    if fitted.encoder_only:
         if stored is None:
             raise ModelFileError(f"{path}: an encoder-only quantized model must store the full model's fingerprint")
-        return stored
-    computed = fingerprint(ae)
+        return fitted.replace(fingerprint=stored)
+    computed = fingerprint(fitted)
     if stored is not None and stored != computed:
         raise ModelFileError(
             f"{path}: its tensors do not match its stored fingerprint; the file was modified after it was written"
         )
-    return computed
+    return fitted.replace(fingerprint=computed)
 
 
 def _read_tables(
@@ -438,6 +430,15 @@ def _parse_metadata(path: str | os.PathLike[str], metadata: dict[str, str]) -> d
         if not number(offset) or math.isnan(offset):
             raise bad("offset", "a number (the anomaly threshold offset_)")
         out["offset"] = float(offset)
+    if "feature_names_in" in metadata:  # optional: the training columns' names, when they had names
+        try:
+            names = json.loads(metadata["feature_names_in"])
+        except (ValueError, TypeError, RecursionError):
+            names = None
+        n_features = math.prod(out["input_shape"])
+        if not isinstance(names, list) or len(names) != n_features or not all(isinstance(n, str) for n in names):
+            raise bad("feature_names_in", f"a list of {n_features} strings (the training columns' names)")
+        out["feature_names_in"] = np.asarray(names, dtype=object)
     return out
 
 

@@ -285,7 +285,8 @@ def _header(layout: int, form: int, fields: list[int], sample_shape: tuple[int, 
 # ---------------------------------------------------------------------------- a model's streams
 
 
-def _coding_state(ae: Autoencoder) -> tuple[CdfTables, int]:
+def coding_state(ae: Autoencoder) -> tuple[CdfTables, int]:
+    """The model's integer coding tables and its fingerprint tag, or ConfigError for a model without them."""
     ae._check_fitted()
     tables = getattr(ae.net_.bottleneck, "tables", None)
     fingerprint = getattr(ae, "fingerprint_", None)
@@ -302,7 +303,7 @@ def compress(ae: Autoencoder, X: Any, *, lossless: bool = False, search: int = 0
     with ``lossless``, also every value of 8-bit ``X``, coded given the code's reconstruction. With
     ``search`` > 0, :func:`isthmus.rdo.search_code` (gradient steps, then up to ``search`` greedy sweeps)
     improves the rounded code for ``loss + lmbda * bits`` (default: the model's own ``lmbda``)."""
-    tables, tag = _coding_state(ae)
+    tables, tag = coding_state(ae)
     weight = float(ae.net_.config.lmbda if lmbda is None else lmbda)
     if isinstance(search, bool) or not isinstance(search, int) or search < 0:
         raise ConfigError(f"search={search!r} must be an int >= 0 (sweeps of the code search; 0 rounds)")
@@ -342,7 +343,7 @@ def compress(ae: Autoencoder, X: Any, *, lossless: bool = False, search: int = 0
 
 def decompress(ae: Autoencoder, data: bytes) -> np.ndarray:
     """The array ``compress`` coded into ``data``, decoded with ``ae``, in its stored dtype and shape."""
-    tables, tag = _coding_state(ae)
+    tables, tag = coding_state(ae)
     header, payload = read_stream(data, sample_shape=tuple(ae.input_shape_))
     n_components = len(tables.cdf)
     pixels = b""

@@ -7,7 +7,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, validate_data
 
 from isthmus import distributed, generative, scoring
+from isthmus import fitted as fitted_module
 from isthmus import train as training
 from isthmus.batches import ChunkSource
 from isthmus.checkpoint import checkpoint_seed
@@ -24,38 +25,61 @@ from isthmus.config import DEFAULTS, ModelConfig, TrainConfig, split_params
 from isthmus.data import check_finite
 from isthmus.data.stream import Rows, moments, sample_rows
 from isthmus.errors import ConfigError, DataError, EncoderOnlyError, NotFittedError
+from isthmus.fitted import Fitted
 from isthmus.inputs import as_input
-from isthmus.model import AutoencoderNet
+from isthmus.model import batched, build_net, device_of, net_shape, seeded_generator
 from isthmus.nets import ARCHITECTURES
 from isthmus.penalties import PENALTIES
-from isthmus.scaling import fit_scaler, resolve_scaling, scaler_from_moments
+from isthmus.scaling import Scaler, fit_scaler, resolve_scaling, scaler_from_moments
 
-if TYPE_CHECKING:
-    from isthmus.entropy import CdfTables
-    from isthmus.lossless import PixelModel
-    from isthmus.pixelnet import PixelNet
-
-#: rows per forward pass at inference, by device type. On a CPU, small batches keep a convolutional
-#: net's activations in cache: decoding 10,000 MNIST digits with conv 24-48-96 on one thread runs at
-#: 10,500/s in batches of 512 and 6,800/s in batches of 4,096, while a 784-1000-500-250-30 MLP is as fast
-#: at 512 as at 4,096 (and a third slower at 256). A GPU wants large batches.
-_INFERENCE_BATCH = {"cpu": 512}
-_INFERENCE_BATCH_DEFAULT = 4096
 #: rows of a streamed source kept at hand for the PCA baseline, the coding tables and the anomaly threshold
 _STREAM_SAMPLE = 20000
 
 
-def net_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
-    """One sample's shape as the network sees it: a lone (height, width) image gains a channel axis."""
-    shape = tuple(int(s) for s in input_shape)
-    return (1, *shape) if len(shape) == 2 else shape
+def _split_stream(
+    rows: Rows, scaler: Scaler, shape: tuple[int, ...], cfg: TrainConfig, seed: int
+) -> tuple[ChunkSource, ChunkSource | None]:
+    """Training and validation chunk sources of a streamed ``rows``, scaled into the net's ``shape``."""
+
+    def transform(raw: np.ndarray) -> np.ndarray:  # in place: the window's array is the loader's own
+        return scaler.transform_in_place(raw).reshape(len(raw), *shape)
+
+    chunks = list(range(len(rows.chunks)))
+    if not cfg.early_stopping:
+        return ChunkSource(rows, chunks, transform), None
+
+    def held_out(chunk: int) -> np.ndarray:  # a seeded draw per row, the same on every pass and rank
+        start, stop = rows.chunks[chunk]
+        return np.random.default_rng([seed, start]).random(stop - start) < cfg.validation_fraction
+
+    train = ChunkSource(rows, chunks, transform, keep=lambda chunk: ~held_out(chunk))
+    val = ChunkSource(rows, chunks, transform, keep=held_out)
+    if len(train) == 0 or len(val) == 0:
+        raise DataError(
+            f"holding out validation_fraction={cfg.validation_fraction} of {len(rows)} rows left "
+            f"{len(train)} for training and {len(val)} for validation; give more rows or set early_stopping=False"
+        )
+    return train, val
 
 
-def build_net(config: ModelConfig, input_shape: Sequence[int], seed: int) -> AutoencoderNet:
-    """Construct a network whose initial weights depend only on ``seed`` (global RNG untouched)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return AutoencoderNet(config, net_shape(input_shape))
+def _split(x: np.ndarray, cfg: TrainConfig, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(training rows, validation rows or None): a seeded permutation holds out ``validation_fraction``."""
+    if not cfg.early_stopping:
+        return x, None
+    order = np.random.RandomState(seed).permutation(len(x))
+    n_val = min(max(1, round(cfg.validation_fraction * len(x))), len(x) - 1)
+    return x[order[n_val:]], x[order[:n_val]]
+
+
+def _pca_baseline(x: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, components) float32 of a PCA of ``x``'s flattened samples, at most ``n_components`` wide."""
+    from sklearn.decomposition import PCA
+
+    flat = x.reshape(len(x), -1)
+    k = min(n_components, *flat.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):  # constant data: zero total variance
+        pca = PCA(n_components=k, random_state=0).fit(flat)
+    return pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
 
 
 class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -304,32 +328,30 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         x_val: torch.Tensor | ChunkSource | None
         if streaming:  # one pass for the scaler; a seeded sample for what needs rows at hand
             stats = moments(X)
-            self.scaler_ = scaler_from_moments(
+            scaler = scaler_from_moments(
                 stats.minimum, stats.maximum, stats.mean, stats.std, scaling, is_image=is_image
             )
-            low = float(self.scaler_.transform(stats.minimum.astype(np.float32)).min())
-            high = float(self.scaler_.transform(stats.maximum.astype(np.float32)).max())
-            self.data_range_ = float(stats.maximum.max() - stats.minimum.min()) or 1.0
+            low = float(scaler.transform(stats.minimum.astype(np.float32)).min())
+            high = float(scaler.transform(stats.maximum.astype(np.float32)).max())
+            data_range = float(stats.maximum.max() - stats.minimum.min()) or 1.0
             x = sample_rows(X, _STREAM_SAMPLE, seed).reshape(-1, *self.input_shape_)
-            x_train, x_val = self._split_stream(X, train_cfg, seed)
+            x_train, x_val = _split_stream(X, scaler, shape, train_cfg, seed)
         else:
-            self.scaler_ = fit_scaler(x, scaling, is_image=is_image)
-            scaled = self.scaler_.transform(x)
+            scaler = fit_scaler(x, scaling, is_image=is_image)
+            scaled = scaler.transform(x)
             low, high = float(scaled.min()), float(scaled.max())
-            self.data_range_ = float(x.max() - x.min()) or 1.0
-            train_rows, val_rows = self._split(scaled, train_cfg, seed)
+            data_range = float(x.max() - x.min()) or 1.0
+            train_rows, val_rows = _split(scaled, train_cfg, seed)
             x_train = torch.from_numpy(train_rows.reshape(len(train_rows), *shape))
             x_val = None if val_rows is None else torch.from_numpy(val_rows.reshape(len(val_rows), *shape))
         loss = model_cfg.loss
         if loss == "auto":
             loss = "bce" if low >= 0.0 and high <= 1.0 else "mse"
-        self.resolved_ = {"loss": loss, "scaling": scaling}
 
-        self.net_ = build_net(dataclasses.replace(model_cfg, loss=loss), self.input_shape_, seed)
-        scoring.check_score(self.net_, train_cfg.anomaly_score)  # before training, not after
-        self.encoder_only_ = False
+        net = build_net(dataclasses.replace(model_cfg, loss=loss), self.input_shape_, seed)
+        scoring.check_score(net, train_cfg.anomaly_score)  # before training, not after
         result = training.train(
-            self.net_,
+            net,
             x_train,
             x_val,
             train_cfg,
@@ -340,12 +362,24 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             callbacks=callbacks,
             settle_epochs=model_cfg.kl_warmup,  # the KL weight ramps up: the loss is not comparable before
         )
-        self.history_ = result.history
-        self.n_iter_ = result.n_iter
-        self.best_loss_ = result.best_loss
-        # with streamed data, x is the sample of rows, not all of them
-        scaled = self.scaler_.transform(x).reshape(len(x), *shape)
-        self._fit_pca_baseline(x)
+        pca_mean, pca_components = _pca_baseline(x, model_cfg.n_components)  # x: with streamed data, a sample
+        self._set_fitted(
+            Fitted(
+                params=self.get_params(),
+                net=net,
+                scaler=scaler,
+                input_shape=self.input_shape_,
+                resolved={"loss": loss, "scaling": scaling},
+                data_range=data_range,
+                history=result.history,
+                n_iter=result.n_iter,
+                best_loss=result.best_loss,
+                pca_mean=pca_mean,
+                pca_components=pca_components,
+                feature_names_in=getattr(self, "feature_names_in_", None),
+            )
+        )
+        scaled = scaler.transform(x).reshape(len(x), *shape)
         self.fingerprint_ = self._finish_coding(x, scaled)
         self.offset_ = scoring.training_offset(self, scaled, seed)
         if not result.converged:
@@ -357,53 +391,30 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             )
         return self
 
+    def _set_fitted(self, fitted: Fitted) -> None:
+        # the one place the learned attributes are set: fit and load both come here
+        for name, value in fitted.attributes().items():
+            setattr(self, name, value)
+        for name in fitted_module.OPTIONAL:
+            if getattr(fitted, name) is None and hasattr(self, f"{name}_"):
+                delattr(self, f"{name}_")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Autoencoder:
+        """A fitted estimator from a model file written by ``save`` or ``export_encoder`` (no unpickling)."""
+        from isthmus import artifact
+
+        fitted = artifact.load(path)
+        model = cls(**fitted.params)
+        model._set_fitted(fitted)
+        return model
+
     def _seed(self, resume: str | os.PathLike[str] | None) -> int:
         stored = None if resume is None else checkpoint_seed(resume)
         if stored is not None:
             return stored
         # every rank of a process group must split, shuffle and initialize alike: rank 0's seed wins
         return distributed.broadcast_int(int(check_random_state(self.random_state).randint(2**31 - 2)))
-
-    def _split_stream(self, rows: Rows, cfg: TrainConfig, seed: int) -> tuple[ChunkSource, ChunkSource | None]:
-        shape = net_shape(self.input_shape_)
-        scaler = self.scaler_
-
-        def transform(raw: np.ndarray) -> np.ndarray:  # in place: the window's array is the loader's own
-            return scaler.transform_in_place(raw).reshape(len(raw), *shape)
-
-        chunks = list(range(len(rows.chunks)))
-        if not cfg.early_stopping:
-            return ChunkSource(rows, chunks, transform), None
-
-        def held_out(chunk: int) -> np.ndarray:  # a seeded draw per row, the same on every pass and rank
-            start, stop = rows.chunks[chunk]
-            return np.random.default_rng([seed, start]).random(stop - start) < cfg.validation_fraction
-
-        train = ChunkSource(rows, chunks, transform, keep=lambda chunk: ~held_out(chunk))
-        val = ChunkSource(rows, chunks, transform, keep=held_out)
-        if len(train) == 0 or len(val) == 0:
-            raise DataError(
-                f"holding out validation_fraction={cfg.validation_fraction} of {len(rows)} rows left "
-                f"{len(train)} for training and {len(val)} for validation; give more rows or set early_stopping=False"
-            )
-        return train, val
-
-    def _split(self, x: np.ndarray, cfg: TrainConfig, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-        if not cfg.early_stopping:
-            return x, None
-        order = np.random.RandomState(seed).permutation(len(x))
-        n_val = min(max(1, round(cfg.validation_fraction * len(x))), len(x) - 1)
-        return x[order[n_val:]], x[order[:n_val]]
-
-    def _fit_pca_baseline(self, x: np.ndarray) -> None:
-        from sklearn.decomposition import PCA
-
-        flat = x.reshape(len(x), -1)
-        k = min(self.n_components, *flat.shape)
-        with np.errstate(divide="ignore", invalid="ignore"):  # constant data: zero total variance
-            pca = PCA(n_components=k, random_state=0).fit(flat)
-        self.pca_mean_ = pca.mean_.astype(np.float32)
-        self.pca_components_ = pca.components_.astype(np.float32)
 
     # ------------------------------------------------------------------ validation
 
@@ -458,18 +469,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     # ------------------------------------------------------------------ using
 
     def _device(self) -> torch.device:
-        return next(self.net_.parameters()).device
+        return device_of(self.net_)
 
     def _batched(self, fn: Any, x: np.ndarray) -> np.ndarray:
-        out = []
-        device = self._device()
-        with torch.inference_mode(), training.autocast(device, self.precision):
-            size = _INFERENCE_BATCH.get(device.type, _INFERENCE_BATCH_DEFAULT)
-            for start in range(0, len(x), size):
-                chunk = np.require(x[start : start + size], np.float32, ("C", "W"))  # writable for torch
-                batch = torch.from_numpy(chunk).to(device)
-                out.append(fn(batch).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+        return batched(fn, x, device_of(self.net_), self.precision)
 
     def _scaled(self, X: Any) -> np.ndarray:
         x = self._validate(X, reset=False)
@@ -584,8 +587,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             raise EncoderOnlyError(f"this model file holds only the encoder, so it cannot {what}; use the full model")
 
     def _generator(self, random_state: int | np.random.RandomState | None) -> torch.Generator:
-        seed = int(check_random_state(random_state).randint(2**31 - 1))
-        return torch.Generator(device=self._device()).manual_seed(seed)
+        return seeded_generator(random_state, device_of(self.net_))
 
     def sample(self, n_samples: int = 1, *, random_state: int | np.random.RandomState | None = None) -> np.ndarray:
         """Draw new data from a variational model: decoder means at codes drawn from N(0, I).
@@ -689,16 +691,15 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def _finish_coding(self, x: np.ndarray, scaled: np.ndarray) -> str | None:
         # a quantized bottleneck builds its integer coding tables now, from the training codes, so that
         # no separate "update" step can be forgotten (and, for 8-bit data, the pixel tables of lossless
-        # streams, or the 256 tables of a file from before the pixel model); the fingerprint then identifies
-        # the whole model
-        self.lossless_tables_: PixelNet | PixelModel | CdfTables | None = None
+        # streams); the fingerprint then identifies the whole model
+        self.lossless_tables_ = None
         if not self.net_.after_fit(torch.from_numpy(scaled)):
             return None
         from isthmus.artifact import fingerprint
         from isthmus.codec import build_lossless_tables
 
         self.lossless_tables_ = build_lossless_tables(self, x)
-        return fingerprint(self)
+        return fingerprint(Fitted.of(self))
 
     def compress(self, X: Any, *, lossless: bool = False, search: int = 0, lmbda: float | None = None) -> bytes:
         """Entropy-code ``X`` into a bitstream (docs/format.md, section 4); needs ``bottleneck="quantized"``.
@@ -743,19 +744,54 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
         return decompress(self, data)
 
+    def fit_pixel_model(self, X: Any, **options: Any) -> Autoencoder:
+        """Build the pixel model afresh on 8-bit training data ``X``, as ``fit`` does at its end; returns ``self``.
+
+        The kind is ``pixel_model`` (``set_params(pixel_model="net")`` first to give a model a pixel
+        network); ``options`` go to :func:`isthmus.pixelnet.train_pixel_net` (``steps``, ``max_pixels``, ...).
+
+        For a model fitted before the pixel model existed (its file holds the 256 tables ``lossless.*``),
+        or to count on other data. The tables are part of the model's fingerprint, so the model gets a new
+        one: streams written before (lossy ones too) decode only with the model as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *input shape)
+            Integers 0..255, like the model's training data; needs a fitted model with
+            ``bottleneck="quantized"`` and a decoder.
+        """
+        from isthmus.artifact import fingerprint
+        from isthmus.codec import build_lossless_tables, coding_state
+
+        self._check_fitted()
+        coding_state(self)  # a quantized model, else ConfigError
+        x = np.asarray(X)
+        if x.ndim < 1 or x.shape[1:] != tuple(self.input_shape_) or len(x) == 0:
+            raise DataError(
+                f"X has shape {x.shape}; it must be (n_samples, *{tuple(self.input_shape_)}) with n_samples >= 1"
+            )
+        model = build_lossless_tables(self, x.astype(np.float32), **options)
+        if model is None:
+            raise DataError("the pixel model is built on 8-bit data: every value of X must be an integer 0..255")
+        self.lossless_tables_ = model
+        self.fingerprint_ = fingerprint(Fitted.of(self))
+        return self
+
     # ------------------------------------------------------------------ files
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> None:
         """Write the whole model (weights, scaler, config, provenance) to one ``.safetensors`` file."""
-        from isthmus.artifact import save_model
+        from isthmus import artifact
 
-        save_model(self, path, overwrite=overwrite)
+        self._check_fitted()
+        artifact.save(Fitted.of(self), path, overwrite=overwrite)
 
     def export_encoder(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> None:
         """Write the encoder alone: ``load`` of that file can ``transform`` but not decode."""
-        from isthmus.artifact import save_model
+        from isthmus import artifact
 
-        save_model(self, path, encoder_only=True, overwrite=overwrite)
+        self._check_fitted()
+        artifact.save(Fitted.of(self), path, encoder_only=True, overwrite=overwrite)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Negative mean reconstruction error of ``X``: higher is better, so model selection works unsupervised.

@@ -16,16 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from isthmus.entropy import CdfTables, StepDecoder, build_cdf_tables, check_cdf_tables, encode_steps
-from isthmus.errors import DataError
-
-if TYPE_CHECKING:
-    from isthmus.estimator import Autoencoder
 
 #: edges of the reconstruction bins for data reaching 255: bin ``R[v]`` is the number of edges ``<= v``
 #: (fine near 0 and the top); data with a smaller maximum get them scaled to it
@@ -176,35 +170,3 @@ def decode_pixels(data: bytes, recon: np.ndarray, model: PixelModel, *, tag: int
             here[:, j + 1] = decoder.step(c)
     decoder.finish()
     return p[:, 1:, 1:-1]
-
-
-def fit_pixel_model(ae: Autoencoder, X: ArrayLike, **options: Any) -> Autoencoder:
-    """Build ``ae``'s pixel model afresh on 8-bit training data ``X``, as ``fit`` does at its end; returns ``ae``.
-
-    The kind is ``ae.pixel_model`` (``ae.set_params(pixel_model="net")`` first to give a model a pixel
-    network); ``options`` go to :func:`isthmus.pixelnet.train_pixel_net` (``steps``, ``max_pixels``, ...).
-
-    For a model fitted before the pixel model existed (its file holds the 256 tables ``lossless.*``),
-    or to count on other data. The tables are part of the model's fingerprint, so the model gets a new
-    one: streams written before (lossy ones too) decode only with the model as it was.
-
-    Parameters
-    ----------
-    ae : Autoencoder
-        A fitted model with ``bottleneck="quantized"`` and a decoder.
-    X : array-like of shape (n_samples, *input shape)
-        Integers 0..255, like the model's training data.
-    """
-    from isthmus.artifact import fingerprint
-    from isthmus.codec import _coding_state, build_lossless_tables
-
-    _coding_state(ae)  # a fitted quantized model, else ConfigError
-    x = np.asarray(X)
-    if x.ndim < 1 or x.shape[1:] != tuple(ae.input_shape_) or len(x) == 0:
-        raise DataError(f"X has shape {x.shape}; it must be (n_samples, *{tuple(ae.input_shape_)}) with n_samples >= 1")
-    model = build_lossless_tables(ae, x.astype(np.float32), **options)
-    if model is None:
-        raise DataError("the pixel model is built on 8-bit data: every value of X must be an integer 0..255")
-    ae.lossless_tables_ = model
-    ae.fingerprint_ = fingerprint(ae)
-    return ae

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
-from typing import NamedTuple, cast
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -190,3 +192,77 @@ def _check_composition(config: ModelConfig, bottleneck: nn.Module) -> None:
             f"binarize=True draws binary pixels from values in [0, 1] and needs the Bernoulli loss 'bce', but "
             f"loss resolved to {config.loss!r}; scale the data into [0, 1] (scaling='minmax') or set loss='bce'"
         )
+
+
+def net_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    """One sample's shape as the network sees it: a lone (height, width) image gains a channel axis."""
+    shape = tuple(int(s) for s in input_shape)
+    return (1, *shape) if len(shape) == 2 else shape
+
+
+def build_net(config: ModelConfig, input_shape: Sequence[int], seed: int) -> AutoencoderNet:
+    """Construct a network whose initial weights depend only on ``seed`` (global RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoencoderNet(config, net_shape(input_shape))
+
+
+# ---------------------------------------------------------------------------------------- inference
+
+#: rows per forward pass at inference, by device type. On a CPU, small batches keep a convolutional
+#: net's activations in cache: decoding 10,000 MNIST digits with conv 24-48-96 on one thread runs at
+#: 10,500/s in batches of 512 and 6,800/s in batches of 4,096, while a 784-1000-500-250-30 MLP is as fast
+#: at 512 as at 4,096 (and a third slower at 256). A GPU wants large batches.
+INFERENCE_BATCH = {"cpu": 512}
+INFERENCE_BATCH_DEFAULT = 4096
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The dtype matrix products run in under ``precision`` on ``device``; None for full float32."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "fp32":
+        return None
+    if precision == "bf16" and device.type in ("cpu", "cuda"):
+        return torch.bfloat16
+    if precision == "fp16" and device.type == "cuda":
+        return torch.float16
+    raise ConfigError(
+        f"precision={precision!r} is not available on device {device.type!r}; use bf16 on CPUs and CUDA, "
+        "fp16 on CUDA only, or fp32"
+    )
+
+
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager[Any]:
+    """Autocast for ``precision`` (see :func:`autocast_dtype`); a no-op in full precision."""
+    dtype = autocast_dtype(device, precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def device_of(net: nn.Module) -> torch.device:
+    """The device of ``net``'s weights."""
+    return next(net.parameters()).device
+
+
+def batched(fn: Callable[[Tensor], Tensor], x: np.ndarray, device: torch.device, precision: str) -> np.ndarray:
+    """``fn`` over the rows of ``x`` in inference batches on ``device`` under ``precision``: float32 NumPy out."""
+    out = []
+    with torch.inference_mode(), autocast(device, precision):
+        size = INFERENCE_BATCH.get(device.type, INFERENCE_BATCH_DEFAULT)
+        for start in range(0, len(x), size):
+            chunk = np.require(x[start : start + size], np.float32, ("C", "W"))  # writable for torch
+            batch = torch.from_numpy(chunk).to(device)
+            out.append(fn(batch).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def seeded_generator(random_state: Any, device: torch.device) -> torch.Generator:
+    """A torch generator on ``device`` seeded from ``random_state`` (int, RandomState or None)."""
+    from sklearn.utils import check_random_state
+
+    seed = int(check_random_state(random_state).randint(2**31 - 1))
+    return torch.Generator(device=device).manual_seed(seed)

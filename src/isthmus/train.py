@@ -9,7 +9,6 @@ DistributedDataParallel (:mod:`isthmus.distributed`) and rank 0 writes the files
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
@@ -26,7 +25,8 @@ from isthmus import distributed
 from isthmus.batches import BatchSource, Shard, TensorSource
 from isthmus.checkpoint import Run, State, load_checkpoint, save_checkpoint
 from isthmus.config import TrainConfig
-from isthmus.errors import ConfigError, ModelFileError, TrainingError
+from isthmus.errors import ModelFileError, TrainingError
+from isthmus.model import autocast, autocast_dtype
 
 #: restarts from the last good epoch, each with half the learning rate, before a diverging run gives up
 MAX_RETRIES = 3
@@ -51,32 +51,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())  # this rank's GPU under torchrun
     return torch.device(name)
-
-
-def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The dtype matrix products run in under ``precision`` on ``device``; None for full float32."""
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision == "fp32":
-        return None
-    if precision == "bf16" and device.type in ("cpu", "cuda"):
-        return torch.bfloat16
-    if precision == "fp16" and device.type == "cuda":
-        return torch.float16
-    raise ConfigError(
-        f"precision={precision!r} is not available on device {device.type!r}; use bf16 on CPUs and CUDA, "
-        "fp16 on CUDA only, or fp32"
-    )
-
-
-def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager[Any]:
-    """Autocast for ``precision`` (see :func:`autocast_dtype`); a no-op in full precision."""
-    dtype = autocast_dtype(device, precision)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def _loss(net: nn.Module) -> Callable[..., dict[str, Tensor]]:

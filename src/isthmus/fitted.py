@@ -1,0 +1,126 @@
+"""Fitted: everything ``fit`` learns, in one record, made by ``fit`` and by loading a model file alike.
+
+The estimator's learned attributes (``net_``, ``scaler_``, ``offset_``, ...) are this record's fields with a
+trailing underscore: :meth:`Fitted.attributes` gives them, ``Autoencoder`` sets them in one place, and
+:meth:`Fitted.of` reads them back from any fitted estimator. ``artifact`` saves and loads a ``Fitted``,
+so a field added here is saved, loaded and compared by ``tests/test_fitted.py`` without a second list to
+keep in step.
+
+A new learned attribute is one field here (a default of ``None`` if files written before it lack it),
+its metadata key or tensors in ``artifact``, and a line in docs/format.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from isthmus.scaling import Scaler
+
+if TYPE_CHECKING:
+    from isthmus.entropy import CdfTables
+    from isthmus.lossless import PixelModel
+    from isthmus.model import AutoencoderNet
+    from isthmus.pixelnet import PixelNet
+
+    PixelTables = PixelNet | PixelModel | CdfTables
+
+#: fields whose ``None`` means "absent": the estimator then has no such attribute (scikit-learn sets
+#: ``feature_names_in_`` only for data with column names; a file written before thresholds has no ``offset_``)
+OPTIONAL = ("offset", "feature_names_in")
+
+
+@dataclasses.dataclass(eq=False)
+class Fitted:
+    """What a fitted :class:`~isthmus.Autoencoder` holds besides its parameters.
+
+    Attributes
+    ----------
+    params : dict
+        The estimator's parameters (``get_params()``), from which a loaded model is constructed.
+    net : AutoencoderNet
+    scaler : Scaler
+    input_shape : tuple of int
+        One sample's shape as given to ``fit``.
+    resolved : dict of str to str
+        The settings ``"auto"`` resolved to (``loss``, ``scaling``).
+    data_range : float
+        Largest minus smallest training value (1.0 for constant data): the peak of PSNR.
+    history : list of dict
+        Per-epoch named metrics.
+    n_iter : int
+    best_loss : float
+    pca_mean, pca_components : ndarray
+        The PCA baseline of the same width, ``(n_features,)`` and ``(k, n_features)`` float32.
+    encoder_only : bool
+        True for a model loaded from ``export_encoder``'s file: it encodes but cannot decode.
+    offset : float or None
+        Threshold on ``score_samples``; None for a file written before thresholds were stored.
+    lossless_tables : PixelNet, PixelModel, CdfTables or None
+        The pixel model of lossless streams (quantized models fitted on 8-bit data).
+    fingerprint : str or None
+        SHA-256 (hex) of what decoding depends on; quantized models only.
+    feature_names_in : ndarray of str or None
+        Column names of the training data, when it had them (a DataFrame).
+    """
+
+    params: dict[str, Any]
+    net: AutoencoderNet
+    scaler: Scaler
+    input_shape: tuple[int, ...]
+    resolved: dict[str, str]
+    data_range: float
+    history: list[dict[str, Any]]
+    n_iter: int
+    best_loss: float
+    pca_mean: np.ndarray
+    pca_components: np.ndarray
+    encoder_only: bool = False
+    offset: float | None = None
+    lossless_tables: PixelTables | None = None
+    fingerprint: str | None = None
+    feature_names_in: np.ndarray | None = None
+
+    @property
+    def n_features_in(self) -> int:
+        """Values per sample: the product of ``input_shape``."""
+        return math.prod(self.input_shape)
+
+    def attributes(self) -> dict[str, Any]:
+        """The estimator's learned attributes, ``{"net_": ..., "n_features_in_": ...}``; an ``OPTIONAL``
+        field that is None is left out, so that the estimator has no such attribute."""
+        out = {f"{name}_": getattr(self, name) for name in FIELDS}
+        out["n_features_in_"] = self.n_features_in
+        for name in OPTIONAL:
+            if out[f"{name}_"] is None:
+                del out[f"{name}_"]
+        return out
+
+    @classmethod
+    def of(cls, estimator: Any) -> Fitted:
+        """The record of a fitted estimator, read from its public parameters and ``*_`` attributes."""
+        values = {name: getattr(estimator, f"{name}_", None) for name in FIELDS}
+        values["input_shape"] = tuple(values["input_shape"])
+        return cls(params=dict(estimator.get_params()), **values)
+
+    def replace(self, **changes: Any) -> Fitted:
+        """A copy with ``changes`` (field name -> value); the network and arrays are shared, not copied."""
+        return dataclasses.replace(self, **changes)
+
+
+#: every field the estimator shows as an attribute (all but ``params``, which are its constructor's arguments)
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Fitted) if f.name != "params")
+
+
+def attribute_names() -> tuple[str, ...]:
+    """Every learned attribute a fitted estimator may have, ``n_features_in_`` included."""
+    return (*(f"{name}_" for name in FIELDS), "n_features_in_")
+
+
+def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` as a plain dict, tuples for lists (JSON has no tuples; ``hidden_layer_sizes`` is one)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}

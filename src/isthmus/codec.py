@@ -33,6 +33,7 @@ from isthmus.errors import ConfigError, DataError
 from isthmus.lossless import PixelModel, build_pixel_model, decode_pixels, encode_pixels, image_shape
 from isthmus.pixelnet import PixelNet
 from isthmus.rdo import search_code
+from isthmus.shapes import samples_in
 
 if TYPE_CHECKING:
     from isthmus.estimator import Autoencoder
@@ -321,7 +322,8 @@ def compress(ae: Autoencoder, X: Any, *, lossless: bool = False, search: int = 0
         raise DataError(f"lossless compression stores 8-bit data; X has dtype {x.dtype}: pass X.astype(np.uint8)")
     sample_shape = tuple(ae.input_shape_)
     shape = tuple(int(s) for s in x.shape)
-    m = n_samples(shape, sample_shape)
+    m = samples_in(shape, sample_shape)  # never reshapes an array into samples it does not hold
+    n_samples(shape, sample_shape)
     samples = x.reshape(m, *sample_shape).astype(np.float32)
     code = ae.transform(samples)  # (m, n_components)
     if not np.all(np.isfinite(code)) or np.abs(code).max(initial=0.0) >= 2**31 - 1:

@@ -31,6 +31,7 @@ from isthmus.model import batched, build_net, device_of, net_shape, seeded_gener
 from isthmus.nets import ARCHITECTURES
 from isthmus.penalties import PENALTIES
 from isthmus.scaling import Scaler, fit_scaler, resolve_scaling, scaler_from_moments
+from isthmus.shapes import describe, mismatch, same_sample
 
 #: rows of a streamed source kept at hand for the PCA baseline, the coding tables and the anomaly threshold
 _STREAM_SAMPLE = 20000
@@ -457,13 +458,15 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         self._check_fitted()
-        if shape == tuple(self.input_shape_) or math.prod(shape) == self.n_features_in_:
+        if same_sample(shape, self.input_shape_):
             return
+        if math.prod(shape) == self.n_features_in_:  # as many values, another shape: never reshaped into it
+            raise mismatch(shape, self.input_shape_)
         # the opening words are scikit-learn's own ("X has 1 features, but ... is expecting 4 features as input")
         raise DataError(
             f"X has {math.prod(shape)} features, but {type(self).__name__} is expecting {self.n_features_in_} "
-            f"features as input: it was trained on {self.n_features_in_} per sample (shape "
-            f"{tuple(self.input_shape_)}), and got samples of shape {shape}; pass data like the training data"
+            f"features as input: it was trained on {describe(self.input_shape_)}, and got {describe(shape)}; "
+            "pass data like the training data"
         )
 
     # ------------------------------------------------------------------ using

@@ -33,6 +33,7 @@ import numpy as np
 from isthmus._files import write_bytes_atomic
 from isthmus._optional import import_optional
 from isthmus.errors import ConfigError, DataError
+from isthmus.shapes import mismatch, same_sample
 
 if TYPE_CHECKING:
     from isthmus.estimator import Autoencoder
@@ -197,8 +198,8 @@ def _images(x: np.ndarray) -> np.ndarray:
 def _model_input(name: str, ae: Autoencoder, x: np.ndarray, lossless: bool) -> np.ndarray:
     """``x`` shaped as ``ae``'s samples, after checking that ``ae`` compresses them (one image, tried)."""
     shape = tuple(ae.input_shape_)
-    if math.prod(shape) != math.prod(x.shape[1:]):
-        raise DataError(f"model {name} takes samples of shape {shape}, but the images have shape {x.shape[1:]}")
+    if not same_sample(x.shape[1:], shape):
+        raise DataError(f"model {name}: {mismatch(x.shape[1:], shape, 'the data')}")
     xm = x.reshape(len(x), *shape)
     ae.decompress(ae.compress(xm[:1], lossless=lossless))  # a non-quantized or encoder-only model fails here
     return xm

@@ -11,6 +11,7 @@ import click
 from isthmus.cli._common import _db, _image_size_opt, _load, _overwrite, _read, _refuse_existing, _write
 from isthmus.errors import OutputError
 from isthmus.rd import CODECS
+from isthmus.shapes import same_sample
 
 _search_opt = click.option(
     "--search",
@@ -34,8 +35,9 @@ def compress(
 ) -> None:
     """Compress DATA with MODEL (bottleneck='quantized') into one bitstream file.
 
-    DATA is any data spec, or one PNG/JPEG file. Values that are all integers 0..255 (8-bit images) are
-    stored as uint8, so that decompress gives 8-bit images back; other data as float32.
+    DATA is any data spec, such as one PNG/JPEG file or a folder of them. Values that are all integers
+    0..255 (8-bit images) are stored as uint8, so that decompress gives 8-bit images back; other data as
+    float32.
     """
     import numpy as np
 
@@ -43,10 +45,10 @@ def compress(
 
     _refuse_existing(output, overwrite)
     ae = _load(model)
-    x = _read_image_file(data) if _is_image_file(data) else _read(data, image_size).X
+    x = _read(data, image_size).X
     sample_shape = tuple(ae.input_shape_)
-    if x.ndim >= 2 and x.shape[1:] != sample_shape and math.prod(x.shape[1:]) == math.prod(sample_shape):
-        x = x.reshape(len(x), *sample_shape)  # e.g. (n, 1, 28, 28) images for a model of (28, 28) samples
+    if x.ndim >= 2 and x.shape[1:] != sample_shape and same_sample(x.shape[1:], sample_shape, flat=False):
+        x = x.reshape(len(x), *sample_shape)  # (n, 1, 28, 28) images for a model of (28, 28) samples, and back
     if np.all((x >= 0) & (x <= 255) & (x == np.round(x))):
         x = x.astype(np.uint8)
     stream = ae.compress(x, lossless=lossless, search=search)
@@ -126,7 +128,7 @@ def rd(
     import_optional("matplotlib.figure", extra="report", feature="the rate-distortion plot")  # fail before the work
     names = [Path(m).stem for m in models]
     loaded = {(name if names.count(name) == 1 else m): _load(m) for name, m in zip(names, models, strict=True)}
-    x = _read_image_file(data) if _is_image_file(data) else _read(data, image_size).X
+    x = _read(data, image_size).X
     result = rate_distortion(
         loaded,
         x,
@@ -157,26 +159,6 @@ def rd(
             f"at {_db(q.psnr)} dB; {versus}; encode {r.encode_images_per_s:.0f}, "
             f"decode {r.decode_images_per_s:.0f} images/s"
         )
-
-
-def _is_image_file(spec: str) -> bool:
-    path = Path(spec)
-    return path.suffix.lower() in (".png", ".jpg", ".jpeg") and path.is_file()
-
-
-def _read_image_file(spec: str) -> Any:
-    """One PNG/JPEG file as a (1, height, width) or (1, 3, height, width) uint8 array."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    from isthmus.errors import DataError
-
-    try:
-        with Image.open(spec) as image:
-            pixels = np.asarray(image.convert("L" if image.mode in ("1", "L", "P", "LA") else "RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"{spec} is not a readable image ({exc})") from None
-    return (pixels if pixels.ndim == 2 else pixels.transpose(2, 0, 1))[None]
 
 
 def _write_pngs(target: Path, x: Any, *, sample_ndim: int, overwrite: bool) -> None:

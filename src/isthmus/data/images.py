@@ -94,6 +94,24 @@ def read_image_folder(
     return X, labels
 
 
+def read_image_file(path: Path, *, image_size: tuple[int, int] | None = None) -> tuple[npt.NDArray[np.float32], None]:
+    """Read one PNG/JPEG file as one sample: ``(1, channels, height, width)`` float32, raw values.
+
+    Grayscale (and bilevel) images have one channel; palette, alpha and other modes are read as RGB.
+    ``image_size`` ``(width, height)`` resizes it, as for a folder. The second value is the (absent) labels.
+    """
+    size = None if image_size is None else _checked_size(image_size)
+    info = _probe(path)
+    gray = info.mode in _GRAY_MODES
+    width, height = size or info.size
+    check_allocation(
+        (1 if gray else 3) * height * width * 4,
+        f"{path} ({_wxh((width, height))} pixels as float32)",
+        "resize the image (--image-size)",
+    )
+    return _load(info, (width, height), gray)[np.newaxis], None
+
+
 def _checked_size(image_size: tuple[int, int]) -> tuple[int, int]:
     """Return ``image_size`` as ``(width, height)`` ints, or raise if it is not two positive integers."""
     try:

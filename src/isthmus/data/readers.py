@@ -24,9 +24,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from isthmus.data.idx import labels_beside, read_idx
-from isthmus.data.images import IMAGE_SUFFIXES, read_image_folder
+from isthmus.data.images import IMAGE_SUFFIXES, read_image_file, read_image_folder
 from isthmus.data.limits import check_allocation
-from isthmus.errors import DataError
+from isthmus.errors import ConfigError, DataError
 
 #: what reading a (possibly compressed, possibly damaged) member of a zip archive can raise
 _ZIP_FAILURES = (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile)
@@ -51,11 +51,12 @@ FILE_FORMATS: tuple[tuple[str, str], ...] = (
     ("*[-.]idx?-ubyte.gz", "idx"),
     ("*.idx", "idx"),
     ("*.idx.gz", "idx"),
+    *((f"*{suffix}", "image") for suffix in IMAGE_SUFFIXES),
 )
 SUPPORTED = (
     ".npy, .npz (file.npz:key picks an array), .csv (with a header), .parquet, "
     "IDX (*-idx3-ubyte, *-idx1-ubyte, *.idx, each optionally .gz), "
-    f"or a folder of {'/'.join(s[1:].upper() for s in IMAGE_SUFFIXES)} images"
+    f"one {'/'.join(s[1:].upper() for s in IMAGE_SUFFIXES)} image or a folder of them"
 )
 
 
@@ -87,6 +88,11 @@ def read_raw(path: Path, options: ReadOptions) -> Raw:
         raise DataError(f"{path}:{options.key} - a ':key' suffix picks an array in a .npz file; {path.name} is {fmt}")
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty (0 bytes)")
+    if options.image_size is not None and fmt != "image":
+        raise ConfigError(
+            f"an image size resizes images, but {path.name} is a {fmt} file, which is not resized; "
+            "drop the image size (--image-size) or resize the data yourself"
+        )
     return READERS[fmt](path, options)
 
 
@@ -275,6 +281,7 @@ def _read_idx(path: Path, options: ReadOptions) -> Raw:
 READERS: dict[str, Callable[[Path, ReadOptions], Raw]] = {
     "csv": _read_csv,
     "idx": _read_idx,
+    "image": lambda path, options: read_image_file(path, image_size=options.image_size),
     "npy": _read_npy,
     "npz": _read_npz,
     "parquet": _read_parquet,

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from isthmus.data.builtins import BUILTINS
 from isthmus.data.dataset import Dataset, as_dataset
 from isthmus.data.readers import ReadOptions, read_raw
-from isthmus.errors import DataError
+from isthmus.errors import ConfigError, DataError
 
 _ROW_SLICE = re.compile(r"(?P<body>.+)\[(?P<inner>[^\[\]]*)\]")
 _START_STOP = re.compile(r"\s*(?P<start>-?\d+)?\s*:\s*(?P<stop>-?\d+)?\s*")
@@ -74,8 +74,8 @@ def read_data(spec: str | os.PathLike[str], *, image_size: tuple[int, int] | Non
         (``digits``, ``mnist``, ``fashion-mnist``), optionally with ``:key`` or ``:split`` and a row
         slice ``[start:stop]``, e.g. ``"digits[:1500]"``, ``"mnist:test"``, ``"data.npz:X[1000:]"``.
     image_size : (int, int) or None
-        ``(width, height)`` to resize the images of an image folder to; needed when their sizes
-        differ. Other sources are not resized.
+        ``(width, height)`` to resize an image file, or the images of an image folder, to; needed when
+        a folder's sizes differ. Other sources are not resized: an image size for them is refused.
 
     Returns
     -------
@@ -95,6 +95,11 @@ def read_data(spec: str | os.PathLike[str], *, image_size: tuple[int, int] | Non
     if isinstance(parsed.source, Path):
         X, y = read_raw(parsed.source, ReadOptions(key=parsed.option, image_size=image_size))
     else:
+        if image_size is not None:
+            raise ConfigError(
+                f"an image size resizes image files and folders, but {parsed.name} is a built-in dataset, which "
+                "is not resized; drop the image size (--image-size)"
+            )
         builtin = BUILTINS[parsed.source](parsed.option)
         X, y = builtin.X, builtin.y
     if parsed.rows is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -38,27 +38,71 @@ def plain_mlp(widths: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def plain_loop(
-    x: torch.Tensor, n_in: int, hidden: tuple[int, ...], code: int, batch: int, epochs: int, fused: bool
-) -> float:
-    """Samples per second of the textbook loop (epochs 2..N)."""
+def plain_autoencoder(n_in: int, hidden: tuple[int, ...], code: int) -> nn.Sequential:
+    """The MLP autoencoder as a textbook writes it (seeded): encoder widths down to ``code``, then back up."""
     torch.manual_seed(0)
     widths = [n_in, *hidden, code]
-    net = nn.Sequential(plain_mlp(widths), plain_mlp(widths[::-1]))
+    return nn.Sequential(plain_mlp(widths), plain_mlp(widths[::-1]))
+
+
+class LoopRun(NamedTuple):
+    """What one timed plain loop measured."""
+
+    samples_per_s: float  # over epochs 2..N
+    first_epoch_s: float  # warm-up; under torch.compile, mostly compiling
+
+
+def plain_loop(
+    net: nn.Module,
+    x: torch.Tensor,
+    batch: int,
+    epochs: int,
+    fused: bool,
+    precision: str = "fp32",
+    compile: bool = False,
+) -> LoopRun:
+    """The textbook loop on ``net`` with ``x`` on the device it trains on: shuffle, gather, step (epochs 2..N timed).
+
+    ``precision`` autocasts as isthmus does ("fp16" with a gradient scaler); ``compile`` wraps ``net`` in
+    ``torch.compile``. The loss is isthmus's "bce": per-sample sums, averaged over the batch.
+    """
+    device = x.device
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True if fused else None)
-    start = 0.0
-    for epoch in range(epochs):
-        if epoch == 1:
-            start = time.perf_counter()
-        perm = torch.randperm(len(x))
+    model = torch.compile(net) if compile else net
+    stamps = [time.perf_counter()]
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), device=device)
         for i in range(0, len(x), batch):
             xb = x[perm[i : i + batch]]
-            logits = net(xb)
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, xb, reduction="none").sum(1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return len(x) * (epochs - 1) / (time.perf_counter() - start)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(xb)
+                loss = nn.functional.binary_cross_entropy_with_logits(logits, xb, reduction="none").flatten(1)
+                loss = loss.sum(1).mean()
+            opt.zero_grad(set_to_none=True)
+            if scaler is None:
+                loss.backward()
+                opt.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # kernels run ahead of the host: wait before reading the clock
+        stamps.append(time.perf_counter())
+    return LoopRun(len(x) * (epochs - 1) / (stamps[-1] - stamps[1]), stamps[1] - stamps[0])
+
+
+def fit_rate(x: np.ndarray, params: dict[str, Any], epochs: int) -> tuple[float, Autoencoder]:
+    """Samples per second of ``Autoencoder(**params).fit(x)`` over epochs 2..N (an epoch callback stamps
+    them; each epoch ends by reading its metrics, which waits for a GPU), and the fitted model."""
+    stamps: list[float] = []
+    ae = Autoencoder(**{"random_state": 0, "verbose": 0, **params, "max_iter": epochs})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ae.fit(x, callbacks=[lambda epoch, record: stamps.append(time.perf_counter())])
+    return len(x) * (epochs - 1) / (stamps[-1] - stamps[0]), ae
 
 
 def isthmus_fit(
@@ -70,24 +114,9 @@ def isthmus_fit(
     precision: str = "fp32",
     device: str = "cpu",
 ) -> float:
-    """Samples per second of ``Autoencoder.fit`` (epochs 2..N, timed by an epoch callback)."""
-    stamps: list[float] = []
-    ae = Autoencoder(
-        n_components=code,
-        hidden_layer_sizes=hidden,
-        batch_size=batch,
-        max_iter=epochs,
-        scaling="none",
-        loss="bce",
-        random_state=0,
-        verbose=0,
-        device=device,
-        precision=precision,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ae.fit(x, callbacks=[lambda epoch, record: stamps.append(time.perf_counter())])
-    return len(x) * (epochs - 1) / (stamps[-1] - stamps[0])
+    """Samples per second of ``Autoencoder.fit`` on the MLP (epochs 2..N)."""
+    params = {"n_components": code, "hidden_layer_sizes": hidden, "batch_size": batch, "scaling": "none"}
+    return fit_rate(x, {**params, "loss": "bce", "device": device, "precision": precision}, epochs)[0]
 
 
 def matmul_gflops(dtype: torch.dtype, m: int = 1024, k: int = 1000, n: int = 784, seconds: float = 1.0) -> float:
@@ -157,7 +186,9 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
     for threads in args.thread_counts:
         torch.set_num_threads(threads)
         for batch in args.batch_sizes:
-            plain = plain_loop(torch.from_numpy(x), n_in, hidden, code, batch, args.epochs, True)
+            plain = plain_loop(
+                plain_autoencoder(n_in, hidden, code), torch.from_numpy(x), batch, args.epochs, True
+            ).samples_per_s
             for precision in args.precisions:
                 rate = isthmus_fit(x, hidden, code, batch, args.epochs, precision, args.device)
                 rows.append(
@@ -200,10 +231,9 @@ def main() -> None:
         xt = torch.from_numpy(x)
         best = {"plain": 0.0, "plain_fused": 0.0, "isthmus": 0.0}
         for _ in range(args.repeats):  # interleaved, so a noisy neighbour hurts every contender alike
-            best["plain"] = max(best["plain"], plain_loop(xt, n_in, hidden, code, args.batch_size, args.epochs, False))
-            best["plain_fused"] = max(
-                best["plain_fused"], plain_loop(xt, n_in, hidden, code, args.batch_size, args.epochs, True)
-            )
+            for key, fused in (("plain", False), ("plain_fused", True)):
+                net = plain_autoencoder(n_in, hidden, code)
+                best[key] = max(best[key], plain_loop(net, xt, args.batch_size, args.epochs, fused).samples_per_s)
             best["isthmus"] = max(best["isthmus"], isthmus_fit(x, hidden, code, args.batch_size, args.epochs))
         figures[name] = {
             **{f"{k}_samples_per_s": round(v, 1) for k, v in best.items()},

@@ -254,6 +254,7 @@ def test_the_exact_reconstruction_does_not_depend_on_threads_or_batches(
     np.testing.assert_array_equal(np.rint(one), np.rint(two))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_gpu_models_lossless_stream_decodes_on_the_cpu(images: np.ndarray, tmp_path: Any) -> None:
     """The check that found version 4 needed: fitted and compressed on a GPU (bfloat16 autocast), read

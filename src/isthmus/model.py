@@ -249,7 +249,15 @@ def device_of(net: nn.Module) -> torch.device:
 
 
 def batched(fn: Callable[[Tensor], Tensor], x: np.ndarray, device: torch.device, precision: str) -> np.ndarray:
-    """``fn`` over the rows of ``x`` in inference batches on ``device`` under ``precision``: float32 NumPy out."""
+    """``fn`` over the rows of ``x`` in inference batches on ``device`` under ``precision``: float32 NumPy out.
+
+    Where ``device`` lacks ``precision`` it runs in float32: a model trained in fp16 on a GPU still encodes
+    after loading on a CPU (training refuses such a pair before its first step).
+    """
+    try:
+        autocast_dtype(device, precision)
+    except ConfigError:
+        precision = "fp32"
     out = []
     with torch.inference_mode(), autocast(device, precision):
         size = INFERENCE_BATCH.get(device.type, INFERENCE_BATCH_DEFAULT)

@@ -46,8 +46,8 @@ from torch import nn
 from _common import mnist_splits, parse, parser, pixels, report
 from isthmus.config import PRESETS
 from isthmus.errors import ConfigError
-from isthmus.nets import ARCHITECTURES
 from isthmus.model import autocast_dtype
+from isthmus.nets import ARCHITECTURES
 from isthmus.train import resolve_device
 from throughput import fit_rate, plain_loop
 

@@ -227,7 +227,7 @@ def _golden_model() -> Autoencoder:
 
 
 def test_golden_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(isthmus._version, "__version__", "0.1.0")
+    monkeypatch.setattr(isthmus.version, "__version__", "0.1.0")
     monkeypatch.setattr(torch, "__version__", "2.4.0+cpu")  # the file records "2.4.0"
     golden = Fitted.of(_golden_model())
     metadata = {**artifact.model_metadata(golden, encoder_only=False), "params": GOLDEN_PARAMS}

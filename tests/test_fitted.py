@@ -12,12 +12,11 @@ import pytest
 import torch
 
 import isthmus
+from conftest import QUANTIZED, TINY
 from isthmus import Autoencoder
 from isthmus.fitted import FIELDS, OPTIONAL, Fitted, attribute_names
 from isthmus.model import AutoencoderNet
 from isthmus.scaling import Scaler
-
-from conftest import QUANTIZED, TINY
 
 
 def _same(a: Any, b: Any, where: str) -> None:

@@ -40,7 +40,7 @@ def model(images: np.ndarray) -> Autoencoder:
 
 def _old_tables(ae: Autoencoder, x: np.ndarray) -> Any:
     """The 256 recon-only pixel tables of the first lossless scheme (stream version 1), as fit counted them."""
-    recon = codec._contexts(ae, ae.transform(x))
+    recon = codec.contexts(Fitted.of(ae), ae.transform(x))
     pairs = np.bincount(recon * 256 + x.reshape(-1).astype(np.int64), minlength=256 * 256)
     counts = pairs.reshape(256, 256).astype(np.float64) + 0.5
     pmfs = counts / counts.sum(axis=1, keepdims=True)
@@ -103,10 +103,10 @@ def test_causal_contexts_beat_reconstruction_contexts(model: Autoencoder, images
     """Measured on held-out digits: the pixel model codes in fewer bytes than the 256 recon-only tables."""
     train, test = images[:300].astype(np.uint8), images[300:].astype(np.uint8)
     old = _old_tables(model, train.astype(np.float32))
-    recon = codec._contexts(model, model.transform(test.astype(np.float32)))
+    recon = codec.contexts(Fitted.of(model), model.transform(test.astype(np.float32)))
     old_bytes = len(encode_symbols(test.reshape(-1).astype(np.int64), old, recon, tag=1))
     pixels = build_pixel_model(
-        codec._contexts(model, model.transform(train)).reshape(train.shape), train.astype(np.int64)
+        codec.contexts(Fitted.of(model), model.transform(train)).reshape(train.shape), train.astype(np.int64)
     )
     new_bytes = len(encode_pixels(test.astype(np.int64), recon.reshape(test.shape), pixels, tag=1))
     assert new_bytes < 0.95 * old_bytes

@@ -18,6 +18,7 @@ from isthmus import Autoencoder, codec, load
 from isthmus.codec import BitstreamError, BitstreamVersionError, WrongModelError
 from isthmus.entropy import FrequencyStepDecoder, PayloadError, encode_frequency_steps
 from isthmus.errors import ConfigError, ModelFileError
+from isthmus.fitted import Fitted
 from isthmus.lossless import PixelModel
 from isthmus.pixelnet import (
     N_INPUTS,
@@ -228,12 +229,12 @@ def test_lossless_streams_do_not_hang_on_the_machines_arithmetic(
     x = images[:100].astype(np.uint8)
     code = model.transform(images[:100]).round()
     data = model.compress(x, lossless=True)
-    exact, own = codec._exact_reconstruction(model, code), codec._reconstruct(model, code)
+    exact, own = codec.exact_reconstruction(Fitted.of(model), code), Fitted.of(model).decode(code)
     assert exact.dtype == np.float64 and np.abs(exact - own).max() < 1e-4
     with monkeypatch.context() as m:
         m.setattr(model, "precision", "bf16")
-        assert np.any(np.rint(codec._reconstruct(model, code)) != np.rint(own))
-        np.testing.assert_array_equal(codec._exact_reconstruction(model, code), exact)
+        assert np.any(np.rint(Fitted.of(model).decode(code)) != np.rint(own))
+        np.testing.assert_array_equal(codec.exact_reconstruction(Fitted.of(model), code), exact)
         np.testing.assert_array_equal(model.decompress(data), x)
 
 
@@ -244,10 +245,10 @@ def test_the_exact_reconstruction_does_not_depend_on_threads_or_batches(
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = codec._exact_reconstruction(model, code)
+        one = codec.exact_reconstruction(Fitted.of(model), code)
         torch.set_num_threads(2)
         monkeypatch.setattr(codec, "_EXACT_BATCH", 7)
-        two = codec._exact_reconstruction(model, code)
+        two = codec.exact_reconstruction(Fitted.of(model), code)
     finally:
         torch.set_num_threads(threads)
     assert np.abs(one - two).max() < 1e-12

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from isthmus._version import __version__
 from isthmus.config import PRESETS
 from isthmus.errors import IsthmusError
 from isthmus.estimator import Autoencoder
 from isthmus.metrics import evaluate
+from isthmus.version import __version__
 
 
 def load(path: str | os.PathLike[str]) -> Autoencoder:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
-from isthmus import _version
+from isthmus import version
 from isthmus._files import write_bytes_atomic
 from isthmus.config import DEFAULTS, split_params
 from isthmus.entropy import CdfTables, check_cdf_tables
@@ -60,7 +60,7 @@ _DTYPES = {
 
 
 def _isthmus_version() -> str:
-    return _version.__version__
+    return version.__version__
 
 
 def _jsonable(value: Any) -> Any:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from isthmus import pixelnet
+from isthmus.data import check_finite
 from isthmus.entropy import CdfTables, PayloadError, decode_symbols, encode_symbols
 from isthmus.errors import ConfigError, DataError
 from isthmus.lossless import PixelModel, build_pixel_model, decode_pixels, encode_pixels, image_shape
@@ -36,7 +37,7 @@ from isthmus.rdo import search_code
 from isthmus.shapes import samples_in
 
 if TYPE_CHECKING:
-    from isthmus.estimator import Autoencoder
+    from isthmus.fitted import Fitted
 
 MAGIC = b"\x89I"
 #: the newest bitstream version this isthmus reads; a writer gives each stream the lowest that describes it
@@ -286,26 +287,25 @@ def _header(layout: int, form: int, fields: list[int], sample_shape: tuple[int, 
 # ---------------------------------------------------------------------------- a model's streams
 
 
-def coding_state(ae: Autoencoder) -> tuple[CdfTables, int]:
+def coding_state(fitted: Fitted) -> tuple[CdfTables, int]:
     """The model's integer coding tables and its fingerprint tag, or ConfigError for a model without them."""
-    ae._check_fitted()
-    tables = getattr(ae.net_.bottleneck, "tables", None)
-    fingerprint = getattr(ae, "fingerprint_", None)
+    tables = getattr(fitted.net.bottleneck, "tables", None)
+    fingerprint = fitted.fingerprint
     if tables is None or fingerprint is None:
         raise ConfigError(
             f"compress and decompress need a model trained with bottleneck='quantized' (this one has "
-            f"bottleneck={ae.bottleneck!r}); train one with preset 'compress'"
+            f"bottleneck={fitted.net.config.bottleneck!r}); train one with preset 'compress'"
         )
     return tables, int(fingerprint, 16) >> (256 - TAG_BITS)  # the fingerprint's first TAG_BITS bits
 
 
-def compress(ae: Autoencoder, X: Any, *, lossless: bool = False, search: int = 0, lmbda: float | None = None) -> bytes:
-    """``ae``'s bitstream of ``X``: the rounded code of every sample, entropy-coded with ``ae``'s tables;
+def compress(fitted: Fitted, X: Any, *, lossless: bool = False, search: int = 0, lmbda: float | None = None) -> bytes:
+    """The model's bitstream of ``X``: the rounded code of every sample, entropy-coded with its tables;
     with ``lossless``, also every value of 8-bit ``X``, coded given the code's reconstruction. With
     ``search`` > 0, :func:`isthmus.rdo.search_code` (gradient steps, then up to ``search`` greedy sweeps)
     improves the rounded code for ``loss + lmbda * bits`` (default: the model's own ``lmbda``)."""
-    tables, tag = coding_state(ae)
-    weight = float(ae.net_.config.lmbda if lmbda is None else lmbda)
+    tables, tag = coding_state(fitted)
+    weight = float(fitted.net.config.lmbda if lmbda is None else lmbda)
     if isinstance(search, bool) or not isinstance(search, int) or search < 0:
         raise ConfigError(f"search={search!r} must be an int >= 0 (sweeps of the code search; 0 rounds)")
     if not (math.isfinite(weight) and weight >= 0):
@@ -317,40 +317,42 @@ def compress(ae: Autoencoder, X: Any, *, lossless: bool = False, search: int = 0
         x = x.astype(x.dtype.newbyteorder("="))
     if x.dtype not in DTYPES:
         raise DataError(f"cannot compress an array of dtype {x.dtype}; allowed: {', '.join(map(str, DTYPES))}")
-    pixel_tables = _lossless_tables(ae) if lossless else None
+    pixel_tables = _lossless_tables(fitted) if lossless else None
     if lossless and x.dtype != np.uint8:
         raise DataError(f"lossless compression stores 8-bit data; X has dtype {x.dtype}: pass X.astype(np.uint8)")
-    sample_shape = tuple(ae.input_shape_)
+    sample_shape = tuple(fitted.input_shape)
     shape = tuple(int(s) for s in x.shape)
     m = samples_in(shape, sample_shape)  # never reshapes an array into samples it does not hold
     n_samples(shape, sample_shape)
     samples = x.reshape(m, *sample_shape).astype(np.float32)
-    code = ae.transform(samples)  # (m, n_components)
+    check_finite(samples, "X")
+    scaled = fitted.scale(samples)
+    code = fitted.encode(scaled)  # (m, n_components)
     if not np.all(np.isfinite(code)) or np.abs(code).max(initial=0.0) >= 2**31 - 1:
         raise DataError("the code of X is not finite or exceeds int32; X is far outside the training data's range")
     if search:
-        code = search_code(ae.net_, tables, ae._scaled(samples), lmbda=weight, sweeps=search)
+        code = search_code(fitted.net, tables, scaled, lmbda=weight, sweeps=search)
     values = np.rint(code).astype(np.int64).ravel()
     index = np.tile(np.arange(code.shape[1]), m)
     payload = encode_symbols(values, tables, index, tag=tag)
     version = 1
     if pixel_tables is not None:
         version = LOSSLESS_VERSION
-        pixels = _encode_pixels(ae, x.reshape(m, -1), code, pixel_tables, exact=version >= EXACT_SINCE)
+        pixels = _encode_pixels(fitted, x.reshape(m, -1), code, pixel_tables, exact=version >= EXACT_SINCE)
         payload = _varint(len(payload)) + payload + pixels
     return write_stream(
         payload, dtype=x.dtype, shape=shape, sample_shape=sample_shape, lossless=lossless, version=version
     )
 
 
-def decompress(ae: Autoencoder, data: bytes) -> np.ndarray:
-    """The array ``compress`` coded into ``data``, decoded with ``ae``, in its stored dtype and shape."""
-    tables, tag = coding_state(ae)
-    header, payload = read_stream(data, sample_shape=tuple(ae.input_shape_))
+def decompress(fitted: Fitted, data: bytes) -> np.ndarray:
+    """The array ``compress`` coded into ``data``, decoded with the model, in its stored dtype and shape."""
+    tables, tag = coding_state(fitted)
+    header, payload = read_stream(data, sample_shape=tuple(fitted.input_shape))
     n_components = len(tables.cdf)
     pixels = b""
     if header.lossless:
-        pixel_tables = _lossless_tables(ae)
+        pixel_tables = _lossless_tables(fitted)
         reader = _Reader(payload)
         length = reader.varint("code length")
         if reader.pos + length > len(payload):
@@ -368,8 +370,9 @@ def decompress(ae: Autoencoder, data: bytes) -> np.ndarray:
         ) from None
     code = values.reshape(header.n_samples, n_components).astype(np.float32)
     if header.lossless:
-        return _decode_pixels(ae, pixels, code, pixel_tables, header.version).astype(np.uint8).reshape(header.shape)
-    return _as_dtype(_reconstruct(ae, code).reshape(header.shape), header.dtype)
+        pixel_values = _decode_pixels(fitted, pixels, code, pixel_tables, header.version)
+        return pixel_values.astype(np.uint8).reshape(header.shape)
+    return _as_dtype(fitted.decode(code).reshape(header.shape), header.dtype)
 
 
 #: bits an ANS payload can hold beyond its values' information: the coder's 64-bit state and word padding
@@ -394,17 +397,6 @@ def _check_payload_size(header: Header, payload: bytes, tables: CdfTables) -> No
         )
 
 
-def _reconstruct(ae: Autoencoder, code: np.ndarray) -> np.ndarray:
-    """``inverse_transform`` of an integer code ``(m, n_components)``, without its input checks (the code
-    comes from the coder, so it is finite and the right width): about twice as fast on one image."""
-    if ae.encoder_only_:
-        return ae.inverse_transform(code)  # raises EncoderOnlyError
-    if ae.net_.training:
-        ae.net_.eval()
-    out = ae._batched(ae.net_.decode, code.astype(np.float32))
-    return ae.scaler_.inverse_transform(out.reshape(len(code), *ae.input_shape_))
-
-
 #: the stream version that named each kind of pixel model before version 4: a pixel network, counted causal
 #: contexts, and the 256 tables of the first scheme (files from before the pixel model)
 _PIXEL_VERSIONS: dict[type, int] = {PixelNet: 3, PixelModel: 2, CdfTables: 1}
@@ -422,10 +414,10 @@ PIXEL_MODELS: dict[str, Callable[..., PixelNet | PixelModel]] = {
 }
 
 
-def _lossless_tables(ae: Autoencoder) -> PixelNet | PixelModel | CdfTables:
+def _lossless_tables(fitted: Fitted) -> PixelNet | PixelModel | CdfTables:
     """The model's pixel model: a pixel network, counted contexts, or the 256 pixel tables of a file
     written before them."""
-    tables = getattr(ae, "lossless_tables_", None)
+    tables = fitted.lossless_tables
     if tables is None:
         raise ConfigError(
             "lossless streams need a model fitted on 8-bit data (every value an integer 0..255), which holds the "
@@ -434,16 +426,16 @@ def _lossless_tables(ae: Autoencoder) -> PixelNet | PixelModel | CdfTables:
     return tables
 
 
-def _pixel_tag(ae: Autoencoder) -> int:
+def _pixel_tag(fitted: Fitted) -> int:
     """The pixel payload's tag: the fingerprint's bits TAG_BITS to 2 * TAG_BITS - 1."""
-    return (int(str(ae.fingerprint_), 16) >> (256 - 2 * TAG_BITS)) & ((1 << TAG_BITS) - 1)
+    return (int(str(fitted.fingerprint), 16) >> (256 - 2 * TAG_BITS)) & ((1 << TAG_BITS) - 1)
 
 
-def _contexts(ae: Autoencoder, code: np.ndarray, *, exact: bool = True) -> np.ndarray:
+def contexts(fitted: Fitted, code: np.ndarray, *, exact: bool = True) -> np.ndarray:
     """``(m * n_features,)`` each value's reconstruction from ``code``, rounded into 0..255: a part of its
-    context in a lossless stream. ``exact`` (version 4): computed by :func:`_exact_reconstruction`; else
+    context in a lossless stream. ``exact`` (version 4): computed by :func:`exact_reconstruction`; else
     (versions 1 to 3) as ``decompress`` reconstructs, on the model's device, in its precision."""
-    recon = _exact_reconstruction(ae, code) if exact else _reconstruct(ae, code)
+    recon = exact_reconstruction(fitted, code) if exact else fitted.decode(code)
     return np.clip(np.rint(recon.reshape(-1)), 0, 255).astype(np.int64)
 
 
@@ -451,7 +443,7 @@ def _contexts(ae: Autoencoder, code: np.ndarray, *, exact: bool = True) -> np.nd
 _EXACT_BATCH = 256
 
 
-def _exact_reconstruction(ae: Autoencoder, code: np.ndarray) -> np.ndarray:
+def exact_reconstruction(fitted: Fitted, code: np.ndarray) -> np.ndarray:
     """The reconstruction of ``code`` ``(m, n_components)`` in float64, on the CPU: what a lossless stream's
     contexts are rounded from since version 4, the same on every machine but for summation order.
 
@@ -466,30 +458,30 @@ def _exact_reconstruction(ae: Autoencoder, code: np.ndarray) -> np.ndarray:
 
     import torch
 
-    if ae.encoder_only_:
-        return ae.inverse_transform(code)  # raises EncoderOnlyError
-    decoder = copy.deepcopy(ae.net_.decoder).to(device="cpu", dtype=torch.float64).eval()  # ms for a small one
+    fitted.check_decoder("decode")
+    decoder = copy.deepcopy(fitted.net.decoder).to(device="cpu", dtype=torch.float64).eval()  # ms for a small one
     z = torch.from_numpy(np.ascontiguousarray(code, dtype=np.float64))
-    with torch.inference_mode():  # as net_.decode does
-        parts = [ae.net_._output(decoder(z[s : s + _EXACT_BATCH])).numpy() for s in range(0, len(z), _EXACT_BATCH)]
-    return ae.scaler_.inverse_transform(np.concatenate(parts).reshape(len(code), *ae.input_shape_), np.float64)
+    with torch.inference_mode():  # as net.decode does
+        parts = [fitted.net.output(decoder(z[s : s + _EXACT_BATCH])).numpy() for s in range(0, len(z), _EXACT_BATCH)]
+    shape = (len(code), *fitted.input_shape)
+    return fitted.scaler.inverse_transform(np.concatenate(parts).reshape(shape), np.float64)
 
 
 def _encode_pixels(
-    ae: Autoencoder, x: np.ndarray, code: np.ndarray, pixels: PixelNet | PixelModel | CdfTables, *, exact: bool
+    fitted: Fitted, x: np.ndarray, code: np.ndarray, pixels: PixelNet | PixelModel | CdfTables, *, exact: bool
 ) -> bytes:
-    """The pixel payload of ``x``, ``(m, n_features)`` uint8, given the code's reconstruction (:func:`_contexts`)."""
-    recon = _contexts(ae, code, exact=exact)  # (m * n_features,)
-    image = (len(x), *image_shape(tuple(ae.input_shape_)))  # (m, rows, columns)
+    """The pixel payload of ``x``, ``(m, n_features)`` uint8, given the code's reconstruction (:func:`contexts`)."""
+    recon = contexts(fitted, code, exact=exact)  # (m * n_features,)
+    image = (len(x), *image_shape(tuple(fitted.input_shape)))  # (m, rows, columns)
     if isinstance(pixels, PixelNet):
-        return pixelnet.encode_pixels(x.reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(ae))
+        return pixelnet.encode_pixels(x.reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(fitted))
     if isinstance(pixels, PixelModel):
-        return encode_pixels(x.astype(np.int64).reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(ae))
-    return encode_symbols(x.reshape(-1).astype(np.int64), pixels, recon, tag=_pixel_tag(ae))
+        return encode_pixels(x.astype(np.int64).reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(fitted))
+    return encode_symbols(x.reshape(-1).astype(np.int64), pixels, recon, tag=_pixel_tag(fitted))
 
 
 def _decode_pixels(
-    ae: Autoencoder, data: bytes, code: np.ndarray, pixels: PixelNet | PixelModel | CdfTables, version: int
+    fitted: Fitted, data: bytes, code: np.ndarray, pixels: PixelNet | PixelModel | CdfTables, version: int
 ) -> np.ndarray:
     """The values of a lossless stream of ``version``, decoded given the code's reconstruction: exact in
     version 4, coded by the model's pixel model; as ``decompress`` reconstructs before, where the version
@@ -500,14 +492,14 @@ def _decode_pixels(
             f"the lossless stream has version {version}, but this model's pixel model is {_PIXEL_KINDS[have]}: it "
             "was written by another model; decode it with the model that compressed it"
         )
-    recon = _contexts(ae, code, exact=version >= EXACT_SINCE)
-    image = (len(code), *image_shape(tuple(ae.input_shape_)))  # (m, rows, columns)
+    recon = contexts(fitted, code, exact=version >= EXACT_SINCE)
+    image = (len(code), *image_shape(tuple(fitted.input_shape)))  # (m, rows, columns)
     try:
         if isinstance(pixels, PixelNet):
-            return pixelnet.decode_pixels(data, recon.reshape(image), pixels, tag=_pixel_tag(ae))
+            return pixelnet.decode_pixels(data, recon.reshape(image), pixels, tag=_pixel_tag(fitted))
         if isinstance(pixels, PixelModel):
-            return decode_pixels(data, recon.reshape(image), pixels, tag=_pixel_tag(ae))
-        return decode_symbols(data, pixels, recon, tag=_pixel_tag(ae))
+            return decode_pixels(data, recon.reshape(image), pixels, tag=_pixel_tag(fitted))
+        return decode_symbols(data, pixels, recon, tag=_pixel_tag(fitted))
     except PayloadError:
         raise WrongModelError(
             "the lossless stream's pixels do not decode with this model: it was written by another model, or "
@@ -515,30 +507,30 @@ def _decode_pixels(
         ) from None
 
 
-def build_lossless_tables(ae: Autoencoder, x: np.ndarray, **options: Any) -> PixelNet | PixelModel | None:
+def build_lossless_tables(fitted: Fitted, x: np.ndarray, **options: Any) -> PixelNet | PixelModel | None:
     """The pixel model of lossless streams, built on 8-bit training data ``x``; None for other data.
 
-    ``ae.pixel_model`` picks it: ``"counts"`` counts tables per causal context (:mod:`isthmus.lossless`),
-    ``"net"`` trains a pixel network (:mod:`isthmus.pixelnet`; ``options`` go to its ``train_pixel_net``,
-    its seed is ``ae.random_state``, its progress bar follows ``ae.verbose`` and it trains on the model's
-    device).
+    The parameter ``pixel_model`` picks it: ``"counts"`` counts tables per causal context
+    (:mod:`isthmus.lossless`), ``"net"`` trains a pixel network (:mod:`isthmus.pixelnet`; ``options`` go
+    to its ``train_pixel_net``, its seed is the parameter ``random_state``, its progress bar follows
+    ``verbose`` and it trains on the model's device).
     """
     flat = x.reshape(len(x), -1)
     if flat.size == 0 or flat.min() < 0 or flat.max() > 255 or not np.array_equal(flat, np.rint(flat)):
         return None
-    image = (len(x), *image_shape(tuple(ae.input_shape_)))
-    recon = _contexts(ae, ae.transform(x)).reshape(image)
+    image = (len(x), *image_shape(tuple(fitted.input_shape)))
+    recon = contexts(fitted, fitted.encode(fitted.scale(x))).reshape(image)
     values = flat.astype(np.int64).reshape(image)
-    kind = getattr(ae, "pixel_model", "counts")
+    kind = fitted.param("pixel_model")
     if kind != "net" and options:
         raise ConfigError(
             f"{', '.join(sorted(options))} train a pixel network: set pixel_model='net' first (this model has "
             f"pixel_model={kind!r})"
         )
     if kind == "net":
-        options.setdefault("seed", ae.random_state or 0)
-        options.setdefault("progress", bool(getattr(ae, "verbose", 0)))
-        options.setdefault("device", str(ae._device()))
+        options.setdefault("seed", fitted.param("random_state") or 0)
+        options.setdefault("progress", bool(fitted.param("verbose")))
+        options.setdefault("device", str(fitted.device))
     return PIXEL_MODELS[kind](recon, values, **options)
 
 

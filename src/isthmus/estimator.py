@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, validate_data
 
-from isthmus import distributed, generative, scoring
+from isthmus import artifact, codec, distributed, generative, scoring
 from isthmus import fitted as fitted_module
 from isthmus import train as training
 from isthmus.batches import ChunkSource
@@ -24,14 +24,13 @@ from isthmus.checkpoint import checkpoint_seed
 from isthmus.config import DEFAULTS, ModelConfig, TrainConfig, split_params
 from isthmus.data import check_finite
 from isthmus.data.stream import Rows, moments, sample_rows
-from isthmus.errors import ConfigError, DataError, EncoderOnlyError, NotFittedError
-from isthmus.fitted import Fitted
-from isthmus.inputs import as_input
-from isthmus.model import batched, build_net, device_of, net_shape, seeded_generator
+from isthmus.errors import ConfigError, DataError
+from isthmus.fitted import Fitted, check_fitted
+from isthmus.inputs import as_input, check_shape
+from isthmus.model import build_net, net_shape
 from isthmus.nets import ARCHITECTURES
 from isthmus.penalties import PENALTIES
 from isthmus.scaling import Scaler, fit_scaler, resolve_scaling, scaler_from_moments
-from isthmus.shapes import describe, mismatch, same_sample
 
 #: rows of a streamed source kept at hand for the PCA baseline, the coding tables and the anomaly threshold
 _STREAM_SAMPLE = 20000
@@ -81,6 +80,16 @@ def _pca_baseline(x: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndar
     with np.errstate(divide="ignore", invalid="ignore"):  # constant data: zero total variance
         pca = PCA(n_components=k, random_state=0).fit(flat)
     return pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
+
+
+def _finish_coding(fitted: Fitted, x: np.ndarray, scaled: np.ndarray) -> Fitted:
+    """``fitted`` with a quantized bottleneck's integer coding tables built now, from the training codes, so
+    that no separate "update" step can be forgotten; for 8-bit data also the pixel model of lossless
+    streams; then the fingerprint, which identifies the whole model."""
+    if not fitted.net.after_fit(torch.from_numpy(scaled)):
+        return fitted
+    fitted = fitted.replace(lossless_tables=codec.build_lossless_tables(fitted, x))
+    return fitted.replace(fingerprint=artifact.fingerprint(fitted))
 
 
 class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -364,25 +373,24 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             settle_epochs=model_cfg.kl_warmup,  # the KL weight ramps up: the loss is not comparable before
         )
         pca_mean, pca_components = _pca_baseline(x, model_cfg.n_components)  # x: with streamed data, a sample
-        self._set_fitted(
-            Fitted(
-                params=self.get_params(),
-                net=net,
-                scaler=scaler,
-                input_shape=self.input_shape_,
-                resolved={"loss": loss, "scaling": scaling},
-                data_range=data_range,
-                history=result.history,
-                n_iter=result.n_iter,
-                best_loss=result.best_loss,
-                pca_mean=pca_mean,
-                pca_components=pca_components,
-                feature_names_in=getattr(self, "feature_names_in_", None),
-            )
+        fitted = Fitted(
+            params=self.get_params(),
+            net=net,
+            scaler=scaler,
+            input_shape=self.input_shape_,
+            resolved={"loss": loss, "scaling": scaling},
+            data_range=data_range,
+            history=result.history,
+            n_iter=result.n_iter,
+            best_loss=result.best_loss,
+            pca_mean=pca_mean,
+            pca_components=pca_components,
+            feature_names_in=getattr(self, "feature_names_in_", None),
         )
         scaled = scaler.transform(x).reshape(len(x), *shape)
-        self.fingerprint_ = self._finish_coding(x, scaled)
-        self.offset_ = scoring.training_offset(self, scaled, seed)
+        fitted = _finish_coding(fitted, x, scaled)
+        offset = scoring.training_offset(fitted, scaled, seed, train_cfg.anomaly_score, train_cfg.contamination)
+        self._set_fitted(fitted.replace(offset=offset))
         if not result.converged:
             warnings.warn(
                 f"max_iter={train_cfg.max_iter} epochs ran out before the loss stopped improving by "
@@ -403,8 +411,6 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Autoencoder:
         """A fitted estimator from a model file written by ``save`` or ``export_encoder`` (no unpickling)."""
-        from isthmus import artifact
-
         fitted = artifact.load(path)
         model = cls(**fitted.params)
         model._set_fitted(fitted)
@@ -451,47 +457,30 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             del self.feature_names_in_
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "net_"):
-            raise NotFittedError(
-                f"this {type(self).__name__} is not fitted yet; call fit(X) first or load a model file"
-            )
+        check_fitted(self)
+
+    def _state(self) -> Fitted:
+        # the fitted state as one record, for the functions of the layers below (NotFittedError if none)
+        return Fitted.of(self)
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         self._check_fitted()
-        if same_sample(shape, self.input_shape_):
-            return
-        if math.prod(shape) == self.n_features_in_:  # as many values, another shape: never reshaped into it
-            raise mismatch(shape, self.input_shape_)
-        # the opening words are scikit-learn's own ("X has 1 features, but ... is expecting 4 features as input")
-        raise DataError(
-            f"X has {math.prod(shape)} features, but {type(self).__name__} is expecting {self.n_features_in_} "
-            f"features as input: it was trained on {describe(self.input_shape_)}, and got {describe(shape)}; "
-            "pass data like the training data"
-        )
+        check_shape(shape, self.input_shape_, type(self).__name__)
 
     # ------------------------------------------------------------------ using
 
-    def _device(self) -> torch.device:
-        return device_of(self.net_)
-
-    def _batched(self, fn: Any, x: np.ndarray) -> np.ndarray:
-        return batched(fn, x, device_of(self.net_), self.precision)
-
     def _scaled(self, X: Any) -> np.ndarray:
-        x = self._validate(X, reset=False)
-        shape = net_shape(self.input_shape_)
-        return self.scaler_.transform(x.reshape(len(x), *self.input_shape_)).reshape(len(x), *shape)
+        return self._state().scale(self._validate(X, reset=False))
 
     def transform(self, X: Any) -> np.ndarray:
         """Encode ``X`` into its deterministic code, shape (n_samples, n_components).
 
         ``X`` may also be a streamed source (:func:`isthmus.data.open_rows`), encoded a chunk at a time.
         """
-        self._check_fitted()
+        state = self._state()
         if isinstance(X, Rows):
             return np.concatenate(list(self.iter_transform(X)))
-        self.net_.eval()
-        return self._batched(self.net_.encode, self._scaled(X)).reshape(-1, self.n_components)
+        return state.encode(state.scale(self._validate(X, reset=False)))
 
     def iter_transform(self, rows: Rows) -> Iterator[np.ndarray]:
         """Codes of a streamed source, one array per chunk, in row order: bounded memory for any size."""
@@ -502,19 +491,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def inverse_transform(self, X: Any) -> np.ndarray:
         """Decode codes (n_samples, n_components) back to the caller's units and sample shape."""
-        self._check_fitted()
-        if self.encoder_only_:
-            raise EncoderOnlyError(
-                "this model file holds only the encoder, so it cannot decode; use the full model file"
-            )
+        state = self._state()
+        state.check_decoder("decode")
         z = check_array(as_input(X, "codes"), dtype=np.float32, ensure_all_finite=False)
         check_finite(z, "codes")
         if z.shape[1] != self.n_components:
             raise DataError(f"codes have {z.shape[1]} columns, but this model's n_components={self.n_components}")
-        self.net_.eval()
-        out = self._batched(self.net_.decode, z)
-        out = out.reshape(len(z), *self.input_shape_)
-        return self.scaler_.inverse_transform(out)
+        return state.decode(z)
 
     def reconstruct(self, X: Any) -> np.ndarray:
         """Encode then decode ``X``: its reconstruction in the caller's units and shape."""
@@ -556,13 +539,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             fitted scaler (``"reconstruction"``), or the ELBO or log-likelihood estimate in nats. The
             Monte-Carlo scores use a fixed seed, so equal calls give equal scores.
         """
-        self._check_fitted()
-        return scoring.score_samples(self, self._scaled(X))
+        state = self._state()
+        return scoring.score_samples(state, state.scale(self._validate(X, reset=False)), self.anomaly_score)
 
     def decision_function(self, X: Any) -> np.ndarray:
         """``score_samples(X) - offset_``, shape (n_samples,): negative for anomalies."""
-        self._check_fitted()
-        threshold = scoring.offset(self)  # before the scores, which may take long
+        threshold = scoring.offset(self._state())  # before the scores, which may take long
         return self.score_samples(X) - threshold
 
     def predict(self, X: Any) -> np.ndarray:
@@ -584,14 +566,6 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """
         return self.reconstruct(X)
 
-    def _check_decoder(self, what: str) -> None:
-        self._check_fitted()
-        if self.encoder_only_:
-            raise EncoderOnlyError(f"this model file holds only the encoder, so it cannot {what}; use the full model")
-
-    def _generator(self, random_state: int | np.random.RandomState | None) -> torch.Generator:
-        return seeded_generator(random_state, device_of(self.net_))
-
     def sample(self, n_samples: int = 1, *, random_state: int | np.random.RandomState | None = None) -> np.ndarray:
         """Draw new data from a variational model: decoder means at codes drawn from N(0, I).
 
@@ -607,13 +581,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             In the caller's units: the expected value of p(x|z) for each code z (pixel intensities
             for a Bernoulli model), not a noisy draw from it.
         """
-        self._check_decoder("sample")
-        generative.check_generative(self.net_, "sample")
+        state = self._state()
+        state.check_decoder("sample")
+        generative.check_generative(state.net, "sample")
         if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
             raise ConfigError(f"n_samples={n_samples!r} must be an integer >= 1")
         self.net_.eval()
         with torch.inference_mode():
-            out = generative.sample(self.net_, int(n_samples), generator=self._generator(random_state))
+            out = generative.sample(state.net, int(n_samples), generator=state.generator(random_state))
         out_np = out.float().cpu().numpy().reshape(int(n_samples), *self.input_shape_)
         return self.scaler_.inverse_transform(out_np)
 
@@ -632,7 +607,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         ndarray of shape (steps, *sample shape), or (n_samples, steps, *sample shape) for batches
             In the caller's units; the first step decodes ``a``'s code and the last ``b``'s.
         """
-        self._check_decoder("interpolate")
+        state = self._state()
+        state.check_decoder("interpolate")
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
             raise ConfigError(f"steps={steps!r} must be an integer >= 2 (both end points included)")
         single = np.ndim(a) == len(self.input_shape_)
@@ -640,7 +616,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         sa, sb = self._scaled(xa), self._scaled(xb)
         if len(sa) != len(sb):
             raise DataError(f"a has {len(sa)} samples and b has {len(sb)}; pass equally many")
-        device = self._device()
+        device = state.device
         self.net_.eval()
         with torch.inference_mode():
             out = generative.interpolate(
@@ -670,39 +646,25 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             ``X`` in the caller's units (the scaler's log-Jacobian included); for the Bernoulli
             likelihood ("bce") it is the probability of the binary values, scaled as in training.
         """
-        self._check_decoder("compute a likelihood")
-        generative.check_generative(self.net_, "log_likelihood")
-        x = torch.from_numpy(self._scaled(X)).to(self._device())
+        state = self._state()
+        state.check_decoder("compute a likelihood")
+        generative.check_generative(state.net, "log_likelihood")
+        x = torch.from_numpy(state.scale(self._validate(X, reset=False))).to(state.device)
         self.net_.eval()
         with torch.inference_mode():
             ll = (
-                generative.log_likelihood(self.net_, x, n_importance, generator=self._generator(random_state))
+                generative.log_likelihood(state.net, x, n_importance, generator=state.generator(random_state))
                 .double()
                 .cpu()
                 .numpy()
             )
-        if self.resolved_["loss"] != "bce":
-            ll -= float(np.log(self.scaler_.scale.astype(np.float64)).sum())
-        return ll
+        return ll - generative.log_jacobian(state.scaler.scale, state.resolved["loss"])
 
     @property
     def _n_features_out(self) -> int:
         return int(self.n_components)
 
     # ------------------------------------------------------------------ compressing
-
-    def _finish_coding(self, x: np.ndarray, scaled: np.ndarray) -> str | None:
-        # a quantized bottleneck builds its integer coding tables now, from the training codes, so that
-        # no separate "update" step can be forgotten (and, for 8-bit data, the pixel tables of lossless
-        # streams); the fingerprint then identifies the whole model
-        self.lossless_tables_ = None
-        if not self.net_.after_fit(torch.from_numpy(scaled)):
-            return None
-        from isthmus.artifact import fingerprint
-        from isthmus.codec import build_lossless_tables
-
-        self.lossless_tables_ = build_lossless_tables(self, x)
-        return fingerprint(Fitted.of(self))
 
     def compress(self, X: Any, *, lossless: bool = False, search: int = 0, lmbda: float | None = None) -> bytes:
         """Entropy-code ``X`` into a bitstream (docs/format.md, section 4); needs ``bottleneck="quantized"``.
@@ -730,9 +692,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         bytes
             The stream: header, entropy-coded integer code, checksum.
         """
-        from isthmus.codec import compress
-
-        return compress(self, X, lossless=lossless, search=search, lmbda=lmbda)
+        return codec.compress(self._state(), X, lossless=lossless, search=search, lmbda=lmbda)
 
     def decompress(self, data: bytes) -> np.ndarray:
         """Decode a bitstream written by ``compress`` with this model into an array like the compressed one.
@@ -743,9 +703,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             If ``data`` is not a complete, intact stream of this model (each case its own subclass:
             wrong model, truncated, corrupt, newer format version).
         """
-        from isthmus.codec import decompress
-
-        return decompress(self, data)
+        return codec.decompress(self._state(), data)
 
     def fit_pixel_model(self, X: Any, **options: Any) -> Autoencoder:
         """Build the pixel model afresh on 8-bit training data ``X``, as ``fit`` does at its end; returns ``self``.
@@ -763,38 +721,29 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             Integers 0..255, like the model's training data; needs a fitted model with
             ``bottleneck="quantized"`` and a decoder.
         """
-        from isthmus.artifact import fingerprint
-        from isthmus.codec import build_lossless_tables, coding_state
-
-        self._check_fitted()
-        coding_state(self)  # a quantized model, else ConfigError
+        state = self._state()
+        codec.coding_state(state)  # a quantized model, else ConfigError
         x = np.asarray(X)
         if x.ndim < 1 or x.shape[1:] != tuple(self.input_shape_) or len(x) == 0:
             raise DataError(
                 f"X has shape {x.shape}; it must be (n_samples, *{tuple(self.input_shape_)}) with n_samples >= 1"
             )
-        model = build_lossless_tables(self, x.astype(np.float32), **options)
+        model = codec.build_lossless_tables(state, x.astype(np.float32), **options)
         if model is None:
             raise DataError("the pixel model is built on 8-bit data: every value of X must be an integer 0..255")
-        self.lossless_tables_ = model
-        self.fingerprint_ = fingerprint(Fitted.of(self))
+        state = state.replace(lossless_tables=model)
+        self._set_fitted(state.replace(fingerprint=artifact.fingerprint(state)))
         return self
 
     # ------------------------------------------------------------------ files
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> None:
         """Write the whole model (weights, scaler, config, provenance) to one ``.safetensors`` file."""
-        from isthmus import artifact
-
-        self._check_fitted()
-        artifact.save(Fitted.of(self), path, overwrite=overwrite)
+        artifact.save(self._state(), path, overwrite=overwrite)
 
     def export_encoder(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> None:
         """Write the encoder alone: ``load`` of that file can ``transform`` but not decode."""
-        from isthmus import artifact
-
-        self._check_fitted()
-        artifact.save(Fitted.of(self), path, encoder_only=True, overwrite=overwrite)
+        artifact.save(self._state(), path, encoder_only=True, overwrite=overwrite)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Negative mean reconstruction error of ``X``: higher is better, so model selection works unsupervised.

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from isthmus._files import atomic_path
 from isthmus._optional import import_optional
 from isthmus.errors import ConfigError, EncoderOnlyError
+from isthmus.fitted import check_fitted
 from isthmus.model import AutoencoderNet
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class EncoderGraph(nn.Module):
         posterior = getattr(self.net.bottleneck, "posterior", None)
         # a variational bottleneck's forward draws noise; its posterior mean is what transform returns
         mean = posterior(h)[0] if posterior is not None else self.net.bottleneck(h).mean
-        return self.net._constrain(mean)  # (batch, n_components)
+        return self.net.constrain(mean)  # (batch, n_components)
 
 
 class DecoderGraph(nn.Module):
@@ -74,7 +75,7 @@ class DecoderGraph(nn.Module):
 
 def onnx_graph(ae: Autoencoder, part: str = "encoder") -> nn.Module:
     """The module that ``export_onnx`` writes: a CPU float32 copy of ``ae``'s ``part``, scaler included."""
-    ae._check_fitted()
+    check_fitted(ae)
     if part not in PARTS:
         raise ConfigError(f"part={part!r} is not allowed; choose one of: {', '.join(PARTS)}")
     if part == "decoder" and ae.encoder_only_:

@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
+from isthmus.config import DEFAULTS
+from isthmus.errors import EncoderOnlyError, NotFittedError
+from isthmus.model import AutoencoderNet, batched, device_of, net_shape, seeded_generator
 from isthmus.scaling import Scaler
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from isthmus.entropy import CdfTables
     from isthmus.lossless import PixelModel
-    from isthmus.model import AutoencoderNet
     from isthmus.pixelnet import PixelNet
 
     PixelTables = PixelNet | PixelModel | CdfTables
@@ -102,7 +106,14 @@ class Fitted:
 
     @classmethod
     def of(cls, estimator: Any) -> Fitted:
-        """The record of a fitted estimator, read from its public parameters and ``*_`` attributes."""
+        """The record of a fitted estimator, read from its public parameters and ``*_`` attributes.
+
+        Raises
+        ------
+        NotFittedError
+            If ``estimator`` is not fitted.
+        """
+        check_fitted(estimator)
         values = {name: getattr(estimator, f"{name}_", None) for name in FIELDS}
         values["input_shape"] = tuple(values["input_shape"])
         return cls(params=dict(estimator.get_params()), **values)
@@ -110,6 +121,48 @@ class Fitted:
     def replace(self, **changes: Any) -> Fitted:
         """A copy with ``changes`` (field name -> value); the network and arrays are shared, not copied."""
         return dataclasses.replace(self, **changes)
+
+    # -------------------------------------------------------------------- inference on the record
+
+    def param(self, name: str) -> Any:
+        """The estimator parameter ``name``; its default for a file written before the parameter existed."""
+        return self.params.get(name, DEFAULTS[name])
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights are."""
+        return device_of(self.net)
+
+    def batched(self, fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray) -> np.ndarray:
+        """``fn`` over the rows of ``x`` in inference batches on the network's device and ``precision``."""
+        return batched(fn, x, self.device, self.param("precision"))
+
+    def generator(self, random_state: Any) -> torch.Generator:
+        """A torch generator on the network's device, seeded from ``random_state``."""
+        return seeded_generator(random_state, self.device)
+
+    def scale(self, x: np.ndarray) -> np.ndarray:
+        """Samples ``(n_samples, *input_shape)`` in the caller's units -> scaled, ``(n_samples, *net shape)``."""
+        shape = net_shape(self.input_shape)
+        return self.scaler.transform(x.reshape(len(x), *self.input_shape)).reshape(len(x), *shape)
+
+    def encode(self, scaled: np.ndarray) -> np.ndarray:
+        """Scaled samples ``(n_samples, *net shape)`` -> their deterministic codes ``(n_samples, n_components)``."""
+        self.net.eval()
+        return self.batched(self.net.encode, scaled).reshape(-1, self.net.config.n_components)
+
+    def check_decoder(self, what: str) -> None:
+        """Raise EncoderOnlyError, saying what cannot be done, for a model without its decoder."""
+        if self.encoder_only:
+            raise EncoderOnlyError(f"this model file holds only the encoder, so it cannot {what}; use the full model")
+
+    def decode(self, code: np.ndarray) -> np.ndarray:
+        """Codes ``(n_samples, n_components)`` -> samples ``(n_samples, *input_shape)`` in the caller's units."""
+        self.check_decoder("decode")
+        if self.net.training:
+            self.net.eval()
+        out = self.batched(self.net.decode, code)
+        return self.scaler.inverse_transform(out.reshape(len(code), *self.input_shape))
 
 
 #: every field the estimator shows as an attribute (all but ``params``, which are its constructor's arguments)
@@ -121,6 +174,9 @@ def attribute_names() -> tuple[str, ...]:
     return (*(f"{name}_" for name in FIELDS), "n_features_in_")
 
 
-def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``params`` as a plain dict, tuples for lists (JSON has no tuples; ``hidden_layer_sizes`` is one)."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+def check_fitted(estimator: Any) -> None:
+    """Raise NotFittedError if ``estimator`` has no fitted state (neither ``fit`` nor a loaded file gave it one)."""
+    if not hasattr(estimator, "net_"):
+        raise NotFittedError(
+            f"this {type(estimator).__name__} is not fitted yet; call fit(X) first or load a model file"
+        )

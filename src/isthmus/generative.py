@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -116,3 +117,11 @@ def interpolate(net: AutoencoderNet, a: Tensor, b: Tensor, steps: int) -> Tensor
     z = (1 - t) * za[:, None] + t * zb[:, None]  # (batch, steps, n_components)
     out = net.decode(z.reshape(-1, z.shape[-1]))
     return out.reshape(len(a), steps, *out.shape[1:])
+
+
+def log_jacobian(scale: np.ndarray, loss: str) -> float:
+    """log |Jacobian| of a scaler of ``scale``: what turns a density of scaled values into one in the caller's
+    units (subtract it); 0 for the Bernoulli loss ``"bce"``, whose likelihood is a probability, not a density."""
+    if loss == "bce":
+        return 0.0
+    return float(np.log(scale.astype(np.float64)).sum())

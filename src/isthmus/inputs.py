@@ -8,13 +8,18 @@ DataFrame's column names. A Dataset is read whole into memory (streaming is not 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_array
 from torch.utils.data import Dataset, IterableDataset
 
+from isthmus.data import check_finite
 from isthmus.errors import DataError
+from isthmus.shapes import describe, mismatch, same_sample
 
 
 def as_input(X: Any, name: str = "X") -> Any:
@@ -40,6 +45,35 @@ def as_input(X: Any, name: str = "X") -> Any:
     if hasattr(X, "ndim") and hasattr(X, "shape"):
         return X  # ndarray, DataFrame, sparse matrix: scikit-learn's validation takes it from here
     return np.asarray(X)
+
+
+def check_shape(shape: tuple[int, ...], input_shape: Sequence[int], who: str = "Autoencoder") -> None:
+    """DataError unless samples of ``shape`` are samples of the model's ``input_shape`` (:mod:`isthmus.shapes`)."""
+    if same_sample(shape, input_shape):
+        return
+    n_features = math.prod(input_shape)
+    if math.prod(shape) == n_features:  # as many values, another shape: never reshaped into it
+        raise mismatch(shape, input_shape)
+    # the opening words are scikit-learn's own ("X has 1 features, but ... is expecting 4 features as input")
+    raise DataError(
+        f"X has {math.prod(shape)} features, but {who} is expecting {n_features} features as input: it was "
+        f"trained on {describe(input_shape)}, and got {describe(shape)}; pass data like the training data"
+    )
+
+
+def as_samples(X: Any, input_shape: Sequence[int]) -> np.ndarray:
+    """``X`` as finite float32 samples ``(n_samples, *input_shape)`` of a model fitted on ``input_shape``,
+    or DataError (without the estimator's check of column names, which its own methods make)."""
+    x = as_input(X)
+    if x.ndim < 2:
+        raise DataError(
+            f"X must hold samples along its first axis, (n_samples, n_features) or images; got a {x.ndim}-D "
+            f"array of shape {tuple(x.shape)}"
+        )
+    check_shape(tuple(x.shape[1:]), input_shape)
+    x = check_array(x, dtype=np.float32, allow_nd=True, ensure_all_finite=False)
+    check_finite(x, "X")
+    return x.reshape(len(x), *input_shape)
 
 
 def _tensor_to_numpy(t: torch.Tensor) -> np.ndarray:

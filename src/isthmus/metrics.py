@@ -26,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 from isthmus.errors import DataError
+from isthmus.fitted import check_fitted
+from isthmus.inputs import as_samples
 
 if TYPE_CHECKING:
     from isthmus.estimator import Autoencoder
@@ -194,12 +196,13 @@ def evaluate(
         If ``y`` or ``y_train`` does not give one label per sample, holds a single class, or (without
         training data) a class has fewer than two rows; if ``X_train`` is given without ``y_train``.
     """
-    x = ae._validate(X, reset=False)
+    check_fitted(ae)
+    x = as_samples(X, ae.input_shape_)
     n = len(x)
     labels = None if y is None else _check_labels(y, n, "X", "y")
     if (X_train is None) != (y_train is None):
         raise DataError("give X_train and y_train together (labelled data to fit the kNN and probe on), or neither")
-    train = None if X_train is None else ae._validate(X_train, reset=False)
+    train = None if X_train is None else as_samples(X_train, ae.input_shape_)
     train_labels = None if train is None else _check_labels(y_train, len(train), "X_train", "y_train")
 
     codes = {"autoencoder": ae.transform(x), "pca": pca_transform(ae, x)}

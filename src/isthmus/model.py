@@ -104,9 +104,14 @@ class AutoencoderNet(nn.Module):
         """Per-feature standard deviation ``(*input_shape)`` of a learned Gaussian likelihood, else None."""
         return None if self.output_scale is None else MIN_SIGMA + F.softplus(self.output_scale.float())
 
-    def _constrain(self, code: Tensor) -> Tensor:
+    def constrain(self, code: Tensor) -> Tensor:
+        """The penalty's constraint on a code ``(batch, n_components)`` (``topk`` keeps k values), else the code."""
         constrain = self._penalty.constrain
         return code if constrain is None else constrain(code, self.config)
+
+    def output(self, h: Tensor) -> Tensor:
+        """The decoder's output activation: its last layer's values ``(batch, *input_shape)`` -> scaled units."""
+        return self._output(h)
 
     def _affine(self) -> tuple[Tensor, Tensor] | None:
         # (weight, bias) when the code before the constraint is one linear map of the flattened input
@@ -119,7 +124,7 @@ class AutoencoderNet(nn.Module):
 
     def encode(self, x: Tensor) -> Tensor:
         """``(batch, *input_shape) -> (batch, n_components)``: the deterministic code."""
-        return self._constrain(self.bottleneck(self.encoder(x)).mean)
+        return self.constrain(self.bottleneck(self.encoder(x)).mean)
 
     def decode(self, z: Tensor) -> Tensor:
         """``(batch, n_components) -> (batch, *input_shape)`` in scaled units."""
@@ -162,7 +167,7 @@ class AutoencoderNet(nn.Module):
             x = torch.bernoulli(x.float().clamp(0.0, 1.0), generator=generator).to(x.dtype)
         x_in = self._corrupt(x, self.config.noise_level, generator) if self.training else x
         out = self.bottleneck(self.encoder(x_in), generator=generator, epoch=epoch)
-        code = self._constrain(out.code)
+        code = self.constrain(out.code)
         terms = {"reconstruction": self._reconstruction(self.decoder(code), x, self.sigma()).mean(), **out.terms}
         if self._penalty.term is not None:
             ctx = PenaltyContext(x=x_in, code=code, encode=self.encode, config=self.config, affine=self._affine())

@@ -29,6 +29,8 @@ import numpy as np
 from isthmus._files import write_bytes_atomic
 from isthmus._optional import import_optional
 from isthmus.errors import DataError, EncoderOnlyError, IsthmusError, OutputError
+from isthmus.fitted import check_fitted
+from isthmus.inputs import as_samples
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -410,13 +412,13 @@ def write_report(
     DataError
         If ``y`` is given without ``X`` or its length differs from ``X``'s.
     """
-    ae._check_fitted()
+    check_fitted(ae)
     import_optional("matplotlib", extra="report", feature="the report")
     out = Path(folder)
     index = out / "index.html"
     if index.exists() and not overwrite:
         raise OutputError(f"{index} already exists; pass --overwrite (overwrite=True) to replace it")
-    x = None if X is None else ae._validate(X, reset=False).reshape(-1, *ae.input_shape_)
+    x = None if X is None else as_samples(X, ae.input_shape_)
     labels = None if y is None else np.asarray(y).reshape(-1)
     if labels is not None and (x is None or len(labels) != len(x)):
         got = "no data" if x is None else f"{len(x)} samples"

@@ -56,7 +56,7 @@ from isthmus.errors import ConfigError, DataError, NotFittedError
 from isthmus.model import AutoencoderNet
 
 if TYPE_CHECKING:
-    from isthmus.estimator import Autoencoder
+    from isthmus.fitted import Fitted
 
 #: seed of the posterior draws of the Monte-Carlo scores (fixed, so that scores are repeatable)
 SEED = 0
@@ -76,7 +76,7 @@ class Score(NamedTuple):
     """A table entry: the score, whether it needs a posterior, the training rows ``offset_`` uses, and
     whether the score is minus an error (so that ``"auto"`` puts its fence on the error's logarithm)."""
 
-    compute: Callable[[Autoencoder, npt.NDArray[np.float32]], Scores]
+    compute: Callable[[Fitted, npt.NDArray[np.float32]], Scores]
     variational: bool = False
     offset_rows: int | None = None  # None: every training row
     negative_error: bool = False
@@ -91,12 +91,12 @@ def check_score(net: AutoencoderNet, name: str) -> None:
         )
 
 
-def score_samples(ae: Autoencoder, scaled: npt.NDArray[np.float32]) -> Scores:
-    """``(n_samples,)`` float64 scores of scaled samples ``(n_samples, *net shape)``, higher for normal rows."""
-    ae._check_decoder(f"compute anomaly_score={ae.anomaly_score!r}")
-    check_score(ae.net_, ae.anomaly_score)
-    ae.net_.eval()
-    return SCORES[ae.anomaly_score].compute(ae, scaled)
+def score_samples(fitted: Fitted, scaled: npt.NDArray[np.float32], name: str) -> Scores:
+    """``(n_samples,)`` float64 scores ``name`` of scaled samples ``(n_samples, *net shape)``; higher is normal."""
+    fitted.check_decoder(f"compute anomaly_score={name!r}")
+    check_score(fitted.net, name)
+    fitted.net.eval()
+    return SCORES[name].compute(fitted, scaled)
 
 
 def threshold(scores: Scores, contamination: float | str, *, negative_error: bool = False) -> float:
@@ -114,23 +114,26 @@ def threshold(scores: Scores, contamination: float | str, *, negative_error: boo
     return float(q1 - FENCE * (q3 - q1))
 
 
-def offset(ae: Autoencoder) -> float:
-    """``ae.offset_``, or NotFittedError for a model loaded from a file written before thresholds were stored."""
-    if not hasattr(ae, "offset_"):
+def offset(fitted: Fitted) -> float:
+    """The threshold ``offset_``, or NotFittedError for a model loaded from a file written before thresholds."""
+    if fitted.offset is None:
         raise NotFittedError(
             "this model has no offset_ (its file was written before isthmus stored anomaly thresholds); "
             "refit it, or set model.offset_ to a threshold on score_samples, e.g. a low quantile of the "
             "training rows' scores"
         )
-    return float(ae.offset_)
+    return float(fitted.offset)
 
 
-def training_offset(ae: Autoencoder, scaled: npt.NDArray[np.float32], seed: int) -> float:
-    """``offset_`` from the scaled training samples (a seeded subsample for the Monte-Carlo scores)."""
-    entry = SCORES[ae.anomaly_score]
+def training_offset(
+    fitted: Fitted, scaled: npt.NDArray[np.float32], seed: int, name: str, contamination: float | str
+) -> float:
+    """``offset_`` for the score ``name`` from the scaled training samples (a seeded subsample for the
+    Monte-Carlo scores)."""
+    entry = SCORES[name]
     if entry.offset_rows is not None and len(scaled) > entry.offset_rows:
         scaled = scaled[np.sort(np.random.RandomState(seed).choice(len(scaled), entry.offset_rows, replace=False))]
-    return threshold(score_samples(ae, scaled), ae.contamination, negative_error=entry.negative_error)
+    return threshold(score_samples(fitted, scaled, name), contamination, negative_error=entry.negative_error)
 
 
 # ---------------------------------------------------------------------------------------- evaluating
@@ -178,42 +181,41 @@ def detection_metrics(scores: npt.ArrayLike, is_anomaly: npt.ArrayLike) -> dict[
 # ---------------------------------------------------------------------------------------- the scores
 
 
-def _log_scale(ae: Autoencoder) -> float:
-    """log |Jacobian| of the scaler: turns a density of scaled values into one of the caller's units."""
-    if ae.resolved_["loss"] == "bce":
-        return 0.0  # a probability of binary values, not a density
-    return float(np.log(ae.scaler_.scale.astype(np.float64)).sum())
+def _log_scale(fitted: Fitted) -> float:
+    return generative.log_jacobian(fitted.scaler.scale, fitted.resolved["loss"])
 
 
-def _reconstruction(ae: Autoencoder, scaled: npt.NDArray[np.float32]) -> Scores:
-    recon = ae._batched(ae.net_, scaled)  # (n_samples, *net shape), scaled units
+def _reconstruction(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Scores:
+    recon = fitted.batched(fitted.net, scaled)  # (n_samples, *net shape), scaled units
     return -np.square(recon.astype(np.float64) - scaled).reshape(len(scaled), -1).sum(axis=1)
 
 
-def _reconstruction_l4(ae: Autoencoder, scaled: npt.NDArray[np.float32]) -> Scores:
-    recon = ae._batched(ae.net_, scaled)  # (n_samples, *net shape), scaled units
+def _reconstruction_l4(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Scores:
+    recon = fitted.batched(fitted.net, scaled)  # (n_samples, *net shape), scaled units
     return -np.square(np.square(recon.astype(np.float64) - scaled)).reshape(len(scaled), -1).sum(axis=1)
 
 
-def _elbo(ae: Autoencoder, scaled: npt.NDArray[np.float32]) -> Scores:
-    x = torch.from_numpy(np.ascontiguousarray(scaled)).to(ae._device())
-    generator = ae._generator(SEED)
+def _elbo(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Scores:
+    x = torch.from_numpy(np.ascontiguousarray(scaled)).to(fitted.device)
+    generator = fitted.generator(SEED)
     rows = max(1, generative.MAX_ROWS // ELBO_SAMPLES)  # data rows per call: bounds decoder rows in memory
     with torch.inference_mode():
         # log_weights: (ELBO_SAMPLES, rows); their mean over the draws estimates the ELBO of each row
         parts = [
-            generative.log_weights(ae.net_, x[start : start + rows], ELBO_SAMPLES, generator=generator).double().mean(0)
+            generative.log_weights(fitted.net, x[start : start + rows], ELBO_SAMPLES, generator=generator)
+            .double()
+            .mean(0)
             for start in range(0, len(x), rows)
         ]
     elbo = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)
-    return elbo - _log_scale(ae)
+    return elbo - _log_scale(fitted)
 
 
-def _log_likelihood(ae: Autoencoder, scaled: npt.NDArray[np.float32]) -> Scores:
-    x = torch.from_numpy(np.ascontiguousarray(scaled)).to(ae._device())
+def _log_likelihood(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Scores:
+    x = torch.from_numpy(np.ascontiguousarray(scaled)).to(fitted.device)
     with torch.inference_mode():
-        ll = generative.log_likelihood(ae.net_, x, LL_IMPORTANCE, generator=ae._generator(SEED))
-    return ll.double().cpu().numpy() - _log_scale(ae)
+        ll = generative.log_likelihood(fitted.net, x, LL_IMPORTANCE, generator=fitted.generator(SEED))
+    return ll.double().cpu().numpy() - _log_scale(fitted)
 
 
 #: ``anomaly_score`` name -> its entry; ``config.CHOICES["anomaly_score"]`` lists the same names

@@ -11,10 +11,10 @@ import click
 
 from isthmus import __version__
 from isthmus.cli import arrays, coding, measure, models
-from isthmus.cli._common import _Group
+from isthmus.cli._common import Group
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="isthmus")
 def cli() -> None:
     """isthmus: train autoencoders and use them to encode, decode and evaluate data."""
@@ -45,7 +45,7 @@ for _command in COMMANDS:  # added here, explicitly: importing a module register
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     try:
-        # Without standalone mode click *returns* the status of a ``ctx.exit(n)`` (as from _Group)
+        # Without standalone mode click *returns* the status of a ``ctx.exit(n)`` (as from Group)
         # instead of raising Exit; on success it returns the command's own value (None).
         args = list(argv) if argv is not None else None
         status = cli.main(args=args, prog_name="isthmus", standalone_mode=False)

@@ -12,7 +12,7 @@ import click
 from isthmus.errors import IsthmusError, OutputError
 
 
-class _Group(click.Group):
+class Group(click.Group):
     """Maps the library's errors to ``error: <message>`` and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -30,7 +30,7 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
-def _image_size(value: str | None) -> tuple[int, int] | None:
+def parse_image_size(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
     try:
@@ -40,7 +40,7 @@ def _image_size(value: str | None) -> tuple[int, int] | None:
     return width, height
 
 
-def _refuse_existing(path: str, overwrite: bool) -> None:
+def refuse_existing(path: str, overwrite: bool) -> None:
     """Before any work: refuse an existing output without --overwrite, and an output that cannot be created."""
     if Path(path).exists() and not overwrite:
         raise OutputError(f"{path} already exists; pass --overwrite to replace it")
@@ -49,45 +49,45 @@ def _refuse_existing(path: str, overwrite: bool) -> None:
     check_output(path, overwrite=True)
 
 
-def _read(spec: str, image_size: str | None = None) -> Any:
+def read_spec(spec: str, image_size: str | None = None) -> Any:
     from isthmus.data import read_data
 
-    return read_data(spec, image_size=_image_size(image_size))
+    return read_data(spec, image_size=parse_image_size(image_size))
 
 
-def _open_rows(spec: str, image_size: str | None = None) -> Any:
+def open_spec_rows(spec: str, image_size: str | None = None) -> Any:
     from isthmus.data import open_rows
 
-    return open_rows(spec, image_size=_image_size(image_size))
+    return open_rows(spec, image_size=parse_image_size(image_size))
 
 
-def _load(path: str) -> Any:
+def load_model_file(path: str) -> Any:
     from isthmus import load
 
     return load(path)
 
 
-def _write(path: str, array: Any, overwrite: bool, columns: Sequence[str] | None = None) -> None:
+def write_output(path: str, array: Any, overwrite: bool, columns: Sequence[str] | None = None) -> None:
     from isthmus.data import write_array
 
     write_array(path, array, overwrite=overwrite, columns=columns)
     click.echo(f"wrote {path} {tuple(array.shape)}", err=True)
 
 
-_overwrite = click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 
-_stream_opt = click.option(
+stream_opt = click.option(
     "--stream", is_flag=True, help="Read DATA (.npy, .parquet or an image folder) in chunks, never whole."
 )
 
-_image_size_opt = click.option("--image-size", default=None, help="Resize images in a folder, WIDTHxHEIGHT.")
+image_size_opt = click.option("--image-size", default=None, help="Resize images in a folder, WIDTHxHEIGHT.")
 
 
-def _raise_encoder_only() -> None:
+def raise_encoder_only() -> None:
     from isthmus.errors import EncoderOnlyError
 
     raise EncoderOnlyError("this model file holds only the encoder, so it cannot reconstruct; use the full model")
 
 
-def _db(value: float) -> str:
+def db(value: float) -> str:
     return "inf" if math.isinf(value) else f"{value:.2f}"

@@ -8,14 +8,14 @@ from typing import Any
 import click
 
 from isthmus.cli._common import (
-    _image_size_opt,
-    _load,
-    _open_rows,
-    _overwrite,
-    _read,
-    _refuse_existing,
-    _stream_opt,
-    _write,
+    image_size_opt,
+    load_model_file,
+    open_spec_rows,
+    overwrite_opt,
+    read_spec,
+    refuse_existing,
+    stream_opt,
+    write_output,
 )
 from isthmus.estimator import Autoencoder
 
@@ -33,14 +33,14 @@ def _map_rows(
 
     Streamed, DATA is read and OUTPUT (.npy) written a chunk at a time.
     """
-    _refuse_existing(output, overwrite)
-    ae = _load(model)
+    refuse_existing(output, overwrite)
+    ae = load_model_file(model)
     if not stream:
-        _write(output, method(ae, _read(data, image_size).X), overwrite)
+        write_output(output, method(ae, read_spec(data, image_size).X), overwrite)
         return
     from isthmus.data import write_npy_chunks
 
-    rows = _open_rows(data, image_size)
+    rows = open_spec_rows(data, image_size)
     chunks = (method(ae, chunk) for chunk in rows.iter_chunks())
     shape = write_npy_chunks(output, chunks, len(rows), overwrite=overwrite)
     click.echo(f"wrote {output} {shape}", err=True)
@@ -50,9 +50,9 @@ def _map_rows(
 @click.argument("model")
 @click.argument("data")
 @click.option("-o", "--output", required=True, help="Codes file: .npy, .csv or .parquet (.npy with --stream).")
-@_stream_opt
-@_image_size_opt
-@_overwrite
+@stream_opt
+@image_size_opt
+@overwrite_opt
 def encode(model: str, data: str, output: str, stream: bool, image_size: str | None, overwrite: bool) -> None:
     """Encode DATA with MODEL into codes (n_samples, n_components)."""
     _map_rows(Autoencoder.transform, model, data, output, image_size, overwrite, stream)
@@ -62,7 +62,7 @@ def encode(model: str, data: str, output: str, stream: bool, image_size: str | N
 @click.argument("model")
 @click.argument("codes")
 @click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet.")
-@_overwrite
+@overwrite_opt
 def decode(model: str, codes: str, output: str, overwrite: bool) -> None:
     """Decode CODES with MODEL back into data in the training data's units."""
     _map_rows(Autoencoder.inverse_transform, model, codes, output, None, overwrite)
@@ -72,9 +72,9 @@ def decode(model: str, codes: str, output: str, overwrite: bool) -> None:
 @click.argument("model")
 @click.argument("data")
 @click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet (.npy with --stream).")
-@_stream_opt
-@_image_size_opt
-@_overwrite
+@stream_opt
+@image_size_opt
+@overwrite_opt
 def reconstruct(model: str, data: str, output: str, stream: bool, image_size: str | None, overwrite: bool) -> None:
     """Encode and decode DATA: its reconstruction through the bottleneck."""
     _map_rows(Autoencoder.reconstruct, model, data, output, image_size, overwrite, stream)
@@ -84,8 +84,8 @@ def reconstruct(model: str, data: str, output: str, stream: bool, image_size: st
 @click.argument("model")
 @click.argument("data")
 @click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet.")
-@_image_size_opt
-@_overwrite
+@image_size_opt
+@overwrite_opt
 def denoise(model: str, data: str, output: str, image_size: str | None, overwrite: bool) -> None:
     """Clean DATA with MODEL, a model trained with a corruption (e.g. --preset denoising).
 
@@ -100,16 +100,16 @@ def denoise(model: str, data: str, output: str, image_size: str | None, overwrit
 @click.option("-n", "--n-samples", type=click.IntRange(min=1), default=16, show_default=True, help="How many.")
 @click.option("--random-state", type=int, default=None, help="Seed of the codes drawn (default: fresh).")
 @click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet.")
-@_overwrite
+@overwrite_opt
 def sample(model: str, n_samples: int, random_state: int | None, output: str, overwrite: bool) -> None:
     """Draw new data from MODEL, a variational model (bottleneck=gaussian, e.g. --preset vae).
 
     Each sample is the decoder's mean at a code drawn from the standard normal prior, in the training
     data's units and sample shape.
     """
-    _refuse_existing(output, overwrite)
-    ae = _load(model)
-    _write(output, ae.sample(n_samples, random_state=random_state), overwrite)
+    refuse_existing(output, overwrite)
+    ae = load_model_file(model)
+    write_output(output, ae.sample(n_samples, random_state=random_state), overwrite)
 
 
 @click.command()
@@ -117,8 +117,8 @@ def sample(model: str, n_samples: int, random_state: int | None, output: str, ov
 @click.argument("data")
 @click.option("--steps", type=click.IntRange(min=2), default=8, show_default=True, help="Points per path, both ends.")
 @click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet.")
-@_image_size_opt
-@_overwrite
+@image_size_opt
+@overwrite_opt
 def interpolate(model: str, data: str, steps: int, output: str, image_size: str | None, overwrite: bool) -> None:
     """Walk the code space between DATA's rows taken in pairs (1st-2nd, 3rd-4th, ...).
 
@@ -127,13 +127,13 @@ def interpolate(model: str, data: str, steps: int, output: str, image_size: str 
     """
     from isthmus.errors import DataError
 
-    _refuse_existing(output, overwrite)
-    ae = _load(model)
-    x = _read(data, image_size).X
+    refuse_existing(output, overwrite)
+    ae = load_model_file(model)
+    x = read_spec(data, image_size).X
     if len(x) < 2 or len(x) % 2:
         raise DataError(
             f"{data} has {len(x)} rows; interpolate joins rows in pairs (1st-2nd, 3rd-4th, ...), "
             "so give an even number of at least 2"
         )
     paths = ae.interpolate(x[0::2], x[1::2], steps=steps)  # (n_pairs, steps, *sample shape)
-    _write(output, paths.reshape(-1, *paths.shape[2:]), overwrite)
+    write_output(output, paths.reshape(-1, *paths.shape[2:]), overwrite)

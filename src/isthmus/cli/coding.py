@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from isthmus.cli._common import _db, _image_size_opt, _load, _overwrite, _read, _refuse_existing, _write
+from isthmus.cli._common import (
+    db,
+    image_size_opt,
+    load_model_file,
+    overwrite_opt,
+    read_spec,
+    refuse_existing,
+    write_output,
+)
 from isthmus.errors import OutputError
 from isthmus.rd import CODECS
 from isthmus.shapes import same_sample
@@ -28,8 +36,8 @@ _search_opt = click.option(
 @click.option("-o", "--output", required=True, help="Bitstream file to write (.isth).")
 @click.option("--lossless", is_flag=True, help="Store 8-bit data exactly (decompress gives them back bit for bit).")
 @_search_opt
-@_image_size_opt
-@_overwrite
+@image_size_opt
+@overwrite_opt
 def compress(
     model: str, data: str, output: str, lossless: bool, search: int, image_size: str | None, overwrite: bool
 ) -> None:
@@ -43,9 +51,9 @@ def compress(
 
     from isthmus._files import write_bytes_atomic
 
-    _refuse_existing(output, overwrite)
-    ae = _load(model)
-    x = _read(data, image_size).X
+    refuse_existing(output, overwrite)
+    ae = load_model_file(model)
+    x = read_spec(data, image_size).X
     sample_shape = tuple(ae.input_shape_)
     if x.ndim >= 2 and x.shape[1:] != sample_shape and same_sample(x.shape[1:], sample_shape, flat=False):
         x = x.reshape(len(x), *sample_shape)  # (n, 1, 28, 28) images for a model of (28, 28) samples, and back
@@ -61,22 +69,22 @@ def compress(
 @click.argument("model")
 @click.argument("stream")
 @click.option("-o", "--output", required=True, help="Output: .npy, .csv, .parquet, .png (one image) or a folder.")
-@_overwrite
+@overwrite_opt
 def decompress(model: str, stream: str, output: str, overwrite: bool) -> None:
     """Decode STREAM, a bitstream written by compress, with the MODEL that wrote it.
 
     OUTPUT ending in .png writes one image; OUTPUT without a suffix is a folder of PNG files, one per sample
     (00000.png, ...); any other suffix is an array file.
     """
-    _refuse_existing(output, overwrite)
-    ae = _load(model)
+    refuse_existing(output, overwrite)
+    ae = load_model_file(model)
     x = ae.decompress(Path(stream).read_bytes())
     target = Path(output)
     if target.suffix.lower() == ".png" or not target.suffix:
         _write_pngs(target, x, sample_ndim=len(ae.input_shape_), overwrite=overwrite)
         click.echo(f"wrote {output} {tuple(x.shape)}", err=True)
     else:
-        _write(output, x, overwrite)
+        write_output(output, x, overwrite)
 
 
 @click.command("rd")
@@ -96,8 +104,8 @@ def decompress(model: str, stream: str, output: str, overwrite: bool) -> None:
 @click.option("--limit", type=int, default=1000, show_default=True, help="Images compressed one file each (per_image).")
 @click.option("--lossless", is_flag=True, help="Also measure the models' lossless streams.")
 @_search_opt
-@_image_size_opt
-@_overwrite
+@image_size_opt
+@overwrite_opt
 def rd(
     models: tuple[str, ...],
     data: str,
@@ -124,11 +132,13 @@ def rd(
     folder = Path(output)
     csv_path, png_path = folder / "rd.csv", folder / "rd.png"
     for path in (csv_path, png_path):
-        _refuse_existing(str(path), overwrite)
+        refuse_existing(str(path), overwrite)
     import_optional("matplotlib.figure", extra="report", feature="the rate-distortion plot")  # fail before the work
     names = [Path(m).stem for m in models]
-    loaded = {(name if names.count(name) == 1 else m): _load(m) for name, m in zip(names, models, strict=True)}
-    x = _read(data, image_size).X
+    loaded = {
+        (name if names.count(name) == 1 else m): load_model_file(m) for name, m in zip(names, models, strict=True)
+    }
+    x = read_spec(data, image_size).X
     result = rate_distortion(
         loaded,
         x,
@@ -156,7 +166,7 @@ def rd(
         )
         click.echo(
             f"{q.mode} {q.model} ({q.setting}): {q.bytes_per_image:.1f} B/image ({r.bits_per_pixel:.3f} bpp) "
-            f"at {_db(q.psnr)} dB; {versus}; encode {r.encode_images_per_s:.0f}, "
+            f"at {db(q.psnr)} dB; {versus}; encode {r.encode_images_per_s:.0f}, "
             f"decode {r.decode_images_per_s:.0f} images/s"
         )
 

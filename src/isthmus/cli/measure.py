@@ -9,14 +9,14 @@ from typing import Any
 import click
 
 from isthmus.cli._common import (
-    _db,
-    _image_size_opt,
-    _load,
-    _overwrite,
-    _raise_encoder_only,
-    _read,
-    _refuse_existing,
-    _write,
+    db,
+    image_size_opt,
+    load_model_file,
+    overwrite_opt,
+    raise_encoder_only,
+    read_spec,
+    refuse_existing,
+    write_output,
 )
 
 
@@ -37,7 +37,7 @@ from isthmus.cli._common import (
 )
 @click.option("--train-labels", default=None, help="Labels of --train (default: those its source carries).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@_image_size_opt
+@image_size_opt
 def evaluate(
     model: str,
     data: str,
@@ -59,14 +59,14 @@ def evaluate(
         raise click.UsageError("--train fits the kNN classifier and the probe, which also need --labels for DATA")
     if train_labels is not None and train_data is None:
         raise click.UsageError("--train-labels gives the labels of --train; give --train too")
-    ae = _load(model)
+    ae = load_model_file(model)
     if ae.encoder_only_:
-        _raise_encoder_only()
-    dataset = _read(data, image_size)
+        raise_encoder_only()
+    dataset = read_spec(data, image_size)
     y = None if labels is None else _labels_for(labels, len(dataset.X), data)
     x_train = y_train = None
     if train_data is not None:
-        train = _read(train_data, image_size)
+        train = read_spec(train_data, image_size)
         x_train = train.X
         y_train = _train_labels(train, train_labels, train_data)
     result = {"model": model, "data": dataset.name, **run(ae, dataset.X, y, X_train=x_train, y_train=y_train)}
@@ -81,7 +81,7 @@ def evaluate(
         cells = (
             f"{m['mse']:.5g}",
             f"{m['sse_per_sample']:.5g}",
-            _db(m["psnr"]),
+            db(m["psnr"]),
             *(_fraction(m[key]) for key in ("explained_variance", "trustworthiness", "knn_accuracy", "probe_accuracy")),
         )
         click.echo(f"{label:14}" + "".join(f"{c:>12}" for c in cells))
@@ -128,8 +128,8 @@ def _train_labels(train: Any, spec: str | None, train_data: str) -> Any:
     help="Which rows of DATA are anomalies, 0/1 (1 = anomaly) or +1/-1 (-1 = anomaly): a labels file or a data "
     "spec; prints ROC-AUC and average precision.",
 )
-@_image_size_opt
-@_overwrite
+@image_size_opt
+@overwrite_opt
 def score_command(
     model: str, data: str, output: str, labels: str | None, image_size: str | None, overwrite: bool
 ) -> None:
@@ -141,16 +141,17 @@ def score_command(
     """
     import numpy as np
 
+    from isthmus.fitted import Fitted
     from isthmus.scoring import anomaly_truth, detection_metrics, offset
 
-    _refuse_existing(output, overwrite)
-    ae = _load(model)
-    threshold = offset(ae)
-    dataset = _read(data, image_size)
+    refuse_existing(output, overwrite)
+    ae = load_model_file(model)
+    threshold = offset(Fitted.of(ae))  # NotFittedError, saying what to do, for a file without offset_
+    dataset = read_spec(data, image_size)
     truth = None if labels is None else anomaly_truth(_labels_for(labels, len(dataset.X), data), labels)
     scores = ae.score_samples(dataset.X)  # (n_samples,)
     flags = np.where(scores - threshold < 0, -1, 1)  # as predict, without scoring twice
-    _write(output, np.column_stack([scores, flags]), overwrite, columns=("score", "flag"))
+    write_output(output, np.column_stack([scores, flags]), overwrite, columns=("score", "flag"))
     n_flagged = int((flags == -1).sum())
     click.echo(f"flagged {n_flagged} of {len(scores)} rows as anomalies (score < offset_ = {threshold:.6g})")
     if truth is not None:
@@ -170,8 +171,8 @@ def score_command(
     default=None,
     help="Labels of DATA that colour the codes: a labels file or a labelled data spec (default: DATA's own).",
 )
-@_image_size_opt
-@_overwrite
+@image_size_opt
+@overwrite_opt
 def report(
     model: str, data: str | None, output: str, labels: str | None, image_size: str | None, overwrite: bool
 ) -> None:
@@ -185,9 +186,9 @@ def report(
 
     if labels is not None and data is None:
         raise click.UsageError("--labels needs DATA")
-    _refuse_existing(str(Path(output) / "index.html"), overwrite)
-    ae = _load(model)
-    dataset = None if data is None else _read(data, image_size)
+    refuse_existing(str(Path(output) / "index.html"), overwrite)
+    ae = load_model_file(model)
+    dataset = None if data is None else read_spec(data, image_size)
     y = None if dataset is None else dataset.y
     if labels is not None:
         from isthmus.data import read_labels

@@ -12,13 +12,13 @@ from typing import Any
 import click
 
 from isthmus.cli._common import (
-    _image_size_opt,
-    _load,
-    _open_rows,
-    _overwrite,
-    _read,
-    _refuse_existing,
-    _stream_opt,
+    image_size_opt,
+    load_model_file,
+    open_spec_rows,
+    overwrite_opt,
+    read_spec,
+    refuse_existing,
+    stream_opt,
 )
 from isthmus.config import PRESETS, parse_assignment, resolve_params
 
@@ -30,9 +30,9 @@ from isthmus.config import PRESETS, parse_assignment, resolve_params
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML parameters.")
 @click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE", help="Set any estimator parameter.")
 @click.option("--resume", is_flag=True, help="Continue the stopped run from MODEL's checkpoint.")
-@_stream_opt
-@_image_size_opt
-@_overwrite
+@stream_opt
+@image_size_opt
+@overwrite_opt
 def train(
     data: str,
     model: str,
@@ -58,14 +58,14 @@ def train(
 
     overrides = dict(parse_assignment(a) for a in assignments)
     params = resolve_params(preset=preset, config_file=config_file, overrides=overrides)
-    _refuse_existing(model, overwrite or resume)
+    refuse_existing(model, overwrite or resume)
     checkpoint = Path(model).with_suffix(".ckpt")
     log = Path(model).with_suffix(".log.jsonl")
     if stream:
-        rows = _open_rows(data, image_size)
+        rows = open_spec_rows(data, image_size)
         data_in, name = rows, rows.name
     else:
-        dataset = _read(data, image_size)
+        dataset = read_spec(data, image_size)
         data_in, name = dataset.X, dataset.name
     joined = distributed.init_from_env(params.get("device", "auto"))
     try:
@@ -140,11 +140,11 @@ def _metadata_value(key: str, text: str) -> Any:
 @click.command("export-encoder")
 @click.argument("model")
 @click.option("-o", "--output", required=True, help="Encoder file to write (.safetensors).")
-@_overwrite
+@overwrite_opt
 def export_encoder(model: str, output: str, overwrite: bool) -> None:
     """Write MODEL's encoder alone: it can encode but not decode."""
-    _refuse_existing(output, overwrite)
-    _load(model).export_encoder(output, overwrite=overwrite)
+    refuse_existing(output, overwrite)
+    load_model_file(model).export_encoder(output, overwrite=overwrite)
     click.echo(f"saved {output}")
 
 
@@ -154,7 +154,7 @@ def export_encoder(model: str, output: str, overwrite: bool) -> None:
 @click.option(
     "--part", type=click.Choice(["encoder", "decoder"]), default="encoder", show_default=True, help="Which half."
 )
-@_overwrite
+@overwrite_opt
 def export_onnx(model: str, output: str, part: str, overwrite: bool) -> None:
     """Write MODEL's encoder or decoder as an ONNX graph, the scaler folded in (needs isthmus[onnx]).
 
@@ -163,6 +163,6 @@ def export_onnx(model: str, output: str, part: str, overwrite: bool) -> None:
     """
     from isthmus.export import export_onnx as run
 
-    _refuse_existing(output, overwrite)
-    run(_load(model), output, part=part, overwrite=overwrite)
+    refuse_existing(output, overwrite)
+    run(load_model_file(model), output, part=part, overwrite=overwrite)
     click.echo(f"saved {output}")

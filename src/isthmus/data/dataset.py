@@ -15,7 +15,7 @@ import numpy.typing as npt
 from isthmus.data import limits
 from isthmus.errors import DataError
 
-_NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats
+NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats
 _MAX_ROWS_NAMED = 5
 
 
@@ -78,7 +78,7 @@ def as_labels(labels: npt.NDArray[np.generic], name: str) -> npt.NDArray[np.int6
         labels = labels[:, 0]
     if labels.ndim != 1:
         raise DataError(f"labels in {name} have shape {labels.shape}; labels must be 1-D, one integer per sample")
-    if labels.dtype.kind not in _NUMERIC_KINDS:
+    if labels.dtype.kind not in NUMERIC_KINDS:
         raise DataError(f"labels in {name} have dtype {labels.dtype}; labels must be integers")
     if labels.dtype.kind == "f":
         floats = labels.astype(np.float64, copy=False)
@@ -113,7 +113,7 @@ def as_dataset(X: npt.NDArray[np.generic], y: npt.NDArray[np.generic] | None, na
         If ``X`` is not numeric, has the wrong number of axes, has no rows or no features, holds NaN
         or infinity, or if ``y`` does not give one whole number per sample.
     """
-    if X.dtype.kind not in _NUMERIC_KINDS:
+    if X.dtype.kind not in NUMERIC_KINDS:
         raise DataError(f"{name} holds values of dtype {X.dtype}; isthmus needs numbers (bool, integer or float)")
     if X.ndim == 3:
         X = X[:, np.newaxis]  # (n_samples, height, width) -> (n_samples, 1, height, width)

@@ -41,7 +41,7 @@ _WIDE_MODES = frozenset({"I", "I;16", "F"})
 _DECODE_FAILURES = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error)
 
 
-class _ImageInfo(NamedTuple):
+class ImageInfo(NamedTuple):
     """What the first pass learns about one file without decoding its pixels."""
 
     path: Path
@@ -77,11 +77,11 @@ def read_image_folder(
         If ``image_size`` is not two positive integers.
     """
     if image_size is not None:
-        image_size = _checked_size(image_size)
-    files, labels = _list_images(folder)
-    infos = [_probe(path) for path in files]
-    size = image_size or _common_size(infos)
-    gray = _is_gray(infos)
+        image_size = checked_size(image_size)
+    files, labels = list_images(folder)
+    infos = [probe(path) for path in files]
+    size = image_size or common_size(infos)
+    gray = is_gray(infos)
     width, height = size
     check_allocation(
         len(infos) * (1 if gray else 3) * height * width * 4,
@@ -90,7 +90,7 @@ def read_image_folder(
     )
     X = np.empty((len(infos), 1 if gray else 3, height, width), dtype=np.float32)
     for i, info in enumerate(infos):
-        X[i] = _load(info, size, gray)
+        X[i] = load_image(info, size, gray)
     return X, labels
 
 
@@ -100,8 +100,8 @@ def read_image_file(path: Path, *, image_size: tuple[int, int] | None = None) ->
     Grayscale (and bilevel) images have one channel; palette, alpha and other modes are read as RGB.
     ``image_size`` ``(width, height)`` resizes it, as for a folder. The second value is the (absent) labels.
     """
-    size = None if image_size is None else _checked_size(image_size)
-    info = _probe(path)
+    size = None if image_size is None else checked_size(image_size)
+    info = probe(path)
     gray = info.mode in _GRAY_MODES
     width, height = size or info.size
     check_allocation(
@@ -109,10 +109,10 @@ def read_image_file(path: Path, *, image_size: tuple[int, int] | None = None) ->
         f"{path} ({_wxh((width, height))} pixels as float32)",
         "resize the image (--image-size)",
     )
-    return _load(info, (width, height), gray)[np.newaxis], None
+    return load_image(info, (width, height), gray)[np.newaxis], None
 
 
-def _checked_size(image_size: tuple[int, int]) -> tuple[int, int]:
+def checked_size(image_size: tuple[int, int]) -> tuple[int, int]:
     """Return ``image_size`` as ``(width, height)`` ints, or raise if it is not two positive integers."""
     try:
         width, height = (int(v) for v in image_size)
@@ -140,7 +140,7 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if _visible(p) and p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _list_images(folder: Path) -> tuple[list[Path], npt.NDArray[np.int64] | None]:
+def list_images(folder: Path) -> tuple[list[Path], npt.NDArray[np.int64] | None]:
     """The files to read and, for the class-subfolder layout, their labels."""
     classes = sorted(p for p in folder.iterdir() if _visible(p) and p.is_dir())
     if classes:
@@ -160,13 +160,13 @@ def _list_images(folder: Path) -> tuple[list[Path], npt.NDArray[np.int64] | None
     return files, labels
 
 
-def _probe(path: Path) -> _ImageInfo:
+def probe(path: Path) -> ImageInfo:
     """Read the size and mode of an image from its header; refuse one too large to decode."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with its size
             with Image.open(path) as image:
-                info = _ImageInfo(path, image.size, image.mode)
+                info = ImageInfo(path, image.size, image.mode)
     except Image.DecompressionBombError as exc:  # more than twice the limit: Pillow gives the pixels only
         pixels = re.search(r"\((\d+) pixels\)", str(exc))
         shown = f"{int(pixels[1]):,} pixels" if pixels else "too many pixels"
@@ -188,7 +188,7 @@ def _too_large() -> str:
     )
 
 
-def _is_gray(infos: list[_ImageInfo]) -> bool:
+def is_gray(infos: list[ImageInfo]) -> bool:
     """Whether the images are read as one channel; raise if wide grayscale is mixed with other modes."""
     wide = [info for info in infos if info.mode in _WIDE_MODES]
     other = next((info for info in infos if info.mode != wide[0].mode), None) if wide else None
@@ -200,7 +200,7 @@ def _is_gray(infos: list[_ImageInfo]) -> bool:
     return all(info.mode in _GRAY_MODES for info in infos)
 
 
-def _common_size(infos: list[_ImageInfo]) -> tuple[int, int]:
+def common_size(infos: list[ImageInfo]) -> tuple[int, int]:
     """The one size all images share, or a DataError naming two that differ."""
     first = infos[0]
     for info in infos[1:]:
@@ -218,7 +218,7 @@ def _wxh(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-def _load(info: _ImageInfo, size: tuple[int, int], gray: bool) -> npt.NDArray[np.float32]:
+def load_image(info: ImageInfo, size: tuple[int, int], gray: bool) -> npt.NDArray[np.float32]:
     """Decode one image to (channels, height, width) float32 at ``size``."""
     try:
         with Image.open(info.path) as opened:

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from isthmus._files import atomic_open
-from isthmus.data.dataset import _NUMERIC_KINDS, check_finite
-from isthmus.data.images import _checked_size, _common_size, _is_gray, _list_images, _load, _probe
+from isthmus.data.dataset import NUMERIC_KINDS, check_finite
+from isthmus.data.images import checked_size, common_size, is_gray, list_images, load_image, probe
 from isthmus.data.limits import check_allocation
 from isthmus.data.readers import file_format, npy_header
 from isthmus.data.spec import parse_spec
@@ -87,7 +87,7 @@ class NpyRows(Rows):
         with open(path, "rb") as fh:
             shape, fortran, dtype, _ = npy_header(fh, str(path))
             self._offset = fh.tell()
-        if dtype.kind not in _NUMERIC_KINDS:
+        if dtype.kind not in NUMERIC_KINDS:
             raise DataError(f"{path} holds values of dtype {dtype}; isthmus needs numbers (bool, integer or float)")
         if fortran and len(shape) > 1:
             raise DataError(
@@ -175,17 +175,17 @@ class ImageRows(Rows):
     def __init__(self, folder: Path, *, image_size: tuple[int, int] | None = None, chunk_rows: int | None = None):
         self.path = folder
         self.name = folder.name or str(folder)
-        files, self.labels = _list_images(folder)
-        self._infos = [_probe(path) for path in files]  # headers only: no pixels decoded yet
-        self._size = _checked_size(image_size) if image_size is not None else _common_size(self._infos)
-        self._gray = _is_gray(self._infos)
+        files, self.labels = list_images(folder)
+        self._infos = [probe(path) for path in files]  # headers only: no pixels decoded yet
+        self._size = checked_size(image_size) if image_size is not None else common_size(self._infos)
+        self._gray = is_gray(self._infos)
         width, height = self._size
         self.sample_shape = (1 if self._gray else 3, height, width)
         step = chunk_rows or CHUNK_IMAGES
         self.chunks = [(start, min(start + step, len(files))) for start in range(0, len(files), step)]
 
     def _read(self, start: int, stop: int) -> npt.NDArray[np.float32]:
-        return np.stack([_load(info, self._size, self._gray) for info in self._infos[start:stop]])
+        return np.stack([load_image(info, self._size, self._gray) for info in self._infos[start:stop]])
 
 
 class ArrayRows(Rows):

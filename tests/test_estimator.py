@@ -191,7 +191,7 @@ def test_errors_name_the_problem(tabular: np.ndarray) -> None:
     with pytest.raises(NotFittedError):
         Autoencoder().transform(tabular)
     ae = fit(tabular, n_components=3, max_iter=1)
-    with pytest.raises(DataError, match=r"5 features.*trained on 12"):
+    with pytest.raises(DataError, match=r"5 features.*expecting 12 features"):
         ae.transform(tabular[:, :5])
     with pytest.raises(DataError, match="n_components=3"):
         ae.inverse_transform(np.zeros((2, 4)))

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint results docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,8 +32,15 @@ demo: $(VENV)/.report  ## train on the built-in digits, print metrics beside PCA
 test: $(VENV)/.test  ## the whole suite
 	$(BIN)/python -m pytest -n 2 -q
 
+results:  ## docs/results.md from the figures the benches appended to bench/results/*.jsonl
+	$(PY) docs/gen_results.py
+
+docs: $(VENV)/.test  ## docs/cli.md from --help, then the site in build/site
+	$(BIN)/python docs/gen_cli.py
+	$(BIN)/mkdocs build --strict
+
 lint: $(VENV)/.test
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench docs
 	$(BIN)/mypy
 
 clean:

@@ -55,7 +55,16 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
     result = evaluate(ae, test)
-    report({"figure": str(args.out), "autoencoder": result["autoencoder"], "pca": result["pca"]})
+    a, b = result["autoencoder"], result["pca"]
+    report(
+        {"figure": str(args.out), "autoencoder": a, "pca": b},
+        {
+            "what": "held-out digits, 8-d code, SSE per image (pixels 0..16)",
+            "figure": f"{a['sse_per_sample']:.1f}",
+            "baseline": f"PCA-8: {b['sse_per_sample']:.1f}",
+        },
+        args,
+    )
 
 
 if __name__ == "__main__":

@@ -265,7 +265,13 @@ def main() -> None:
             "mutations_per_second": round(done / seconds, 1),
             "failures": len(failures),
             "outcomes": summary,
-        }
+        },
+        {
+            "what": "fuzzing the model loader and the bitstream reader",
+            "figure": f"{done:,} mutated files in {seconds / 60:.0f} min, {len(failures)} failures",
+            "baseline": "none",
+        },
+        args,
     )
     if failures:
         raise SystemExit(1)

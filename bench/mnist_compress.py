@@ -1,7 +1,7 @@
 """Learned compression of MNIST against real files of the classical codecs, at matched PSNR.
 
 Trains one ``bottleneck="quantized"`` model per ``--lmbda`` on the first 50,000 rows of
-../shared/data/mnist-train.npz and reports on the last 10,000 rows, counting real bytes:
+$ISTHMUS_DATA/mnist-train.npz and reports on the last 10,000 rows, counting real bytes:
 
 * one file per image: every test image compressed alone (``Autoencoder.compress`` of one image, header,
   payload and checksum included) beside the same image as PNG, JPEG, WebP, JPEG 2000, AVIF and JPEG XL
@@ -179,7 +179,20 @@ def main() -> None:
                     (q["lossless"]["whole_set_bits_per_pixel"] for q in points if q["lossless"]), default=None
                 ),
             },
-        }
+        },
+        {
+            "what": f"compression, all {len(x_test)} held-out digits in one file, bytes per digit "
+            f"(search={args.search})",
+            "figure": "; ".join(
+                f"{q['whole_set']['bytes_per_image']:.1f} B at {q['whole_set']['psnr']:.1f} dB" for q in points
+            ),
+            "baseline": "; ".join(
+                f"{q['whole_set']['best_classical']} {q['whole_set']['classical_bytes_per_image']:.1f} B "
+                f"(ratio {q['whole_set']['ratio']:.3f})"
+                for q in points
+            ),
+        },
+        args,
     )
 
 

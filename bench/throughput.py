@@ -263,7 +263,20 @@ def main() -> None:
                 extra["quality"][f"{precision}_test_sse"] / extra["quality"]["fp32_test_sse"]
             )
         print(f"held-out SSE per precision: {extra['quality']}")
-    report({"batch_size": args.batch_size, "rows": args.rows, "threads": torch.get_num_threads(), **figures, **extra})
+    report(
+        {"batch_size": args.batch_size, "rows": args.rows, "threads": torch.get_num_threads(), **figures, **extra},
+        {
+            "what": f"training throughput, batch {args.batch_size}, {torch.get_num_threads()} thread(s), samples/s",
+            "figure": "; ".join(f"{k}: {v['isthmus_samples_per_s']:,.0f}" for k, v in figures.items()) or "-",
+            "baseline": "; ".join(
+                f"plain loop {v['plain_samples_per_s']:,.0f} (x{v['ratio_vs_plain']:.2f}), "
+                f"fused Adam {v['plain_fused_samples_per_s']:,.0f} (x{v['ratio_vs_plain_fused']:.2f})"
+                for v in figures.values()
+            )
+            or "-",
+        },
+        args,
+    )
 
 
 if __name__ == "__main__":

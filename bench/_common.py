@@ -168,11 +168,13 @@ def report(
     headline: dict[str, str] | None = None,
     args: argparse.Namespace | None = None,
 ) -> None:
-    """Print the final figures as one JSON object on the last line, and ``record`` them unless ``--no-record``.
+    """Print the final figures as one JSON object on the last line; with ``args``, also ``record`` them.
 
     ``headline``: ``{"what", "figure", "baseline"}``, the strings ``docs/results.md`` shows for this run.
+    ``args``: the parsed flags; a bench that passes them records every run unless ``--no-record`` (a
+    bench that does not, such as one a test runs in a smoke mode, only prints).
     """
-    if args is None or getattr(args, "record", True):
+    if args is not None and getattr(args, "record", True):
         path = record(figures, headline)
         print(f"recorded in {path.relative_to(BENCH.parent) if path.is_relative_to(BENCH.parent) else path}")
     print(json.dumps(figures))

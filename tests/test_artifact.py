@@ -8,7 +8,6 @@ import math
 import os
 import pickle
 import struct
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import load_file
-from sklearn.exceptions import ConvergenceWarning
 
 import isthmus
 from isthmus import Autoencoder, artifact
@@ -43,9 +41,7 @@ def _data() -> np.ndarray:
 
 
 def _fit(x: np.ndarray, **params: Any) -> Autoencoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # a couple of epochs is the point here
-        return Autoencoder(**{"n_components": 3, **SMALL, **params}).fit(x)
+    return Autoencoder(**{"n_components": 3, **SMALL, **params}).fit(x)
 
 
 @pytest.fixture(scope="module")
@@ -424,16 +420,12 @@ def test_corrupted_files_load_or_raise_model_file_error(
 @pytest.fixture(scope="module")
 def checkpoint(x: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "run.ckpt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        Autoencoder(3, **SMALL).fit(x, checkpoint=path)
+    Autoencoder(3, **SMALL).fit(x, checkpoint=path)
     return path
 
 
 def _resume(x: np.ndarray, path: Path) -> Autoencoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return Autoencoder(3, **{**SMALL, "max_iter": 3}).fit(x, resume=path)
+    return Autoencoder(3, **{**SMALL, "max_iter": 3}).fit(x, resume=path)
 
 
 def test_checkpoint_layout(checkpoint: Path) -> None:

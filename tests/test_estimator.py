@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,16 +11,11 @@ from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
-from conftest import TINY
-from isthmus import Autoencoder, evaluate
+from conftest import TINY, fit
+from isthmus import Autoencoder, estimator, evaluate
+from isthmus.config import TrainConfig
 from isthmus.errors import ConfigError, DataError, NotFittedError
 from isthmus.nets import Residual, residual_conv_decoder
-
-
-def fit(x: np.ndarray, **params: object) -> Autoencoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return Autoencoder(**{**TINY, **params}).fit(x)
 
 
 def test_transform_and_inverse_shapes_tabular(tabular: np.ndarray) -> None:
@@ -110,9 +103,11 @@ def test_images_default_to_global_minmax(digits: np.ndarray) -> None:
 def test_outputs_are_in_callers_units(tabular: np.ndarray) -> None:
     ae = fit(tabular, n_components=3, max_iter=40)
     x_hat = ae.reconstruct(tabular)
-    # columns live on very different scales; a reconstruction in scaled units would be far off
-    column_err = np.abs(x_hat - tabular).mean(axis=0) / tabular.std(axis=0)
-    assert column_err.max() < 1.0
+    # columns live on very different scales; a reconstruction in scaled units would be far off. Each
+    # column's error is measured against the column mean's (about 0.9 standard deviations here)
+    column_err = np.abs(x_hat - tabular).mean(axis=0)
+    mean_err = np.abs(tabular - tabular.mean(axis=0)).mean(axis=0)
+    assert (column_err < 0.4 * mean_err).all(), column_err / mean_err
 
 
 def test_constant_columns_do_not_break_scaling(tabular: np.ndarray) -> None:
@@ -154,13 +149,22 @@ def test_convergence_warning_when_epochs_run_out(tabular: np.ndarray) -> None:
 
 
 def test_early_stopping_restores_best_weights(tabular: np.ndarray) -> None:
-    ae = fit(tabular, n_components=3, max_iter=300, early_stopping=True, n_iter_no_change=3, learning_rate=0.05)
+    params = {"n_components": 3, "max_iter": 300, "early_stopping": True, "n_iter_no_change": 3}
+    ae = fit(tabular, **params, learning_rate=0.05, tol=0.0)
     assert ae.n_iter_ < 300
     val = [h["val_loss"] for h in ae.history_]
     assert {"val_loss", "val_reconstruction"} <= set(ae.history_[0])
     assert ae.best_loss_ == pytest.approx(min(val))
-    # the restored weights are the best epoch's: their validation loss is the minimum, not the last one
-    assert min(val) <= val[-1]
+    assert min(val) < val[-1]  # the last epochs did not improve: restoring matters
+    # the restored weights are the best epoch's: evaluated on the held-out rows, their loss is the minimum
+    seed = int(np.random.RandomState(TINY["random_state"]).randint(2**31 - 2))  # fit's seed
+    config = TrainConfig(early_stopping=True, validation_fraction=ae.validation_fraction)
+    _, held_out = estimator._split(ae.scaler_.transform(tabular), config, seed)
+    assert held_out is not None
+    ae.net_.eval()
+    with torch.no_grad():
+        restored = ae.net_.loss(torch.from_numpy(held_out))["loss"].item()
+    assert restored == pytest.approx(min(val), rel=1e-5)
 
 
 def test_target_loss_stops_early(tabular: np.ndarray) -> None:

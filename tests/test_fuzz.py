@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sklearn.exceptions import ConvergenceWarning
 
 import isthmus
 from isthmus import Autoencoder, codec
@@ -40,9 +39,7 @@ def _x() -> np.ndarray:
 
 
 def _fit(**params: Any) -> Autoencoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return Autoencoder(3, **{**SMALL, **params}).fit(_x())
+    return Autoencoder(3, **{**SMALL, **params}).fit(_x())
 
 
 @pytest.fixture(scope="module")

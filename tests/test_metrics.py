@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.manifold import trustworthiness
 from sklearn.neighbors import KNeighborsClassifier
 
 import isthmus
-from conftest import TINY
+from conftest import fit
 from isthmus import Autoencoder, evaluate, metrics
 from isthmus.errors import DataError
 from isthmus.metrics import METRICS, pca_transform
 from test_cli import fails, first_digits, invoke, tiny
-
-
-def fit(x: np.ndarray, **params: object) -> Autoencoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return Autoencoder(**{**TINY, **params}).fit(x)
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,13 @@ tables, at a batch size other than the one traced; and the command line writes t
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.exceptions import ConvergenceWarning
 
 import isthmus
-from conftest import TINY
+from conftest import fit
 from isthmus import Autoencoder
 from isthmus.bottlenecks import BOTTLENECKS
 from isthmus.errors import ConfigError, EncoderOnlyError
@@ -27,12 +25,6 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
-
-
-def fit(x: np.ndarray, **params: object) -> Autoencoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return Autoencoder(**{**TINY, **params}).fit(x)
 
 
 def run(path: Path, name: str, value: np.ndarray) -> np.ndarray:

@@ -4,14 +4,12 @@ the trained network learns, the estimator's ``pixel_model="net"``, and model fil
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from sklearn.exceptions import ConvergenceWarning
 
 from conftest import QUANTIZED
 from isthmus import Autoencoder, codec, load
@@ -57,9 +55,7 @@ def images(digits: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model(images: np.ndarray) -> Autoencoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return Autoencoder(6, random_state=0, pixel_model="net", **QUANTIZED).fit(images)
+    return Autoencoder(6, random_state=0, pixel_model="net", **QUANTIZED).fit(images)
 
 
 # ---------------------------------------------------------------------------- the integer network
@@ -260,9 +256,7 @@ def test_the_exact_reconstruction_does_not_depend_on_threads_or_batches(
 def test_a_gpu_models_lossless_stream_decodes_on_the_cpu(images: np.ndarray, tmp_path: Any) -> None:
     """The check that found version 4 needed: fitted and compressed on a GPU (bfloat16 autocast), read
     back on the CPU from the saved file."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        gpu = Autoencoder(6, random_state=0, pixel_model="net", **{**QUANTIZED, "device": "cuda"}).fit(images)
+    gpu = Autoencoder(6, random_state=0, pixel_model="net", **{**QUANTIZED, "device": "cuda"}).fit(images)
     x = images[:50].astype(np.uint8)
     data = gpu.compress(x, lossless=True)
     gpu.save(tmp_path / "gpu.safetensors")
@@ -278,9 +272,7 @@ def test_corrupt_or_foreign_version_4_streams_are_refused(
         with pytest.raises(BitstreamError):
             model.decompress(data[:pos] + bytes([data[pos] ^ 0x5A]) + data[pos + 1 :])
     counts = Autoencoder(6, random_state=0, **QUANTIZED)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        counts.fit(images)
+    counts.fit(images)
     assert isinstance(counts.lossless_tables_, PixelModel)
     with pytest.raises(WrongModelError):
         counts.decompress(data)
@@ -338,9 +330,7 @@ def test_bad_pixel_networks_are_refused(model: Autoencoder, tmp_path: Any) -> No
 
 
 def test_fit_pixel_model_gives_a_counted_model_a_network(images: np.ndarray) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        ae = Autoencoder(6, random_state=0, **QUANTIZED).fit(images)
+    ae = Autoencoder(6, random_state=0, **QUANTIZED).fit(images)
     before = ae.fingerprint_
     with pytest.raises(ConfigError, match="pixel_model='net'"):
         ae.fit_pixel_model(images.astype(np.uint8), steps=50)  # options of a network, for counted tables

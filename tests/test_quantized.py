@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from sklearn.exceptions import ConvergenceWarning
 
 from isthmus import Autoencoder, entropy
 from isthmus.bottlenecks import FactorizedDensity, Quantized
@@ -20,9 +18,7 @@ SMALL: dict[str, Any] = {"hidden_layer_sizes": (32,), "max_iter": 10, "verbose":
 
 
 def _fit(x: np.ndarray, **params: Any) -> Autoencoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return Autoencoder(**{"n_components": 6, **SMALL, **PRESETS["compress"], **params}).fit(x)
+    return Autoencoder(**{"n_components": 6, **SMALL, **PRESETS["compress"], **params}).fit(x)
 
 
 def test_density_is_a_distribution_over_the_integers() -> None:

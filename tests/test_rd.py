@@ -10,14 +10,12 @@ import csv
 import io
 import math
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from sklearn.exceptions import ConvergenceWarning
 
 from isthmus import Autoencoder, rd
 from isthmus.cli import cli, main
@@ -46,9 +44,7 @@ def images() -> np.ndarray:
 @pytest.fixture(scope="module")
 def model(images: np.ndarray) -> Autoencoder:
     params = {"hidden_layer_sizes": (32,), "max_iter": 3, "batch_size": 64, "verbose": 0, "device": "cpu"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return Autoencoder(4, bottleneck="quantized", loss="mse", lmbda=0.02, random_state=0, **params).fit(images)
+    return Autoencoder(4, bottleneck="quantized", loss="mse", lmbda=0.02, random_state=0, **params).fit(images)
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +55,9 @@ def files(tmp_path_factory: pytest.TempPathFactory, images: np.ndarray, model: A
     model.save(paths["m.safetensors"])
     np.save(paths["x.npy"], images[:40])
     np.save(paths["floats.npy"], images[:40].astype(np.float32) / 255.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        Autoencoder(4, hidden_layer_sizes=(16,), max_iter=1, verbose=0, random_state=0).fit(images).save(
-            paths["plain.safetensors"]
-        )
+    Autoencoder(4, hidden_layer_sizes=(16,), max_iter=1, verbose=0, random_state=0).fit(images).save(
+        paths["plain.safetensors"]
+    )
     return paths
 
 

@@ -9,7 +9,6 @@ objects, which is what the PNG files are drawn from.
 from __future__ import annotations
 
 import sys
-import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -17,12 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
 
 pytest.importorskip("matplotlib")
 
-from conftest import TINY
-from isthmus import Autoencoder
+from conftest import fit
 from isthmus.errors import DataError, DependencyError, OutputError
 from isthmus.report import FIGURES, INTERPOLATION_STEPS, Inputs, codes, loss_curves, write_report
 from test_cli import DATA, fails, invoke, tiny
@@ -56,12 +53,6 @@ def check_page(folder: Path) -> list[str]:
             image.load()  # decodes every pixel
             assert image.width > 50 and image.height > 50
     return parser.refs
-
-
-def fit(x: np.ndarray, **params: object) -> Autoencoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return Autoencoder(**{**TINY, **params}).fit(x)
 
 
 @pytest.fixture(scope="module")

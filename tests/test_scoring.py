@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import copy
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors import safe_open
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+import conftest
 import isthmus
 from conftest import TINY
 from isthmus import Autoencoder, artifact
@@ -31,9 +30,7 @@ N_NORMAL, N_ANOMALIES = 300, 40
 
 
 def fit(x: np.ndarray, **params: object) -> Autoencoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return Autoencoder(**{**TINY, "n_components": 2, "max_iter": 30, **params}).fit(x)
+    return conftest.fit(x, **{"n_components": 2, "max_iter": 30, **params})
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,12 @@ import dataclasses
 import math
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from sklearn.exceptions import ConvergenceWarning
 
-from conftest import TINY
+from conftest import fit
 from isthmus import Autoencoder, load
 from isthmus.bottlenecks import BOTTLENECKS, Gaussian, kl_weight
 from isthmus.config import ModelConfig
@@ -22,12 +20,6 @@ from isthmus.errors import ConfigError
 from isthmus.metrics import reconstruction_metrics
 from isthmus.model import RECONSTRUCTION, build_net
 from isthmus.penalties import PENALTIES, PenaltyContext, contractive, jacobian_norm_sq, top_k, tsne_affinities
-
-
-def fit(x: np.ndarray, **params: Any) -> Autoencoder:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return Autoencoder(**{**TINY, **params}).fit(x)
 
 
 @pytest.fixture(scope="module")
@@ -352,13 +344,22 @@ def test_kl_warmup_and_free_bits() -> None:
 
 
 def test_dynamic_binarization_trains_on_fresh_draws(digits_flat: np.ndarray) -> None:
-    config = ModelConfig(n_components=4, hidden_layer_sizes=(8,), bottleneck="gaussian", binarize=True, loss="bce")
-    net = build_net(config, (64,), seed=0)
+    config = ModelConfig(n_components=4, hidden_layer_sizes=(8,), binarize=True, loss="bce")
+    net = build_net(config, (64,), seed=0)  # a deterministic code: only the binarization draws anything
     x = torch.from_numpy(digits_flat[:50])
+    assert ((x > 0) & (x < 1)).any()  # grey values, which a binarized target never holds
     net.train()
-    a = net.loss(x, generator=torch.Generator().manual_seed(0))["reconstruction"]
-    b = net.loss(x, generator=torch.Generator().manual_seed(1))["reconstruction"]
-    assert a.item() != b.item()  # a fresh Bernoulli draw of the pixels each time
+    losses = []
+    for seed in (0, 1):
+        # the loss is that of a Bernoulli draw of the pixels, input and target alike, fresh for each generator;
+        # on the grey values themselves it differs by about 1e-3 (equal in expectation: the loss is linear in
+        # the target)
+        drawn = torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
+        losses.append(net.loss(x, generator=torch.Generator().manual_seed(seed))["reconstruction"].item())
+        assert losses[-1] == pytest.approx(net.reconstruction_loss(drawn).mean().item(), rel=1e-6)
+    assert losses[0] != losses[1]
+    net.eval()  # evaluation sees the data as they are
+    assert net.loss(x)["reconstruction"].item() == pytest.approx(net.reconstruction_loss(x).mean().item())
     ae = fit(digits_flat[:200], n_components=4, bottleneck="gaussian", binarize=True, scaling="none", max_iter=2)
     assert all(math.isfinite(r["train_loss"]) for r in ae.history_)
 
@@ -370,7 +371,6 @@ def test_generative_methods_need_a_generative_model(tabular: np.ndarray) -> None
     with pytest.raises(ConfigError, match="log_likelihood needs a generative model"):
         ae.log_likelihood(tabular)
     assert ae.interpolate(tabular[0], tabular[1], steps=3).shape == (3, 12)  # any bottleneck interpolates
-    assert np.array_equal(ae.denoise(tabular), ae.reconstruct(tabular))
     with pytest.raises(ConfigError, match="steps=1"):
         ae.interpolate(tabular[0], tabular[1], steps=1)
 

@@ -100,7 +100,7 @@ def _container() -> bytes:
 def test_newer_version_foreign_data_and_extra_bytes() -> None:
     data = _container()
     with pytest.raises(BitstreamVersionError, match="upgrade isthmus"):
-        codec.read_stream(data[:2] + b"\x05" + data[3:], sample_shape=(2,))
+        codec.read_stream(data[:2] + bytes([codec.FORMAT_VERSION + 1]) + data[3:], sample_shape=(2,))
     with pytest.raises(NotABitstreamError, match="not a stream"):
         codec.read_stream(b"\x89PNG\r\n", sample_shape=(2,))
     for prefix in (b"", b"\x89"):

@@ -102,3 +102,8 @@ def test_an_image_size_is_refused_for_data_that_are_not_images(tmp_path: Path) -
         read_data(path, image_size=(2, 2))
     with pytest.raises(ConfigError, match="built-in dataset"):
         read_data("digits[:10]", image_size=(2, 2))
+
+
+def test_colour_images_are_never_read_as_several_grey_ones(model8: Autoencoder) -> None:
+    with pytest.raises(DataError, match="8x8 images"):
+        model8.compress(np.zeros((1, 3, 8, 8), np.uint8))  # before: three grey 8x8 samples

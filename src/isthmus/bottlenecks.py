@@ -139,13 +139,15 @@ class FactorizedDensity(nn.Module):
         return logits
 
     def likelihood(self, y: Tensor) -> Tensor:
-        """``(batch, channels)`` values -> ``(batch, channels)`` probability of the unit interval around each."""
-        v = y.float().t().unsqueeze(1)  # (channels, 1, batch)
+        """``(batch, channels, *positions)`` values -> the probability of the unit interval around each, same
+        shape (no positions for a flat code; a map's height and width for a fully convolutional one)."""
+        last = y.float().movedim(1, -1)  # (batch, *positions, channels)
+        v = last.reshape(-1, last.shape[-1]).t().unsqueeze(1)  # (channels, 1, values per channel)
         lower, upper = self.logits_cdf(v - 0.5), self.logits_cdf(v + 0.5)
         # evaluate the difference of sigmoids on the side where it does not cancel to zero in float32
         sign = -torch.sign(lower + upper).detach()
         mass = (torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).abs()
-        return mass.squeeze(1).t().clamp_min(LIKELIHOOD_BOUND)
+        return mass.squeeze(1).t().reshape(last.shape).movedim(-1, 1).clamp_min(LIKELIHOOD_BOUND)
 
 
 class Quantized(nn.Module):
@@ -180,7 +182,7 @@ class Quantized(nn.Module):
             code = h + (rounded - h).detach() if self.config.straight_through else noisy
         else:
             noisy = code = rounded
-        bits = -torch.log2(self.density.likelihood(noisy)).sum(dim=1)  # (batch,)
+        bits = -torch.log2(self.density.likelihood(noisy)).flatten(1).sum(dim=1)  # (batch,)
         return BottleneckOut(code=code, mean=rounded, terms={"rate": self.config.lmbda * bits.mean()})
 
     @torch.no_grad()
@@ -191,7 +193,8 @@ class Quantized(nn.Module):
         table covers the integers its rounded codes span (at most ``MAX_TABLE_SYMBOLS``, centred on the
         median); the density's mass outside that range goes to the escape symbol.
         """
-        q = torch.round(h.float()).cpu()
+        q = torch.round(h.float()).cpu().movedim(1, -1)  # a code map's positions are values of its channels
+        q = q.reshape(-1, q.shape[-1])  # (values per channel, n_components)
         lo, hi = q.min(dim=0).values, q.max(dim=0).values
         median = q.median(dim=0).values
         half = MAX_TABLE_SYMBOLS // 2 - 1

@@ -34,14 +34,16 @@ from isthmus.errors import ConfigError, DataError
 from isthmus.lossless import PixelModel, build_pixel_model, decode_pixels, encode_pixels, image_shape
 from isthmus.pixelnet import PixelNet
 from isthmus.rdo import search_code
-from isthmus.shapes import samples_in
+from isthmus.shapes import samples_in, spatial_samples
 
 if TYPE_CHECKING:
     from isthmus.fitted import Fitted
 
 MAGIC = b"\x89I"
 #: the newest bitstream version this isthmus reads; a writer gives each stream the lowest that describes it
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
+#: the version of a fully convolutional model's streams, whose header stores each array's own shape (4.9)
+SPATIAL_VERSION = 5
 #: the first version whose lossless streams take their reconstruction exactly, in float64 on the CPU (4.6)
 EXACT_SINCE = 4
 #: the version a writer gives every lossless stream (the kind of pixel model is the model's)
@@ -92,6 +94,8 @@ class Header(NamedTuple):
     n_samples: int  # samples of the model's input shape that the shape holds
     lossless: bool = False  # the payload also codes every value exactly (docs/format.md, section 4.6)
     version: int = 1  # the bitstream format version: 2 or 3 for lossless streams with causal contexts or a pixel net
+    arrays: tuple[tuple[int, ...], ...] = ()  # version 5: the shape of each array (images of any sizes), 4.9
+    listed: bool = False  # version 5: the stream holds a list of arrays (form 1), not one array (form 0)
 
 
 def crc16(data: bytes) -> int:
@@ -236,7 +240,10 @@ def read_stream(data: bytes, *, sample_shape: tuple[int, ...]) -> tuple[Header, 
         raise CorruptBitstreamError(f"format version {version} does not exist (versions start at 1); corrupt stream")
     layout = reader.take(1, "layout byte")[0]
     form = (layout >> 4) & 0x3
-    if form == 3:
+    arrays: list[tuple[int, ...]] = []
+    if version == SPATIAL_VERSION:
+        arrays, fields = _read_arrays(reader, form), []
+    elif form == 3:
         ndim = reader.varint("number of dimensions")
         if not 1 <= ndim <= _MAX_NDIM:
             raise CorruptBitstreamError(f"the shape has {ndim} dimensions (1 to {_MAX_NDIM} allowed); corrupt stream")
@@ -253,7 +260,62 @@ def read_stream(data: bytes, *, sample_shape: tuple[int, ...]) -> tuple[Header, 
         raise CorruptBitstreamError(f"{len(data) - end} unexpected bytes follow the end of the stream")
     if crc16(data[: end - _CHECKSUM_BYTES]) != int.from_bytes(data[end - _CHECKSUM_BYTES :], "little"):
         raise CorruptBitstreamError("the stream's checksum does not match its bytes; it is corrupt")
-    return _header(layout, form, fields, tuple(sample_shape), version), data[reader.pos : reader.pos + length]
+    payload = data[reader.pos : reader.pos + length]
+    if version == SPATIAL_VERSION:
+        return _spatial_header(layout, form, arrays, tuple(sample_shape)), payload
+    return _header(layout, form, fields, tuple(sample_shape), version), payload
+
+
+def _read_arrays(reader: _Reader, form: int) -> list[tuple[int, ...]]:
+    """A version-5 stream's array shapes (section 4.9): one array (form 0) or a count, then each's shape."""
+    if form > 1:
+        raise CorruptBitstreamError(f"shape form {form} is not defined in a version-5 stream (0 or 1); corrupt stream")
+    count = 1 if form == 0 else reader.varint("number of arrays")
+    if not 1 <= count <= MAX_SAMPLES:
+        raise CorruptBitstreamError(f"the stream holds {count} arrays (1 to {MAX_SAMPLES} allowed); corrupt stream")
+    shapes = []
+    for _ in range(count):
+        ndim = reader.varint("number of dimensions")
+        if not 2 <= ndim <= _MAX_NDIM:
+            raise CorruptBitstreamError(f"an array has {ndim} dimensions (2 to {_MAX_NDIM} allowed); corrupt stream")
+        shapes.append(tuple(reader.varint("shape") for _ in range(ndim)))
+    return shapes
+
+
+def _spatial_header(layout: int, form: int, arrays: list[tuple[int, ...]], sample_shape: tuple[int, ...]) -> Header:
+    """A version-5 header's meaning, once the checksum holds (section 4.9)."""
+    if layout & 0xC0:
+        raise CorruptBitstreamError(f"layout byte {layout:#04x} sets bit 6 or 7 in a version-5 stream; corrupt stream")
+    code = layout & 0x0F
+    if code >= len(DTYPES):
+        raise CorruptBitstreamError(f"dtype code {code} is not defined (0 to {len(DTYPES) - 1}); corrupt stream")
+    values = sum(math.prod(shape) for shape in arrays)
+    if 0 in (v for shape in arrays for v in shape) or values > MAX_VALUES:
+        raise CorruptBitstreamError(f"the arrays hold {values} values (1 to {MAX_VALUES} allowed, none empty); corrupt")
+    try:
+        images = sum(spatial_samples(shape, sample_shape)[0] for shape in arrays)
+    except DataError:
+        raise WrongModelError(
+            f"the stream's arrays of shapes {arrays[:3]} are not images of this model's channels (its training "
+            f"samples were {sample_shape}): it was written by another model; decode it with the model that "
+            "compressed it"
+        ) from None
+    if images > MAX_SAMPLES:
+        raise CorruptBitstreamError(f"the stream holds {images} images (at most {MAX_SAMPLES}); corrupt stream")
+    return Header(DTYPES[code], arrays[0], images, False, SPATIAL_VERSION, tuple(arrays), form == 1)
+
+
+def write_spatial_stream(payload: bytes, *, dtype: Any, arrays: list[tuple[int, ...]], listed: bool) -> bytes:
+    """The version-5 container of section 4.9: ``arrays`` the shape of each array coded in ``payload``,
+    ``listed`` for a list of arrays (else exactly one)."""
+    if not arrays or (len(arrays) > 1 and not listed):
+        raise ValueError(f"a version-5 stream holds one array, or a list of at least one; got {len(arrays)}")
+    head = MAGIC + _varint(SPATIAL_VERSION) + bytes([DTYPES.index(np.dtype(dtype)) | int(listed) << 4])
+    fields = [len(arrays)] if listed else []
+    for shape in arrays:
+        fields += [len(shape), *shape]
+    body = head + b"".join(_varint(v) for v in fields) + _varint(len(payload)) + payload
+    return body + crc16(body).to_bytes(_CHECKSUM_BYTES, "little")
 
 
 def _header(layout: int, form: int, fields: list[int], sample_shape: tuple[int, ...], version: int = 1) -> Header:
@@ -303,8 +365,11 @@ def compress(fitted: Fitted, X: Any, *, lossless: bool = False, search: int = 0,
     """The model's bitstream of ``X``: the rounded code of every sample, entropy-coded with its tables;
     with ``lossless``, also every value of 8-bit ``X``, coded given the code's reconstruction. With
     ``search`` > 0, :func:`isthmus.rdo.search_code` (gradient steps, then up to ``search`` greedy sweeps)
-    improves the rounded code for ``loss + lmbda * bits`` (default: the model's own ``lmbda``)."""
+    improves the rounded code for ``loss + lmbda * bits`` (default: the model's own ``lmbda``). A fully
+    convolutional model writes a version-5 stream of images of any sizes (:func:`compress_images`)."""
     tables, tag = coding_state(fitted)
+    if fitted.spatial:
+        return compress_images(fitted, X, lossless=lossless, search=search)
     weight = float(fitted.net.config.lmbda if lmbda is None else lmbda)
     if isinstance(search, bool) or not isinstance(search, int) or search < 0:
         raise ConfigError(f"search={search!r} must be an int >= 0 (sweeps of the code search; 0 rounds)")
@@ -345,10 +410,18 @@ def compress(fitted: Fitted, X: Any, *, lossless: bool = False, search: int = 0,
     )
 
 
-def decompress(fitted: Fitted, data: bytes) -> np.ndarray:
+def decompress(fitted: Fitted, data: bytes) -> np.ndarray | list[np.ndarray]:
     """The array ``compress`` coded into ``data``, decoded with the model, in its stored dtype and shape."""
     tables, tag = coding_state(fitted)
     header, payload = read_stream(data, sample_shape=tuple(fitted.input_shape))
+    if fitted.spatial != (header.version == SPATIAL_VERSION):
+        writer = "a fully convolutional model (version 5)" if not fitted.spatial else "a model of fixed input size"
+        raise WrongModelError(
+            f"the stream was written by {writer}, but this model is {'' if fitted.spatial else 'not '}fully "
+            "convolutional: decode it with the model that compressed it"
+        )
+    if fitted.spatial:
+        return decompress_images(fitted, header, payload, tables, tag)
     n_components = len(tables.cdf)
     pixels = b""
     if header.lossless:
@@ -358,7 +431,7 @@ def decompress(fitted: Fitted, data: bytes) -> np.ndarray:
         if reader.pos + length > len(payload):
             raise CorruptBitstreamError("the lossless payload's code length exceeds the payload; corrupt stream")
         payload, pixels = payload[reader.pos : reader.pos + length], payload[reader.pos + length :]
-    _check_payload_size(header, payload, tables)
+    _check_payload_size(header.n_samples * n_components, payload, tables, f"{header.n_samples} samples")
     index = np.tile(np.arange(n_components), header.n_samples)
     try:
         values = decode_symbols(payload, tables, index, tag=tag)
@@ -379,19 +452,20 @@ def decompress(fitted: Fitted, data: bytes) -> np.ndarray:
 _PAYLOAD_SLACK_BITS = 96
 
 
-def _check_payload_size(header: Header, payload: bytes, tables: CdfTables) -> None:
-    """Refuse, before decoding, a header announcing more samples than the payload can hold.
+def _check_payload_size(n_values: int, payload: bytes, tables: CdfTables, what: str) -> None:
+    """Refuse, before decoding, a header announcing more values than the payload can hold.
 
     Each value costs at least ``-log2(p)`` bits of its table's most likely symbol ``p``, so a stream of
-    ``m`` samples needs at least ``m * sum(min_bits)`` bits. A header forged (or written by another model)
-    to claim a million samples around a few bytes would otherwise make the decoder produce them all.
+    ``n_values`` values, as many of each table, needs at least ``n_values * mean(min_bits)`` bits. A header
+    forged (or written by another model) to claim a million samples around a few bytes would otherwise
+    make the decoder produce them all.
     """
     freq = np.diff(tables.cdf.astype(np.int64), axis=1)  # (n_tables, max_length), zeros past each length
     min_bits = tables.precision - np.log2(freq.max(axis=1))  # (n_tables,)
-    needed = header.n_samples * float(min_bits.sum())
+    needed = n_values * float(min_bits.mean())
     if needed > 8 * len(payload) + _PAYLOAD_SLACK_BITS:
         raise WrongModelError(
-            f"the stream announces {header.n_samples} samples, which this model codes in at least "
+            f"the stream announces {what}, which this model codes in at least "
             f"{math.ceil(needed / 8)} bytes, but its payload has {len(payload)}: it was written by another model "
             "(or forged); decode it with the model that compressed it"
         )
@@ -541,3 +615,88 @@ def _as_dtype(x: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
         info = np.iinfo(dtype)
         return np.clip(np.rint(x), info.min, info.max).astype(dtype)
     return x.astype(dtype)
+
+
+# ---------------------------------------------------------------------------- images of any sizes
+
+
+def compress_images(fitted: Fitted, X: Any, *, lossless: bool = False, search: int = 0) -> bytes:
+    """A fully convolutional model's version-5 stream (section 4.9) of ``X``: one array of images of one
+    size, or a list of such arrays of any sizes, each coded as its code map and stored with its shape."""
+    tables, tag = coding_state(fitted)
+    if lossless:
+        raise ConfigError(
+            "lossless streams need a model of fixed input size, whose pixel model knows the image's shape; this "
+            "model is fully convolutional: compress without lossless, or train a fixed-size model for lossless"
+        )
+    if search:
+        raise ConfigError(
+            f"search={search} optimizes a code vector; a fully convolutional model's code is a map, which the "
+            "search does not handle: compress with search=0"
+        )
+    listed = isinstance(X, (list, tuple))
+    arrays = [_as_array(a) for a in (X if listed else [X])]
+    if not arrays:
+        raise DataError("X is an empty list; give at least one image")
+    dtypes = {a.dtype for a in arrays}
+    if len(dtypes) > 1:
+        raise DataError(f"the arrays of X have dtypes {sorted(map(str, dtypes))}; give them all one dtype")
+    values, index = [], []
+    for a in arrays:
+        m, image = spatial_samples(a.shape, tuple(fitted.input_shape))  # DataError naming both shapes
+        if a.size > MAX_VALUES or m > MAX_SAMPLES:
+            raise DataError(f"an array of shape {a.shape} is too large for one stream; compress it in parts")
+        samples = a.reshape(m, *image).astype(np.float32)
+        check_finite(samples, "X")
+        code = fitted.encode(fitted.scale(samples))  # (m, n_components, h, w)
+        if not np.all(np.isfinite(code)) or np.abs(code).max(initial=0.0) >= 2**31 - 1:
+            raise DataError("the code of X is not finite or exceeds int32; X is far outside the training data's range")
+        values.append(np.rint(code).astype(np.int64).ravel())
+        index.append(_channel_index(code.shape))
+    payload = encode_symbols(np.concatenate(values), tables, np.concatenate(index), tag=tag)
+    return write_spatial_stream(payload, dtype=arrays[0].dtype, arrays=[a.shape for a in arrays], listed=listed)
+
+
+def decompress_images(
+    fitted: Fitted, header: Header, payload: bytes, tables: CdfTables, tag: int
+) -> np.ndarray | list[np.ndarray]:
+    """The array (or list of arrays) of a version-5 stream, decoded with a fully convolutional model."""
+    from isthmus.nets import stride_of
+
+    stride = stride_of(fitted.net.config.hidden_layer_sizes)
+    grids = []  # per array: the code's shape (m, n_components, h, w) and the image's (height, width)
+    for shape in header.arrays:
+        m, image = spatial_samples(shape, tuple(fitted.input_shape))
+        height, width = image[-2:]
+        grids.append((m, len(tables.cdf), -(-height // stride), -(-width // stride)))
+    index = np.concatenate([_channel_index(grid) for grid in grids])
+    _check_payload_size(len(index), payload, tables, f"images of {len(index)} code values")
+    try:
+        values = decode_symbols(payload, tables, index, tag=tag)
+    except PayloadError:
+        raise WrongModelError(
+            "the stream is intact but does not decode with this model (its payload does not end in this model's "
+            "fingerprint tag): it was written by another model; decode it with the model that compressed it"
+        ) from None
+    out, start = [], 0
+    for shape, grid in zip(header.arrays, grids, strict=True):
+        code = values[start : start + math.prod(grid)].reshape(grid).astype(np.float32)
+        start += math.prod(grid)
+        decoded = fitted.decode(code)[..., : shape[-2], : shape[-1]]  # cut back from the padded size
+        out.append(_as_dtype(decoded.reshape(shape), header.dtype))
+    return out if header.listed else out[0]
+
+
+def _channel_index(shape: tuple[int, ...]) -> np.ndarray:
+    """The table of each value of a code map ``(m, n_components, h, w)`` in row-major order: its channel."""
+    return np.broadcast_to(np.arange(shape[1]).reshape(1, -1, 1, 1), shape).ravel()
+
+
+def _as_array(X: Any) -> np.ndarray:
+    """``X`` (an array or a torch tensor) as a native-endian array of one of ``DTYPES``."""
+    x = np.asarray(X.detach().cpu().numpy() if hasattr(X, "detach") else X)
+    if x.dtype.byteorder not in "=|":
+        x = x.astype(x.dtype.newbyteorder("="))
+    if x.dtype not in DTYPES:
+        raise DataError(f"cannot compress an array of dtype {x.dtype}; allowed: {', '.join(map(str, DTYPES))}")
+    return x

@@ -32,6 +32,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "pixel_model": ("counts", "net"),
 }
 
+#: the architectures that have a fully convolutional form (``nets.Architecture.spatial_encoder``)
+FULLY_CONVOLUTIONAL = ("conv", "resconv")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -57,6 +60,8 @@ class ModelConfig:
     pixel_model: str = "counts"
     loss: str = "auto"
     scaling: str = "auto"
+    # the code is a map over the image (conv, resconv): the network takes images of any height and width
+    fully_convolutional: bool = False
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -93,6 +98,7 @@ class ModelConfig:
         _check_float("lmbda", self.lmbda, minimum=0.0)
         if not isinstance(self.straight_through, bool):
             raise ConfigError(f"straight_through={self.straight_through!r} must be true or false")
+        _check_fully_convolutional(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +122,8 @@ class TrainConfig:
     precision: str = "auto"
     # "retry": a NaN or infinite loss restarts from the last good epoch with half the learning rate
     on_divergence: str = "stop"
+    # train on random crops of this many pixels square, drawn afresh every epoch, from images of any sizes
+    crop_size: int | None = None
     # anomaly detection: fit sets offset_ from the training rows' scores; the network does not depend on
     # these, so they live here rather than in ModelConfig (and stay out of the model's fingerprint)
     anomaly_score: str = "reconstruction"
@@ -140,6 +148,8 @@ class TrainConfig:
             _check_float("target_loss", self.target_loss)
         if self.random_state is not None:
             _check_int("random_state", self.random_state, minimum=0)
+        if self.crop_size is not None:
+            _check_int("crop_size", self.crop_size, minimum=1)
 
 
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
@@ -203,7 +213,14 @@ def split_params(params: Mapping[str, Any]) -> tuple[ModelConfig, TrainConfig]:
         raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(PARAM_NAMES))}")
     model = {k: _normalize(k, v) for k, v in params.items() if k in MODEL_FIELDS}
     train = {k: _normalize(k, v) for k, v in params.items() if k in TRAIN_FIELDS}
-    return ModelConfig(**model), TrainConfig(**train)
+    model_cfg, train_cfg = ModelConfig(**model), TrainConfig(**train)
+    if train_cfg.crop_size is not None and not model_cfg.fully_convolutional:
+        raise ConfigError(
+            f"crop_size={train_cfg.crop_size} trains on crops of images of any size, and a network that then "
+            "takes any size: set fully_convolutional=True with architecture='conv' or 'resconv' (--set "
+            "architecture=conv --set fully_convolutional=true), or drop crop_size"
+        )
+    return model_cfg, train_cfg
 
 
 def resolve_params(
@@ -272,6 +289,29 @@ def _normalize(name: str, value: Any) -> Any:
         except TypeError:
             raise ConfigError(f"hidden_layer_sizes={value!r} must be a list of integers") from None
     return value
+
+
+def _check_fully_convolutional(cfg: ModelConfig) -> None:
+    """A fully convolutional network is a conv or resconv one, and its code is a map, not a vector."""
+    if not isinstance(cfg.fully_convolutional, bool):
+        raise ConfigError(f"fully_convolutional={cfg.fully_convolutional!r} must be true or false")
+    if not cfg.fully_convolutional:
+        return
+    if cfg.architecture not in FULLY_CONVOLUTIONAL:
+        raise ConfigError(
+            f"fully_convolutional=True needs a convolutional architecture ({' or '.join(FULLY_CONVOLUTIONAL)}), "
+            f"not architecture={cfg.architecture!r}; set architecture='conv'"
+        )
+    if cfg.penalty != "none":
+        raise ConfigError(
+            f"penalty={cfg.penalty!r} acts on a code vector, but a fully convolutional code is a map whose size "
+            "follows the image's; use penalty='none' with fully_convolutional=True"
+        )
+    if cfg.loss == "gaussian":
+        raise ConfigError(
+            "loss='gaussian' learns one standard deviation per pixel of a fixed size, but a fully convolutional "
+            "network takes any size; use loss='mse' or 'bce' with fully_convolutional=True"
+        )
 
 
 def _check_choices(cfg: object) -> None:

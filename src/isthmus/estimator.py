@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, validate_data
 
-from isthmus import artifact, codec, distributed, generative, scoring
+from isthmus import artifact, codec, crops, distributed, generative, scoring
 from isthmus import fitted as fitted_module
 from isthmus import train as training
 from isthmus.batches import ChunkSource
@@ -152,6 +152,15 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         on real-valued data.
     scaling : {"auto", "minmax", "standard", "none"}, default="auto"
         Fitted on the training data and stored; ``"auto"`` is min-max for images, standard otherwise.
+    fully_convolutional : bool, default=False
+        With ``architecture="conv"`` or ``"resconv"``: no linear layer, so the code is a map of
+        ``n_components`` channels, one position per ``2**len(hidden_layer_sizes)`` pixels a side, and the
+        model takes images of any height and width with the training data's channels (padded to a
+        multiple of that stride, and cropped back). ``transform`` then gives ``(n, n_components, h, w)``.
+    crop_size : int or None, default=None
+        Train on square crops of this many pixels a side, drawn at random positions afresh every epoch,
+        from images of any sizes: ``fit`` then also takes a list of images ``(channels, height, width)``.
+        Needs ``fully_convolutional=True``.
     max_iter, batch_size, learning_rate, weight_decay, lr_schedule : training schedule (Adam).
     early_stopping, validation_fraction, n_iter_no_change, tol, target_loss : stopping rules.
     random_state : int or None
@@ -215,6 +224,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         pixel_model: str = DEFAULTS["pixel_model"],
         loss: str = DEFAULTS["loss"],
         scaling: str = DEFAULTS["scaling"],
+        fully_convolutional: bool = DEFAULTS["fully_convolutional"],
+        crop_size: int | None = DEFAULTS["crop_size"],
         max_iter: int = DEFAULTS["max_iter"],
         batch_size: int = DEFAULTS["batch_size"],
         learning_rate: float = DEFAULTS["learning_rate"],
@@ -253,6 +264,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.pixel_model = pixel_model
         self.loss = loss
         self.scaling = scaling
+        self.fully_convolutional = fully_convolutional
+        self.crop_size = crop_size
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -308,7 +321,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """
         model_cfg, train_cfg = self._configs()
         streaming = isinstance(X, Rows)
-        if streaming:
+        cropping = train_cfg.crop_size is not None and not streaming
+        if cropping:  # images of any sizes, trained on in crops (isthmus.crops)
+            images, crop = crops.as_images(X), int(train_cfg.crop_size or 0)
+            self._set_shape((images[0].shape[0], crop, crop))
+            n_samples = len(images)
+        elif streaming:
             self._set_shape(X.sample_shape)
             n_samples = len(X)
         else:
@@ -334,9 +352,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         seed = self._seed(resume)
 
         scaling = resolve_scaling(model_cfg.scaling, is_image)
-        x_train: torch.Tensor | ChunkSource
-        x_val: torch.Tensor | ChunkSource | None
-        if streaming:  # one pass for the scaler; a seeded sample for what needs rows at hand
+        x_train: torch.Tensor | ChunkSource | crops.CropSource
+        x_val: torch.Tensor | ChunkSource | crops.CropSource | None
+        if cropping:
+            held_out = train_cfg.validation_fraction if train_cfg.early_stopping else None
+            cropped = crops.crop_training(images, crop, scaling, validation_fraction=held_out, seed=seed)
+            scaler, low, high, data_range = cropped.scaler, cropped.low, cropped.high, cropped.data_range
+            x, x_train, x_val = cropped.sample, cropped.train, cropped.val
+        elif streaming:  # one pass for the scaler; a seeded sample for what needs rows at hand
             stats = moments(X)
             scaler = scaler_from_moments(
                 stats.minimum, stats.maximum, stats.mean, stats.std, scaling, is_image=is_image
@@ -465,7 +488,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         self._check_fitted()
-        check_shape(shape, self.input_shape_, type(self).__name__)
+        check_shape(shape, self.input_shape_, type(self).__name__, any_size=self.net_.config.fully_convolutional)
 
     # ------------------------------------------------------------------ using
 
@@ -493,15 +516,23 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Decode codes (n_samples, n_components) back to the caller's units and sample shape."""
         state = self._state()
         state.check_decoder("decode")
-        z = check_array(as_input(X, "codes"), dtype=np.float32, ensure_all_finite=False)
+        spatial = state.spatial
+        z = check_array(as_input(X, "codes"), dtype=np.float32, ensure_all_finite=False, allow_nd=spatial)
         check_finite(z, "codes")
-        if z.shape[1] != self.n_components:
-            raise DataError(f"codes have {z.shape[1]} columns, but this model's n_components={self.n_components}")
+        if z.shape[1] != self.n_components or (spatial and z.ndim != 4):
+            want = "(n, n_components, height, width)" if spatial else "(n, n_components)"
+            raise DataError(
+                f"codes have shape {z.shape}, but this model's codes are {want} with n_components={self.n_components}"
+            )
         return state.decode(z)
 
     def reconstruct(self, X: Any) -> np.ndarray:
         """Encode then decode ``X``: its reconstruction in the caller's units and shape."""
-        return self.inverse_transform(self.transform(X))
+        out = self.inverse_transform(self.transform(X))
+        if self._state().spatial:  # the decoder covers the input padded to its stride: cut back to X's shape
+            shape = as_input(X).shape
+            out = out[..., : shape[-2], : shape[-1]].reshape(shape)
+        return out
 
     def reconstruction_error(self, X: Any, *, per_feature: bool = False) -> np.ndarray:
         """Squared reconstruction errors of ``X`` in the caller's units.
@@ -521,7 +552,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         x = self._validate(X, reset=False)
         recon = self.reconstruct(X)  # X as given: a DataFrame keeps the column names that transform checks
         errors = np.square(recon.reshape(len(x), -1) - x.reshape(len(x), -1))  # (n_samples, n_features)
-        return errors.reshape(len(x), *self.input_shape_) if per_feature else errors.sum(axis=1)
+        return errors.reshape(x.shape) if per_feature else errors.sum(axis=1)
 
     # ------------------------------------------------------------------ anomaly detection
 
@@ -673,7 +704,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         ----------
         X : array-like of shape (n_samples, *sample shape) or (*sample shape)
             Samples like the training data, in the caller's units and any numeric dtype; the dtype
-            and the shape are stored, and ``decompress`` gives them back.
+            and the shape are stored, and ``decompress`` gives them back. A fully convolutional model
+            takes images of any height and width, or a list of arrays of images of different sizes.
         lossless : bool, default=False
             Also code every value exactly, given the code's reconstruction, so that ``decompress`` gives
             ``X`` back bit for bit. Needs ``uint8`` data and a model fitted on 8-bit data.
@@ -694,8 +726,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """
         return codec.compress(self._state(), X, lossless=lossless, search=search, lmbda=lmbda)
 
-    def decompress(self, data: bytes) -> np.ndarray:
-        """Decode a bitstream written by ``compress`` with this model into an array like the compressed one.
+    def decompress(self, data: bytes) -> Any:
+        """Decode a bitstream written by ``compress`` with this model into an array like the compressed one
+        (ndarray), or, for a list of images of their own sizes given to a fully convolutional model's
+        ``compress``, into a list of arrays.
 
         Raises
         ------

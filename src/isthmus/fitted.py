@@ -23,6 +23,7 @@ from isthmus.config import DEFAULTS
 from isthmus.errors import EncoderOnlyError, NotFittedError
 from isthmus.model import AutoencoderNet, batched, device_of, net_shape, seeded_generator
 from isthmus.scaling import Scaler
+from isthmus.shapes import any_size
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -141,15 +142,24 @@ class Fitted:
         """A torch generator on the network's device, seeded from ``random_state``."""
         return seeded_generator(random_state, self.device)
 
+    @property
+    def spatial(self) -> bool:
+        """Whether the network is fully convolutional: its code is a map, and it takes images of any size."""
+        return bool(self.net.config.fully_convolutional)
+
     def scale(self, x: np.ndarray) -> np.ndarray:
-        """Samples ``(n_samples, *input_shape)`` in the caller's units -> scaled, ``(n_samples, *net shape)``."""
+        """Samples ``(n_samples, *input_shape)`` in the caller's units -> scaled, ``(n_samples, *net shape)``;
+        for a fully convolutional network, images of any height and width, with one global offset and scale."""
+        if self.spatial:
+            return any_size(self.scaler).transform(x).reshape(len(x), *net_shape(x.shape[1:]))
         shape = net_shape(self.input_shape)
         return self.scaler.transform(x.reshape(len(x), *self.input_shape)).reshape(len(x), *shape)
 
     def encode(self, scaled: np.ndarray) -> np.ndarray:
         """Scaled samples ``(n_samples, *net shape)`` -> their deterministic codes ``(n_samples, n_components)``."""
         self.net.eval()
-        return self.batched(self.net.encode, scaled).reshape(-1, self.net.config.n_components)
+        codes = self.batched(self.net.encode, scaled)  # a code map (n_samples, n_components, h, w) if spatial
+        return codes if self.spatial else codes.reshape(-1, self.net.config.n_components)
 
     def check_decoder(self, what: str) -> None:
         """Raise EncoderOnlyError, saying what cannot be done, for a model without its decoder."""
@@ -162,6 +172,9 @@ class Fitted:
         if self.net.training:
             self.net.eval()
         out = self.batched(self.net.decode, code)
+        if self.spatial:  # (n, channels, s * h, s * w), without the channel axis if the training images had none
+            shape = out.shape[-len(self.input_shape) :]
+            return any_size(self.scaler).inverse_transform(out.reshape(len(code), *shape))
         return self.scaler.inverse_transform(out.reshape(len(code), *self.input_shape))
 
 

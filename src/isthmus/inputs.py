@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from isthmus.data import check_finite
 from isthmus.errors import DataError
-from isthmus.shapes import describe, mismatch, same_sample
+from isthmus.shapes import any_size_image, describe, mismatch, same_sample
 
 
 def as_input(X: Any, name: str = "X") -> Any:
@@ -47,9 +47,12 @@ def as_input(X: Any, name: str = "X") -> Any:
     return np.asarray(X)
 
 
-def check_shape(shape: tuple[int, ...], input_shape: Sequence[int], who: str = "Autoencoder") -> None:
-    """DataError unless samples of ``shape`` are samples of the model's ``input_shape`` (:mod:`isthmus.shapes`)."""
-    if same_sample(shape, input_shape):
+def check_shape(
+    shape: tuple[int, ...], input_shape: Sequence[int], who: str = "Autoencoder", *, any_size: bool = False
+) -> None:
+    """DataError unless samples of ``shape`` are samples of the model's ``input_shape`` (:mod:`isthmus.shapes`);
+    with ``any_size`` (a fully convolutional model), images of its channels of any height and width."""
+    if same_sample(shape, input_shape) or (any_size and any_size_image(shape, input_shape)):
         return
     n_features = math.prod(input_shape)
     if math.prod(shape) == n_features:  # as many values, another shape: never reshaped into it

@@ -16,7 +16,7 @@ from isthmus.bottlenecks import BOTTLENECKS, Deterministic
 from isthmus.config import ModelConfig
 from isthmus.corruptions import CORRUPTIONS
 from isthmus.errors import ConfigError
-from isthmus.nets import ARCHITECTURES
+from isthmus.nets import ARCHITECTURES, Builder, crop_like
 from isthmus.penalties import PENALTIES, PenaltyContext
 
 #: smallest standard deviation of the learned Gaussian likelihood (scaled units): a constant feature
@@ -88,8 +88,11 @@ class AutoencoderNet(nn.Module):
         arch = ARCHITECTURES[config.architecture]
         self.bottleneck = BOTTLENECKS[config.bottleneck](config)
         width = cast(int, self.bottleneck.encoder_width)
-        self.encoder = arch.encoder(self.input_shape, config.hidden_layer_sizes, width, config.activation)
-        self.decoder = arch.decoder(self.input_shape, config.hidden_layer_sizes, config.n_components, config.activation)
+        encoder, decoder = arch.encoder, arch.decoder
+        if config.fully_convolutional:  # the code is a map over the image: any height and width (nets.py)
+            encoder, decoder = cast(Builder, arch.spatial_encoder), cast(Builder, arch.spatial_decoder)
+        self.encoder = encoder(self.input_shape, config.hidden_layer_sizes, width, config.activation)
+        self.decoder = decoder(self.input_shape, config.hidden_layer_sizes, config.n_components, config.activation)
         self._penalty = PENALTIES[config.penalty]
         self._corrupt = CORRUPTIONS[config.corruption]
         self._rec = RECONSTRUCTION[config.loss]
@@ -132,16 +135,16 @@ class AutoencoderNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Deterministic reconstruction of ``x``."""
-        return self.decode(self.encode(x))
+        return crop_like(self.decode(self.encode(x)), x)
 
     def reconstruction_loss(self, x: Tensor) -> Tensor:
         """``(batch,)`` per-sample reconstruction loss of the deterministic code."""
-        return self._reconstruction(self.decoder(self.encode(x)), x, self.sigma())
+        return self._reconstruction(crop_like(self.decoder(self.encode(x)), x), x, self.sigma())
 
     def nll(self, x: Tensor, code: Tensor) -> Tensor:
         """``(batch,)`` negative log-likelihood ``-log p(x | code)`` in nats under the reconstruction loss."""
-        constant = self._rec.nats_per_feature * math.prod(self.input_shape)
-        return self._reconstruction(self.decoder(code), x, self.sigma()).float() + constant
+        constant = self._rec.nats_per_feature * math.prod(x.shape[1:])
+        return self._reconstruction(crop_like(self.decoder(code), x), x, self.sigma()).float() + constant
 
     @torch.no_grad()
     def after_fit(self, x: Tensor, batch_size: int = 4096) -> bool:
@@ -168,7 +171,8 @@ class AutoencoderNet(nn.Module):
         x_in = self._corrupt(x, self.config.noise_level, generator) if self.training else x
         out = self.bottleneck(self.encoder(x_in), generator=generator, epoch=epoch)
         code = self.constrain(out.code)
-        terms = {"reconstruction": self._reconstruction(self.decoder(code), x, self.sigma()).mean(), **out.terms}
+        decoded = crop_like(self.decoder(code), x)
+        terms = {"reconstruction": self._reconstruction(decoded, x, self.sigma()).mean(), **out.terms}
         if self._penalty.term is not None:
             ctx = PenaltyContext(x=x_in, code=code, encode=self.encode, config=self.config, affine=self._affine())
             terms["penalty"] = self.config.penalty_weight * self._penalty.term(ctx)

@@ -1,8 +1,9 @@
 """Encoder and decoder builders: an MLP whose widths shrink toward the code, and convolutional pairs.
 
 Every builder maps ``(batch, *input_shape)`` to ``(batch, n_out)`` (encoders) or ``(batch, n_in)`` to
-``(batch, *input_shape)`` (decoders). Decoders end without an output activation: the model applies the
-one matched to the reconstruction loss.
+``(batch, *input_shape)`` (decoders), but the fully convolutional pairs, whose code is a map of ``n_out``
+channels over the image and which take images of any height and width. Decoders end without an output
+activation: the model applies the one matched to the reconstruction loss.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -109,7 +111,79 @@ def residual_conv_decoder(input_shape: tuple[int, ...], hidden: Sequence[int], n
     4x4, 7x7 and 14x14). On MNIST compression it buys about 0.7 dB at the same rate and decodes 40% slower
     (bench/mnist_compress.py).
     """
-    plain = conv_decoder(input_shape, hidden, n_in, activation)
+    return _with_residuals(conv_decoder(input_shape, hidden, n_in, activation), activation)
+
+
+# ---------------------------------------------------------------------------- fully convolutional
+
+
+def stride_of(hidden: Sequence[int]) -> int:
+    """How much a fully convolutional encoder of ``hidden`` channels shrinks each side: 2 per layer."""
+    return 2 ** len(hidden)
+
+
+class PadToStride(nn.Module):
+    """Pads ``(batch, C, H, W)`` on the bottom and right, repeating the edge, to multiples of ``stride``.
+
+    Every stride-2 convolution then halves a side exactly, and the decoder's output, ``stride`` times the
+    code's size, covers the input; :func:`crop_like` cuts it back. Repeating the edge (rather than zeros)
+    adds no edge for the code to spend bits on.
+    """
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        pad_h, pad_w = -x.shape[-2] % self.stride, -x.shape[-1] % self.stride
+        if not (pad_h or pad_w):
+            return x
+        return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+
+
+def crop_like(out: Tensor, x: Tensor) -> Tensor:
+    """``out`` cut to ``x``'s height and width: a fully convolutional decoder's output back to the input's
+    size (a no-op for other networks, whose output has the input's shape)."""
+    if out.ndim == 4 and out.shape[-2:] != x.shape[-2:]:
+        return out[..., : x.shape[-2], : x.shape[-1]]
+    return out
+
+
+def fcn_encoder(input_shape: tuple[int, ...], hidden: Sequence[int], n_out: int, activation: str) -> nn.Module:
+    """``(batch, C, H, W) -> (batch, n_out, ceil(H / s), ceil(W / s))`` with ``s = 2**len(hidden)``, any H, W.
+
+    The input is padded to multiples of ``s`` (:class:`PadToStride`), then stride-2 convolutions with
+    ``hidden`` channels, then a 3x3 convolution to ``n_out`` channels: the code is a map of ``n_out``
+    channels, one position per ``s x s`` block of pixels, and no layer depends on the image's size.
+    """
+    channels = input_shape[0]
+    layers: list[nn.Module] = [PadToStride(stride_of(hidden))]
+    for c_in, c_out in zip([channels, *hidden[:-1]], hidden, strict=True):
+        layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), ACTIVATIONS[activation]()]
+    layers.append(nn.Conv2d(hidden[-1], n_out, 3, padding=1))
+    return nn.Sequential(*layers)
+
+
+def fcn_decoder(input_shape: tuple[int, ...], hidden: Sequence[int], n_in: int, activation: str) -> nn.Module:
+    """``(batch, n_in, h, w) -> (batch, C, s * h, s * w)``: a 3x3 convolution to the last hidden width, then
+    stride-2 transposed convolutions that double each side exactly, back to the input's channels."""
+    channels = input_shape[0]
+    layers: list[nn.Module] = [nn.Conv2d(n_in, hidden[-1], 3, padding=1), ACTIVATIONS[activation]()]
+    outs = [*reversed(hidden[:-1]), channels]
+    for i, (c_in, c_out) in enumerate(zip(reversed(hidden), outs, strict=True)):
+        layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1))
+        if i < len(hidden) - 1:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+def residual_fcn_decoder(input_shape: tuple[int, ...], hidden: Sequence[int], n_in: int, activation: str) -> nn.Module:
+    """:func:`fcn_decoder` with a :class:`Residual` block before each upsampling, as ``resconv`` adds to ``conv``."""
+    return _with_residuals(fcn_decoder(input_shape, hidden, n_in, activation), activation)
+
+
+def _with_residuals(plain: nn.Sequential, activation: str) -> nn.Sequential:
+    """``plain`` with a :class:`Residual` block before each of its transposed convolutions."""
     layers: list[nn.Module] = []
     for layer in plain.children():
         if isinstance(layer, nn.ConvTranspose2d):
@@ -118,17 +192,23 @@ def residual_conv_decoder(input_shape: tuple[int, ...], hidden: Sequence[int], n
     return nn.Sequential(*layers)
 
 
-class Architecture(NamedTuple):
-    """An encoder builder, its mirrored decoder builder, and the input ranks it accepts."""
+Builder = Callable[[tuple[int, ...], Sequence[int], int, str], nn.Module]
 
-    encoder: Callable[[tuple[int, ...], Sequence[int], int, str], nn.Module]
-    decoder: Callable[[tuple[int, ...], Sequence[int], int, str], nn.Module]
+
+class Architecture(NamedTuple):
+    """An encoder builder, its mirrored decoder builder, the input ranks it accepts, and, for convolutional
+    networks, the builders of its fully convolutional form (``fully_convolutional=True``), None otherwise."""
+
+    encoder: Builder
+    decoder: Builder
     input_ranks: tuple[int, ...]
+    spatial_encoder: Builder | None = None
+    spatial_decoder: Builder | None = None
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     "mlp": Architecture(mlp_encoder, mlp_decoder, (1, 2, 3)),
-    "conv": Architecture(conv_encoder, conv_decoder, (3,)),
+    "conv": Architecture(conv_encoder, conv_decoder, (3,), fcn_encoder, fcn_decoder),
     # the conv encoder, and a decoder with more depth for the same upsampling (compression's high end)
-    "resconv": Architecture(conv_encoder, residual_conv_decoder, (3,)),
+    "resconv": Architecture(conv_encoder, residual_conv_decoder, (3,), fcn_encoder, residual_fcn_decoder),
 }

@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 
 from isthmus.errors import DataError
+from isthmus.scaling import Scaler
 
 
 def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -34,6 +35,12 @@ def same_sample(shape: Sequence[int], sample_shape: Sequence[int], *, flat: bool
     if got == want or _squeezed(got) == _squeezed(want):
         return True
     return flat and (len(got) == 1 or len(want) == 1) and math.prod(got) == math.prod(want)
+
+
+def _channels_differ(shape: tuple[int, ...], tail: tuple[int, ...]) -> bool:
+    """Whether a batch of images ``(n, C, H, W)`` (4 or more axes) matched on its last two axes ``tail``
+    has ``C > 1`` channels: colour images for a one-channel model, never read as ``C`` grey ones."""
+    return len(tail) == 2 and len(shape) >= 4 and shape[-3] != 1
 
 
 def describe(shape: Sequence[int]) -> str:
@@ -70,9 +77,43 @@ def samples_in(shape: Sequence[int], sample_shape: Sequence[int], what: str = "X
     if same_sample(shape, sample_shape, flat=False):
         return 1
     for tail in {sample_shape, _squeezed(sample_shape), (1, *sample_shape) if len(sample_shape) == 2 else ()}:
-        if tail and len(shape) > len(tail) and shape[-len(tail) :] == tail:
+        if tail and len(shape) > len(tail) and shape[-len(tail) :] == tail and not _channels_differ(shape, tail):
             return math.prod(shape[: -len(tail)])
     if len(shape) == 2 and shape[1] == math.prod(sample_shape):
         return shape[0]
     one = shape[1:] if len(shape) > len(sample_shape) else shape
     raise mismatch(one, sample_shape, what)
+
+
+def any_size_image(shape: Sequence[int], sample_shape: Sequence[int]) -> bool:
+    """Whether a fully convolutional model trained on samples of ``sample_shape`` takes samples of ``shape``:
+    images with its channels (with or without a channel axis of 1), of any height and width."""
+    got, want = _squeezed(tuple(int(s) for s in shape)), _squeezed(tuple(int(s) for s in sample_shape))
+    return len(want) in (2, 3) and len(got) == len(want) and got[:-2] == want[:-2] and min(got[-2:]) >= 1
+
+
+def any_size(scaler: Scaler) -> Scaler:
+    """An image scaler (one global offset and scale, stored broadcast to the training images' shape) that
+    broadcasts to images of any height and width: its arrays cut to one pixel, ``(..., 1, 1)``."""
+    return Scaler(offset=scaler.offset[..., :1, :1], scale=scaler.scale[..., :1, :1])
+
+
+def spatial_samples(shape: Sequence[int], sample_shape: Sequence[int]) -> tuple[int, tuple[int, ...]]:
+    """``(m, image shape)``: the images of any height and width that an array of ``shape`` holds for a fully
+    convolutional model trained on samples of ``sample_shape``, read from its axes (never reshaped).
+
+    With several channels ``C``, the array's last three axes are ``(C, height, width)``; with one, its last
+    two are ``(height, width)`` (a channel axis of 1 before them counts as a sample axis of 1). The axes
+    before are samples. Anything else raises a DataError naming both shapes.
+    """
+    shape, sample_shape = tuple(int(s) for s in shape), tuple(int(s) for s in sample_shape)
+    channels = sample_shape[0] if len(sample_shape) == 3 else 1
+    rank = 3 if channels > 1 else 2
+    wrong = len(shape) < rank or (channels > 1 and shape[-3] != channels) or _channels_differ(shape, shape[-2:])
+    if wrong or min(shape, default=0) < 1:
+        want = f"({channels}, height, width)" if channels > 1 else "(height, width)"
+        raise DataError(
+            f"an array of shape {shape} does not hold images {want} of any size, which this fully convolutional "
+            f"model takes (it was trained on samples of shape {sample_shape}); pass images with its channels"
+        )
+    return math.prod(shape[:-rank]), shape[-rank:]

@@ -55,6 +55,21 @@ def read_spec(spec: str, image_size: str | None = None) -> Any:
     return read_data(spec, image_size=parse_image_size(image_size))
 
 
+def is_images(spec: str) -> bool:
+    """Whether ``spec`` names an image folder or one image file (read by :func:`read_images`)."""
+    from isthmus.data.images import IMAGE_SUFFIXES
+
+    path = Path(spec)
+    return path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_images(spec: str) -> Any:
+    """An image folder, or one image file, as a list of images of their own sizes (none resized)."""
+    from isthmus.data.images import read_image_list
+
+    return read_image_list(Path(spec))
+
+
 def open_spec_rows(spec: str, image_size: str | None = None) -> Any:
     from isthmus.data import open_rows
 

@@ -13,6 +13,7 @@ from isthmus.cli._common import (
     image_size_opt,
     load_model_file,
     overwrite_opt,
+    read_images,
     read_spec,
     refuse_existing,
     write_output,
@@ -53,16 +54,23 @@ def compress(
 
     refuse_existing(output, overwrite)
     ae = load_model_file(model)
-    x = read_spec(data, image_size).X
-    sample_shape = tuple(ae.input_shape_)
-    if x.ndim >= 2 and x.shape[1:] != sample_shape and same_sample(x.shape[1:], sample_shape, flat=False):
-        x = x.reshape(len(x), *sample_shape)  # (n, 1, 28, 28) images for a model of (28, 28) samples, and back
-    if np.all((x >= 0) & (x <= 255) & (x == np.round(x))):
-        x = x.astype(np.uint8)
+    if ae.fully_convolutional and image_size is None and Path(data).is_dir():
+        images = read_images(data)  # a fully convolutional model codes each image at its own size
+        eight_bit = all(np.all((a >= 0) & (a <= 255) & (a == np.round(a))) for a in images)
+        x: Any = [a.astype(np.uint8) if eight_bit else a for a in images]
+        n, size = len(images), sum(a.size for a in images)
+    else:
+        x = read_spec(data, image_size).X
+        sample_shape = tuple(ae.input_shape_)
+        if x.ndim >= 2 and x.shape[1:] != sample_shape and same_sample(x.shape[1:], sample_shape, flat=False):
+            x = x.reshape(len(x), *sample_shape)  # (n, 1, 28, 28) images for a model of (28, 28) samples, and back
+        if np.all((x >= 0) & (x <= 255) & (x == np.round(x))):
+            x = x.astype(np.uint8)
+        n, size = len(x), x.size
     stream = ae.compress(x, lossless=lossless, search=search)
     write_bytes_atomic(output, stream, overwrite=overwrite)
-    bits = 8 * len(stream) / x.size
-    click.echo(f"wrote {output}: {len(x)} samples in {len(stream)} bytes ({bits:.3f} bits per value)")
+    bits = 8 * len(stream) / size
+    click.echo(f"wrote {output}: {n} samples in {len(stream)} bytes ({bits:.3f} bits per value)")
 
 
 @click.command()
@@ -80,7 +88,10 @@ def decompress(model: str, stream: str, output: str, overwrite: bool) -> None:
     ae = load_model_file(model)
     x = ae.decompress(Path(stream).read_bytes())
     target = Path(output)
-    if target.suffix.lower() == ".png" or not target.suffix:
+    if isinstance(x, list):  # images of their own sizes (a fully convolutional model's stream of a folder)
+        _write_image_list(target, x, overwrite=overwrite)
+        click.echo(f"wrote {output}: {len(x)} images", err=True)
+    elif target.suffix.lower() == ".png" or not target.suffix:
         _write_pngs(target, x, sample_ndim=len(ae.input_shape_), overwrite=overwrite)
         click.echo(f"wrote {output} {tuple(x.shape)}", err=True)
     else:
@@ -195,6 +206,34 @@ def _write_pngs(target: Path, x: Any, *, sample_ndim: int, overwrite: bool) -> N
             Image.fromarray(images[0]).save(tmp, format="PNG")
         return
     _write_png_folder(target, images, overwrite=overwrite)
+
+
+def _write_image_list(target: Path, images: list[Any], *, overwrite: bool) -> None:
+    """Images of their own sizes, ``(1 or 3, height, width)`` each, as 8-bit PNG files: one file when
+    ``target`` ends in .png (for one image), else a folder of them."""
+    import numpy as np
+
+    from isthmus._files import atomic_path
+
+    pixels = []
+    for image in images:
+        a = np.clip(np.rint(image.astype(np.float64)), 0, 255).astype(np.uint8)
+        a = a[0] if a.ndim == 3 and a.shape[0] == 1 else a
+        pixels.append(a.transpose(1, 2, 0) if a.ndim == 3 else a)  # (height, width) or (height, width, 3)
+    if target.suffix.lower() == ".png":
+        if len(pixels) != 1:
+            raise OutputError(f"{target} can hold one image, but the stream has {len(pixels)}; give a folder")
+        from PIL import Image
+
+        with atomic_path(target, overwrite=overwrite) as tmp:
+            Image.fromarray(pixels[0]).save(tmp, format="PNG")
+        return
+    if target.suffix:
+        raise OutputError(
+            f"the stream holds {len(pixels)} images of their own sizes, which one array file ({target.suffix}) "
+            "cannot hold; give a folder (an output without a suffix) to write one PNG file each"
+        )
+    _write_png_folder(target, pixels, overwrite=overwrite)
 
 
 def _write_png_folder(target: Path, images: Any, *, overwrite: bool) -> None:

@@ -13,9 +13,11 @@ import click
 
 from isthmus.cli._common import (
     image_size_opt,
+    is_images,
     load_model_file,
     open_spec_rows,
     overwrite_opt,
+    read_images,
     read_spec,
     refuse_existing,
     stream_opt,
@@ -30,6 +32,15 @@ from isthmus.config import PRESETS, parse_assignment, resolve_params
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML parameters.")
 @click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE", help="Set any estimator parameter.")
 @click.option("--resume", is_flag=True, help="Continue the stopped run from MODEL's checkpoint.")
+@click.option(
+    "--crop",
+    "--crop-size",
+    "crop_size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train on random square crops of this many pixels from images of any sizes (sets crop_size; needs "
+    "--set architecture=conv --set fully_convolutional=true).",
+)
 @stream_opt
 @image_size_opt
 @overwrite_opt
@@ -40,6 +51,7 @@ def train(
     config_file: str | None,
     assignments: Sequence[str],
     resume: bool,
+    crop_size: int | None,
     stream: bool,
     image_size: str | None,
     overwrite: bool,
@@ -57,6 +69,8 @@ def train(
     from isthmus import Autoencoder, distributed
 
     overrides = dict(parse_assignment(a) for a in assignments)
+    if crop_size is not None:
+        overrides["crop_size"] = crop_size
     params = resolve_params(preset=preset, config_file=config_file, overrides=overrides)
     refuse_existing(model, overwrite or resume)
     checkpoint = Path(model).with_suffix(".ckpt")
@@ -64,6 +78,8 @@ def train(
     if stream:
         rows = open_spec_rows(data, image_size)
         data_in, name = rows, rows.name
+    elif params.get("crop_size") is not None and image_size is None and is_images(data):
+        data_in, name = read_images(data), Path(data).name  # images of any sizes, none resized
     else:
         dataset = read_spec(data, image_size)
         data_in, name = dataset.X, dataset.name

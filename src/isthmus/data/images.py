@@ -94,6 +94,24 @@ def read_image_folder(
     return X, labels
 
 
+def read_image_list(path: Path) -> list[npt.NDArray[np.float32]]:
+    """Every image of a folder (as :func:`read_image_folder` finds them), or one image file, each at its own
+    size: a list of float32 arrays ``(channels, height, width)``, all with 1 channel or all with 3.
+
+    For a fully convolutional model, which takes images of any sizes: nothing is resized.
+    """
+    files = list_images(path)[0] if path.is_dir() else [path]
+    infos = [probe(file) for file in files]
+    gray = is_gray(infos)
+    pixels = sum(width * height for width, height in (info.size for info in infos))
+    check_allocation(
+        pixels * (1 if gray else 3) * 4,
+        f"{path} ({len(infos):,} images, {pixels:,} pixels in all, as float32)",
+        "use fewer or smaller images",
+    )
+    return [load_image(info, info.size, gray) for info in infos]
+
+
 def read_image_file(path: Path, *, image_size: tuple[int, int] | None = None) -> tuple[npt.NDArray[np.float32], None]:
     """Read one PNG/JPEG file as one sample: ``(1, channels, height, width)`` float32, raw values.
 

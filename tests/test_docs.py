@@ -127,12 +127,20 @@ def _anomaly_found(ns: dict[str, Any]) -> None:
     assert 2500 - 50 < start < 2520
 
 
+def _any_size_kept(ns: dict[str, Any]) -> None:
+    assert ns["code"].shape == (1, 4, 10, 14)
+    assert [a.shape for a in ns["back"]] == [(1, 40, 56), (33, 47)]
+    error = np.abs(ns["back"][0].astype(float) - ns["photo"][0]).mean()
+    assert error < np.abs(ns["photo"] - ns["photo"].mean()).mean()  # closer than the image's own mean
+
+
 #: What each guide's example claims, checked on the names it leaves behind.
 CLAIMS = {
     "screen": _zeros_score_lower,
     "denoise": _cleaner_than_noisy,
     "compress": _decoded_better_than_the_mean,
     "series": _anomaly_found,
+    "images": _any_size_kept,
 }
 
 

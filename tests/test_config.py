@@ -28,6 +28,7 @@ from isthmus.errors import ConfigError
 from isthmus.model import RECONSTRUCTION
 from isthmus.nets import ACTIVATIONS, ARCHITECTURES
 from isthmus.penalties import PENALTIES
+from isthmus.scaling import SCALINGS
 
 
 @pytest.mark.parametrize(
@@ -47,6 +48,10 @@ def test_choices_agree_with_the_tables(field: str, table: dict[str, Any]) -> Non
 
 def test_loss_choices_are_auto_and_the_reconstruction_table() -> None:
     assert CHOICES["loss"] == ("auto", *RECONSTRUCTION)
+
+
+def test_scaling_choices_are_auto_and_the_scaling_table() -> None:
+    assert CHOICES["scaling"] == ("auto", *SCALINGS)
 
 
 def test_every_choice_field_is_a_config_field() -> None:

@@ -37,6 +37,11 @@ MODEL_FORMAT = "isthmus.model"
 FORMAT_VERSION = 4
 _ENCODER_PARTS = ("encoder.", "bottleneck.")
 _ARRAYS = ("scaler.offset", "scaler.scale", "pca.mean", "pca.components")
+#: prefix of the anomaly score's state tensors (Fitted.score_state), and of an ensemble's other networks
+_SCORE = "score."
+_MEMBER = "member"
+#: tensors that decoding does not depend on, left out of the fingerprint
+_NOT_DECODING = ("pca.", _SCORE, _MEMBER)
 #: a quantized model's integer coding tables, in the order of entropy.CdfTables
 _TABLES = ("entropy.cdf", "entropy.lengths", "entropy.offsets")
 #: the 256 pixel tables of lossless streams before the pixel model (stream version 1); read, no longer written
@@ -92,12 +97,17 @@ def model_tensors(fitted: Fitted, *, encoder_only: bool) -> dict[str, torch.Tens
     state = {k: v.detach().cpu().contiguous() for k, v in fitted.net.state_dict().items()}
     if encoder_only:
         state = {k: v for k, v in state.items() if k.startswith(_ENCODER_PARTS)}
+    else:  # the ensemble's other networks, "member1.<name>" ... (n_estimators > 1)
+        for i, member in enumerate(fitted.members, start=1):
+            state.update({f"{_MEMBER}{i}.{k}": v.detach().cpu().contiguous() for k, v in member.state_dict().items()})
     arrays = {
         "scaler.offset": fitted.scaler.offset,
         "scaler.scale": fitted.scaler.scale,
         "pca.mean": fitted.pca_mean,
         "pca.components": fitted.pca_components,
     }
+    # what the anomaly score learned from the training rows (scoring.Score.fit), e.g. reference codes
+    arrays.update({f"{_SCORE}{k}": v for k, v in fitted.score_state.items()})
     state.update({k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()})
     # a quantized model's integer coding tables, and its pixel tables (docs/format.md, section 2.6)
     pixels = fitted.lossless_tables
@@ -128,11 +138,11 @@ def _format_version(pixels: PixelNet | PixelModel | CdfTables | None) -> int:
 def fingerprint(fitted: Fitted) -> str:
     """SHA-256 (hex) of what decoding depends on: the network's weights, the scaler, the coding tables.
 
-    The canonical bytes of every tensor of the full model file but ``pca.*``, with the input shape as
-    the only metadata (docs/format.md, section 2.6). The configuration is left out on purpose: a new
+    The canonical bytes of every tensor of the full model file but ``pca.*``, ``score.*`` and ``member*``,
+    with the input shape as the only metadata (docs/format.md, section 2.6). The configuration is left out on purpose: a new
     parameter in a later isthmus must not change the fingerprint of a model that it does not change.
     """
-    tensors = {k: v for k, v in model_tensors(fitted, encoder_only=False).items() if not k.startswith("pca.")}
+    tensors = {k: v for k, v in model_tensors(fitted, encoder_only=False).items() if not k.startswith(_NOT_DECODING)}
     metadata = {"input_shape": json.dumps(list(fitted.input_shape))}
     return hashlib.sha256(safetensors_bytes(tensors, metadata)).hexdigest()
 
@@ -226,8 +236,10 @@ def load(path: str | os.PathLike[str]) -> Fitted:
             f"{path}: stored parameters are invalid ({exc}); the file was written by isthmus {writer}, "
             f"this is isthmus {_isthmus_version()}"
         ) from None
+    n_members = 0 if meta["encoder_only"] else model_cfg.n_estimators - 1
     if meta["encoder_only"]:
         expected = {k: v for k, v in expected.items() if k.startswith(_ENCODER_PARTS)}
+    members = {f"{_MEMBER}{i}.{k}": v for i in range(1, n_members + 1) for k, v in expected.items()}
     components = tensors.get("pca.components")
     n_pca = components.shape[0] if components is not None and components.dim() == 2 else 0
     most = min(model_cfg.n_components, n_features)
@@ -237,7 +249,7 @@ def load(path: str | os.PathLike[str]) -> Fitted:
             f"it must be (k, {n_features}) with 1 <= k <= {most}"
         )
     arrays = {"scaler.offset": input_shape, "scaler.scale": input_shape, "pca.mean": (n_features,)}
-    _expect_shapes(path, tensors, {**arrays, "pca.components": (n_pca, n_features), **expected})
+    _expect_shapes(path, tensors, {**arrays, "pca.components": (n_pca, n_features), **expected, **members})
     offset, scale = tensors["scaler.offset"], tensors["scaler.scale"]
     if not (torch.isfinite(offset).all() and torch.isfinite(scale).all() and (scale > 0).all()):
         raise ModelFileError(
@@ -248,6 +260,11 @@ def load(path: str | os.PathLike[str]) -> Fitted:
     net = build_net(model_cfg, input_shape, seed=0)
     net.load_state_dict({k: tensors[k] for k in expected}, strict=not meta["encoder_only"])
     net.eval()
+    ensemble = []
+    for i in range(1, n_members + 1):
+        member = build_net(model_cfg, input_shape, seed=0)
+        member.load_state_dict({k: tensors[f"{_MEMBER}{i}.{k}"] for k in expected})
+        ensemble.append(member.eval())
     training = meta["training"]
     fitted = Fitted(
         params=params,
@@ -264,8 +281,22 @@ def load(path: str | os.PathLike[str]) -> Fitted:
         encoder_only=meta["encoder_only"],
         offset=meta.get("offset"),
         feature_names_in=meta.get("feature_names_in"),
+        members=ensemble,
+        score_state=_score_state(path, tensors),
     )
     return _load_coding(path, fitted, tensors, metadata)
+
+
+def _score_state(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The ``score.*`` tensors (the anomaly score's state), each float32 and finite."""
+    state = {}
+    for name, tensor in tensors.items():
+        if not name.startswith(_SCORE):
+            continue
+        if tensor.dtype != torch.float32 or not torch.isfinite(tensor).all():
+            raise ModelFileError(f"{path}: tensor {name!r} must be finite float32 (the anomaly score's state)")
+        state[name[len(_SCORE) :]] = tensor.numpy()
+    return state
 
 
 def _load_coding(

@@ -23,12 +23,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "penalty": ("none", "l1", "kl_sparsity", "topk", "contractive", "tsne"),
     "corruption": ("none", "gaussian", "gaussian_clipped", "masking", "salt_pepper"),
     "loss": ("auto", "bce", "mse", "gaussian"),
-    "scaling": ("auto", "minmax", "standard", "none"),
+    "scaling": ("auto", "minmax", "standard", "robust", "none"),
     "lr_schedule": ("constant", "cosine"),
     "device": ("auto", "cpu", "cuda", "mps"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "on_divergence": ("stop", "retry"),
-    "anomaly_score": ("reconstruction", "reconstruction_l4", "elbo", "log_likelihood"),
+    "anomaly_score": ("reconstruction", "reconstruction_l4", "elbo", "log_likelihood", "reconstruction_knn"),
     "pixel_model": ("counts", "net"),
 }
 
@@ -62,6 +62,11 @@ class ModelConfig:
     scaling: str = "auto"
     # the code is a map over the image (conv, resconv): the network takes images of any height and width
     fully_convolutional: bool = False
+    # the fraction of each batch's worst-reconstructed rows left out of the reconstruction loss
+    # (model.trimmed_mean): training data that hold anomalies do not teach the network to reconstruct them
+    trim_fraction: float = 0.0
+    # networks trained alike from different seeds; the scores that average members use them all (scoring.py)
+    n_estimators: int = 1
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -92,6 +97,13 @@ class ModelConfig:
             raise ConfigError(
                 f"noise_level={self.noise_level} is a probability for corruption={self.corruption!r}; "
                 "it must be between 0 and 1"
+            )
+        _check_int("n_estimators", self.n_estimators, minimum=1)
+        trim = self.trim_fraction
+        if isinstance(trim, bool) or not isinstance(trim, (int, float)) or not 0.0 <= trim < 1.0:
+            raise ConfigError(
+                f"trim_fraction={trim!r} must be a number in [0, 1), the fraction of each batch's worst-"
+                "reconstructed rows left out of the loss, e.g. trim_fraction=0.1"
             )
         if not isinstance(self.binarize, bool):
             raise ConfigError(f"binarize={self.binarize!r} must be true or false")
@@ -191,6 +203,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 500,
         "learning_rate": 3e-3,
         "lr_schedule": "cosine",
+    },
+    # screening a table for anomalies: -score_samples is the anomaly score (bench/adbench.py). Three small
+    # networks with a 2-D code, each trained on the bulk of every batch (trim_fraction), each scoring a row by
+    # its reconstruction error plus the distance from its code to the 10th nearest training code, averaged
+    "anomaly": {
+        "n_components": 2,
+        "hidden_layer_sizes": (32, 16),
+        "trim_fraction": 0.2,
+        "n_estimators": 3,
+        "anomaly_score": "reconstruction_knn",
+        "max_iter": 20,
     },
     # held-out MNIST SSE 2.76 per image in 60 epochs (bench/mnist_recon.py); needs (n, 1, 28, 28) images
     "mnist": {

@@ -27,7 +27,7 @@ from isthmus.data.stream import Rows, moments, sample_rows
 from isthmus.errors import ConfigError, DataError
 from isthmus.fitted import Fitted, check_fitted
 from isthmus.inputs import as_input, check_shape
-from isthmus.model import build_net, net_shape
+from isthmus.model import AutoencoderNet, build_net, net_shape
 from isthmus.nets import ARCHITECTURES
 from isthmus.penalties import PENALTIES
 from isthmus.scaling import Scaler, fit_scaler, resolve_scaling, scaler_from_moments
@@ -63,8 +63,9 @@ def _split_stream(
 
 
 def _split(x: np.ndarray, cfg: TrainConfig, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """(training rows, validation rows or None): a seeded permutation holds out ``validation_fraction``."""
-    if not cfg.early_stopping:
+    """(training rows, validation rows or None): a seeded permutation holds out ``validation_fraction``, for
+    early stopping and for the threshold of a numeric ``contamination``."""
+    if not cfg.early_stopping and (isinstance(cfg.contamination, str) or len(x) < 3):
         return x, None
     order = np.random.RandomState(seed).permutation(len(x))
     n_val = min(max(1, round(cfg.validation_fraction * len(x))), len(x) - 1)
@@ -72,7 +73,9 @@ def _split(x: np.ndarray, cfg: TrainConfig, seed: int) -> tuple[np.ndarray, np.n
 
 
 def _pca_baseline(x: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, components) float32 of a PCA of ``x``'s flattened samples, at most ``n_components`` wide."""
+    """(mean, components) float32 of a PCA of ``x``'s flattened samples, at most ``n_components`` wide. The
+    estimator gives it the scaled rows, as the network sees them: on raw columns, one in dollars would own
+    every axis."""
     from sklearn.decomposition import PCA
 
     flat = x.reshape(len(x), -1)
@@ -80,6 +83,17 @@ def _pca_baseline(x: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndar
     with np.errstate(divide="ignore", invalid="ignore"):  # constant data: zero total variance
         pca = PCA(n_components=k, random_state=0).fit(flat)
     return pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
+
+
+def _train_member(
+    config: ModelConfig, input_shape: tuple[int, ...], x_train: Any, x_val: Any, train_cfg: TrainConfig, seed: int
+) -> AutoencoderNet:
+    """One more network of an ensemble: the same data and split, another seed; no checkpoint, no log."""
+    net = build_net(config, input_shape, seed)
+    training.train(
+        net, x_train, x_val, dataclasses.replace(train_cfg, verbose=0), seed=seed, settle_epochs=config.kl_warmup
+    )
+    return net
 
 
 def _finish_coding(fitted: Fitted, x: np.ndarray, scaled: np.ndarray) -> Fitted:
@@ -150,8 +164,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         [0, 1], else squared error with a linear output. ``"gaussian"``: the Gaussian negative
         log-likelihood with one learned standard deviation per feature, the proper likelihood of a VAE
         on real-valued data.
-    scaling : {"auto", "minmax", "standard", "none"}, default="auto"
+    scaling : {"auto", "minmax", "standard", "robust", "none"}, default="auto"
         Fitted on the training data and stored; ``"auto"`` is min-max for images, standard otherwise.
+        ``"robust"``: the median and the interquartile range (in standard deviations of a normal), which
+        the anomalies in the training data do not move; see ``isthmus.scaling.SCALINGS``.
     fully_convolutional : bool, default=False
         With ``architecture="conv"`` or ``"resconv"``: no linear layer, so the code is a map of
         ``n_components`` channels, one position per ``2**len(hidden_layer_sizes)`` pixels a side, and the
@@ -161,6 +177,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Train on square crops of this many pixels a side, drawn at random positions afresh every epoch,
         from images of any sizes: ``fit`` then also takes a list of images ``(channels, height, width)``.
         Needs ``fully_convolutional=True``.
+    trim_fraction : float in [0, 1), default=0.0
+        The fraction of each training batch's worst-reconstructed rows left out of the reconstruction
+        loss, so that anomalies in the training data do not teach the network to reconstruct them
+        (``isthmus.model.trimmed_mean``).
+    n_estimators : int, default=1
+        Networks trained alike from different seeds (an ensemble, Chen et al., SDM 2017). ``net_`` is the
+        first; the others (``members_``) count only in the anomaly scores that average over an ensemble
+        (``"reconstruction_knn"``). Checkpoints and logs follow the first network only.
     max_iter, batch_size, learning_rate, weight_decay, lr_schedule : training schedule (Adam).
     early_stopping, validation_fraction, n_iter_no_change, tol, target_loss : stopping rules.
     random_state : int or None
@@ -175,19 +199,27 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     on_divergence : {"stop", "retry"}, default="stop"
         On a NaN or infinite loss, stop with an error (the last checkpoint holds the last good epoch),
         or restart from the last good epoch with half the learning rate, up to three times.
-    anomaly_score : {"reconstruction", "reconstruction_l4", "elbo", "log_likelihood"}, default="reconstruction"
+    anomaly_score : {"reconstruction", "reconstruction_l4", "elbo", "log_likelihood", "reconstruction_knn"}, \
+default="reconstruction"
         What ``score_samples`` returns (higher for normal rows): minus the squared reconstruction error
         (after the scaler), minus the sum of fourth powers of those errors (a few large errors, such as a
         missing stroke, outweigh many small ones), or, for ``bottleneck="gaussian"``, the ELBO or the
-        importance-weighted log-likelihood in nats. See ``isthmus.scoring``.
+        importance-weighted log-likelihood in nats; ``"reconstruction_knn"`` adds the log distance from
+        the row's code to its 10th nearest training code to the log error, each standardized on the
+        training rows, averaged over an ensemble (``isthmus.neighbours``). See ``isthmus.scoring``.
     contamination : "auto" or float in (0, 0.5], default="auto"
-        Sets ``offset_`` from the training rows' scores: a number is the fraction of training rows
-        flagged as anomalies; ``"auto"`` is Tukey's box-plot fence (1.5 interquartile ranges past the
-        quartile) on the log reconstruction errors, or on the ELBO or log-likelihood scores.
+        Sets ``offset_``: a number is the fraction of rows flagged as anomalies; ``"auto"`` is Tukey's
+        box-plot fence (1.5 interquartile ranges past the quartile) on the log reconstruction errors, or
+        on the ELBO or log-likelihood scores. The scores are those of held-out rows: with a number, fit
+        holds out ``validation_fraction`` of the rows (the early-stopping split) and trains on the rest,
+        so that new rows like the training data are flagged at about that rate; ``"auto"`` uses the
+        held-out rows with ``early_stopping``, else the training rows (whose scores are optimistic).
 
     Attributes
     ----------
     net_ : AutoencoderNet
+    members_ : list of AutoencoderNet
+        The ensemble's other ``n_estimators - 1`` networks (empty by default).
     scaler_ : Scaler
     input_shape_ : tuple of int
         One sample's shape as given to ``fit``.
@@ -196,6 +228,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     n_iter_ : int
     best_loss_ : float
     n_features_in_ : int
+    score_state_ : dict of str to ndarray
+        What ``anomaly_score`` learned from the training rows (``"reconstruction_knn"``: the reference
+        codes, and the center and spread of its two components); empty for the other scores.
     offset_ : float
         Threshold on ``score_samples`` set by ``contamination`` (``decision_function = score_samples -
         offset_``), for the ``anomaly_score`` and ``contamination`` of the fit.
@@ -226,6 +261,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         scaling: str = DEFAULTS["scaling"],
         fully_convolutional: bool = DEFAULTS["fully_convolutional"],
         crop_size: int | None = DEFAULTS["crop_size"],
+        trim_fraction: float = DEFAULTS["trim_fraction"],
+        n_estimators: int = DEFAULTS["n_estimators"],
         max_iter: int = DEFAULTS["max_iter"],
         batch_size: int = DEFAULTS["batch_size"],
         learning_rate: float = DEFAULTS["learning_rate"],
@@ -266,6 +303,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.scaling = scaling
         self.fully_convolutional = fully_convolutional
         self.crop_size = crop_size
+        self.trim_fraction = trim_fraction
+        self.n_estimators = n_estimators
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -361,13 +400,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             x, x_train, x_val = cropped.sample, cropped.train, cropped.val
         elif streaming:  # one pass for the scaler; a seeded sample for what needs rows at hand
             stats = moments(X)
+            x = sample_rows(X, _STREAM_SAMPLE, seed).reshape(-1, *self.input_shape_)
             scaler = scaler_from_moments(
-                stats.minimum, stats.maximum, stats.mean, stats.std, scaling, is_image=is_image
+                stats.minimum, stats.maximum, stats.mean, stats.std, scaling, is_image=is_image, sample=x
             )
             low = float(scaler.transform(stats.minimum.astype(np.float32)).min())
             high = float(scaler.transform(stats.maximum.astype(np.float32)).max())
             data_range = float(stats.maximum.max() - stats.minimum.min()) or 1.0
-            x = sample_rows(X, _STREAM_SAMPLE, seed).reshape(-1, *self.input_shape_)
             x_train, x_val = _split_stream(X, scaler, shape, train_cfg, seed)
         else:
             scaler = fit_scaler(x, scaling, is_image=is_image)
@@ -376,7 +415,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             data_range = float(x.max() - x.min()) or 1.0
             train_rows, val_rows = _split(scaled, train_cfg, seed)
             x_train = torch.from_numpy(train_rows.reshape(len(train_rows), *shape))
-            x_val = None if val_rows is None else torch.from_numpy(val_rows.reshape(len(val_rows), *shape))
+            x_val = None  # rows held out for the threshold alone are not the training loop's
+            if train_cfg.early_stopping and val_rows is not None:
+                x_val = torch.from_numpy(val_rows.reshape(len(val_rows), *shape))
         loss = model_cfg.loss
         if loss == "auto":
             loss = "bce" if low >= 0.0 and high <= 1.0 else "mse"
@@ -395,13 +436,21 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             callbacks=callbacks,
             settle_epochs=model_cfg.kl_warmup,  # the KL weight ramps up: the loss is not comparable before
         )
-        pca_mean, pca_components = _pca_baseline(x, model_cfg.n_components)  # x: with streamed data, a sample
+        members = [
+            _train_member(
+                dataclasses.replace(model_cfg, loss=loss), self.input_shape_, x_train, x_val, train_cfg, seed + i
+            )
+            for i in range(1, model_cfg.n_estimators)
+        ]
+        scaled = scaler.transform(x).reshape(len(x), *shape)  # x: with streamed or cropped data, a sample
+        pca_mean, pca_components = _pca_baseline(scaled, model_cfg.n_components)
         fitted = Fitted(
             params=self.get_params(),
             net=net,
             scaler=scaler,
             input_shape=self.input_shape_,
-            resolved={"loss": loss, "scaling": scaling},
+            # "pca": the baseline lives in the scaled space (files written before it: the caller's units)
+            resolved={"loss": loss, "scaling": scaling, "pca": "scaled"},
             data_range=data_range,
             history=result.history,
             n_iter=result.n_iter,
@@ -409,10 +458,17 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             pca_mean=pca_mean,
             pca_components=pca_components,
             feature_names_in=getattr(self, "feature_names_in_", None),
+            members=members,
         )
-        scaled = scaler.transform(x).reshape(len(x), *shape)
         fitted = _finish_coding(fitted, x, scaled)
-        offset = scoring.training_offset(fitted, scaled, seed, train_cfg.anomaly_score, train_cfg.contamination)
+        if streaming or cropping:  # the rows at hand are a sample
+            train_rows, val_rows = scaled, None
+        reference = train_rows.reshape(len(train_rows), *shape)
+        fitted = fitted.replace(score_state=scoring.fit_state(fitted, reference, seed, train_cfg.anomaly_score))
+        # the threshold from rows the network did not train on, where the fit held some out: training rows'
+        # scores are optimistic, and a threshold on them flags more new normal rows than contamination says
+        unseen = scaled if val_rows is None else val_rows.reshape(len(val_rows), *shape)
+        offset = scoring.training_offset(fitted, unseen, seed, train_cfg.anomaly_score, train_cfg.contamination)
         self._set_fitted(fitted.replace(offset=offset))
         if not result.converged:
             warnings.warn(

@@ -71,6 +71,10 @@ class Fitted:
         SHA-256 (hex) of what decoding depends on; quantized models only.
     feature_names_in : ndarray of str or None
         Column names of the training data, when it had them (a DataFrame).
+    members : list of AutoencoderNet
+        The ensemble's other ``n_estimators - 1`` networks (empty for one network).
+    score_state : dict of str to ndarray
+        What the anomaly score learned from the training rows (``scoring.Score.fit``); empty for most.
     """
 
     params: dict[str, Any]
@@ -89,6 +93,8 @@ class Fitted:
     lossless_tables: PixelTables | None = None
     fingerprint: str | None = None
     feature_names_in: np.ndarray | None = None
+    members: list[AutoencoderNet] = dataclasses.field(default_factory=list)
+    score_state: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def n_features_in(self) -> int:

@@ -65,14 +65,25 @@ def reconstruction_metrics(x: np.ndarray, x_hat: np.ndarray, data_range: float) 
     return {"mse": mse, "sse_per_sample": float(err.sum(axis=1).mean()), "psnr": psnr, "explained_variance": explained}
 
 
+def _pca_scaled(ae: Autoencoder) -> bool:
+    # the baseline lives in the scaled space (files written before it was lived in the caller's units)
+    return bool(ae.resolved_.get("pca") == "scaled")
+
+
 def pca_transform(ae: Autoencoder, x: np.ndarray) -> np.ndarray:
-    """Codes ``(n_samples, k)`` of flattened ``x`` under the PCA baseline fitted on the model's training data."""
+    """Codes ``(n_samples, k)`` of ``x`` (n_samples, *sample shape) under the PCA baseline fitted on the
+    model's scaled training data."""
+    if _pca_scaled(ae):
+        x = ae.scaler_.transform(x.reshape(len(x), *ae.input_shape_))
     return (x.reshape(len(x), -1) - ae.pca_mean_) @ ae.pca_components_.T
 
 
 def pca_reconstruct(ae: Autoencoder, x: np.ndarray) -> np.ndarray:
-    """Project flattened ``x`` onto the PCA baseline fitted on the model's training data, and back."""
-    return pca_transform(ae, x) @ ae.pca_components_ + ae.pca_mean_
+    """Project ``x`` onto the PCA baseline and back: ``(n_samples, n_features)`` in the caller's units."""
+    recon = pca_transform(ae, x) @ ae.pca_components_ + ae.pca_mean_
+    if _pca_scaled(ae):
+        recon = ae.scaler_.inverse_transform(recon.reshape(len(x), *ae.input_shape_)).reshape(len(x), -1)
+    return recon
 
 
 def trustworthiness(x: np.ndarray, codes: np.ndarray, *, random_state: int = 0) -> float | None:

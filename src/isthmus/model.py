@@ -67,6 +67,20 @@ RECONSTRUCTION: dict[str, Reconstruction] = {
 }
 
 
+def trimmed_mean(losses: Tensor, fraction: float) -> Tensor:
+    """Mean of ``losses`` ``(batch,)`` without the ``fraction`` largest (the trimmed loss of robust regression).
+
+    Training data screened for anomalies hold them: a network fitted to every row learns to reconstruct
+    the anomalies too, and their errors no longer stand out. Leaving each batch's worst-reconstructed
+    rows out of the gradient fits the network to the bulk of the data; a row left out in one epoch is
+    back in the next if the network now fits it well.
+    """
+    if fraction <= 0.0 or len(losses) < 2:
+        return losses.mean()
+    keep = max(1, round(len(losses) * (1.0 - fraction)))
+    return torch.topk(losses.float(), keep, largest=False, sorted=False).values.mean()
+
+
 class AutoencoderNet(nn.Module):
     """An autoencoder assembled from the tables: architecture, bottleneck, penalty, corruption.
 
@@ -172,7 +186,8 @@ class AutoencoderNet(nn.Module):
         out = self.bottleneck(self.encoder(x_in), generator=generator, epoch=epoch)
         code = self.constrain(out.code)
         decoded = crop_like(self.decoder(code), x)
-        terms = {"reconstruction": self._reconstruction(decoded, x, self.sigma()).mean(), **out.terms}
+        per_row = self._reconstruction(decoded, x, self.sigma())  # (batch,)
+        terms = {"reconstruction": trimmed_mean(per_row, self.config.trim_fraction), **out.terms}
         if self._penalty.term is not None:
             ctx = PenaltyContext(x=x_in, code=code, encode=self.encode, config=self.config, affine=self._affine())
             terms["penalty"] = self.config.penalty_weight * self._penalty.term(ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -38,19 +39,66 @@ def resolve_scaling(scaling: str, is_image: bool) -> str:
     return scaling
 
 
+#: ``"robust"``: quantile ranges, each divided by its width for a normal distribution (2 * 0.6745, ...), so
+#: that robust scaling gives Gaussian columns the units of standard scaling. The interquartile range comes
+#: first; where it is 0 (a column that holds one value in most rows, as many of shuttle's do) the next,
+#: wider range floors it, so that the column's rare other values get a few units, not an infinite or huge
+#: value that would drown every other column. The standard deviation is the last resort. No floor is a
+#: fraction of the standard deviation: the anomalies in the column inflate it, which robust scaling avoids.
+ROBUST_RANGES = ((25.0, 75.0, 1.3490), (5.0, 95.0, 3.2897), (1.0, 99.0, 4.6527))
+
+
+def _minmax(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    low = x.min(axis=axes, keepdims=True)[0]
+    return low, x.max(axis=axes, keepdims=True)[0] - low
+
+
+def _standard(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    return x.mean(axis=axes, keepdims=True, dtype=np.float64)[0], x.std(axis=axes, keepdims=True, dtype=np.float64)[0]
+
+
+def _robust(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    # the median and a quantile range: the anomalies a table holds move neither
+    data = x.astype(np.float64, copy=False)
+    median = np.percentile(data, 50.0, axis=axes, keepdims=True)[0]
+    spread = np.zeros_like(median)
+    for low, high, width in ROBUST_RANGES:  # the first range that is not 0, per feature
+        q_low, q_high = np.percentile(data, [low, high], axis=axes, keepdims=True)[:, 0]
+        spread = np.where(spread > 0, spread, (q_high - q_low) / width)
+    return median, np.where(spread > 0, spread, data.std(axis=axes, keepdims=True)[0])
+
+
+def _none(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(x.shape[1:]), np.ones(x.shape[1:])
+
+
+class Scaling(NamedTuple):
+    """A table entry: ``fit(x, axes) -> (offset, spread)``, and whether per-feature minimum, maximum, mean
+    and standard deviation determine it (so that a streamed source needs one pass and no sample)."""
+
+    fit: Callable[[np.ndarray, tuple[int, ...]], tuple[np.ndarray, np.ndarray]]
+    from_moments: bool = True
+
+
+#: ``scaling`` name -> its entry; ``config.CHOICES["scaling"]`` is ``"auto"`` and these names
+SCALINGS: dict[str, Scaling] = {
+    "minmax": Scaling(_minmax),
+    "standard": Scaling(_standard),
+    "robust": Scaling(_robust, from_moments=False),
+    "none": Scaling(_none),
+}
+
+
+def _entry(scaling: str) -> Scaling:
+    if scaling not in SCALINGS:
+        raise ConfigError(f"scaling={scaling!r} is not allowed; choose one of: auto, {', '.join(SCALINGS)}")
+    return SCALINGS[scaling]
+
+
 def fit_scaler(x: np.ndarray, scaling: str, *, is_image: bool) -> Scaler:
     """Fit a scaler on ``x`` (n_samples, *sample_shape); images get one global offset and scale."""
     axes = tuple(range(x.ndim)) if is_image else (0,)
-    if scaling == "minmax":
-        low = x.min(axis=axes, keepdims=True)[0]
-        span = x.max(axis=axes, keepdims=True)[0] - low
-    elif scaling == "standard":
-        low = x.mean(axis=axes, keepdims=True, dtype=np.float64)[0]
-        span = x.std(axis=axes, keepdims=True, dtype=np.float64)[0]
-    elif scaling == "none":
-        low, span = np.zeros(x.shape[1:]), np.ones(x.shape[1:])
-    else:
-        raise ConfigError(f"scaling={scaling!r} is not allowed; choose one of: auto, minmax, standard, none")
+    low, span = _entry(scaling).fit(x, axes)
     span = np.where(span > 0, span, 1.0)  # constant features pass through unscaled
     shape = x.shape[1:]
     return Scaler(
@@ -60,9 +108,21 @@ def fit_scaler(x: np.ndarray, scaling: str, *, is_image: bool) -> Scaler:
 
 
 def scaler_from_moments(
-    low: np.ndarray, high: np.ndarray, mean: np.ndarray, std: np.ndarray, scaling: str, *, is_image: bool
+    low: np.ndarray,
+    high: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    scaling: str,
+    *,
+    is_image: bool,
+    sample: np.ndarray | None = None,
 ) -> Scaler:
-    """The scaler :func:`fit_scaler` would fit, from per-feature statistics gathered in one streaming pass."""
+    """The scaler :func:`fit_scaler` would fit, from per-feature statistics gathered in one streaming pass;
+    a scaling that moments do not determine (``"robust"``) is fitted on ``sample``, rows drawn from the source."""
+    if not _entry(scaling).from_moments:
+        if sample is None:
+            raise ConfigError(f"scaling={scaling!r} needs a sample of rows, not only their moments")
+        return fit_scaler(sample, scaling, is_image=is_image)
     if is_image:  # one global offset and scale: pool the per-pixel statistics (every pixel has equal count)
         pooled_mean = mean.mean()
         pooled_std = np.sqrt((std**2 + (mean - pooled_mean) ** 2).mean())
@@ -72,9 +132,7 @@ def scaler_from_moments(
         offset, span = low, high - low
     elif scaling == "standard":
         offset, span = mean, std
-    elif scaling == "none":
+    else:  # "none"
         offset, span = np.zeros_like(mean), np.ones_like(mean)
-    else:
-        raise ConfigError(f"scaling={scaling!r} is not allowed; choose one of: auto, minmax, standard, none")
     span = np.where(span > 0, span, 1.0)
     return Scaler(offset=offset.astype(np.float32), scale=span.astype(np.float32))

@@ -21,6 +21,10 @@ estimator and scaled samples ``(n_samples, *net shape)`` to ``(n_samples,)`` flo
   posterior draws.
 - ``"log_likelihood"``: the importance-weighted estimate of log p(x) with ``LL_IMPORTANCE`` samples, equal
   to ``Autoencoder.log_likelihood(X, random_state=SEED)``.
+- ``"reconstruction_knn"``: the log reconstruction error plus the log distance from the row's code to its
+  10th nearest training code, each a robust z-score against the training rows, averaged over the networks
+  of an ensemble (``n_estimators``); see ``isthmus.neighbours``. Its state (the training codes) is fitted
+  at the end of ``fit`` (the entry's ``fit``) and stored in the model file.
 
 The Monte-Carlo scores draw from a generator seeded with ``SEED`` on every call, so scoring the same
 rows twice gives the same numbers. Both are densities of ``X`` in the caller's units (as
@@ -28,8 +32,10 @@ rows twice gives the same numbers. Both are densities of ``X`` in the caller's u
 
 Thresholds, by the ``contamination`` parameter:
 
-- a number ``c`` in (0, 0.5]: ``offset_`` is the ``c`` quantile of the training scores, so a fraction ``c``
-  of the training rows is flagged (the rule of ``IsolationForest``);
+- a number ``c`` in (0, 0.5]: ``offset_`` is the ``c`` quantile of the scores of held-out rows, so that a
+  fraction ``c`` of new rows like the training data is flagged: ``fit`` holds out ``validation_fraction`` of
+  the rows (the early-stopping split) and trains on the others. Scores of the training rows themselves are
+  optimistic (the network has seen them): a quantile of those flags more new normal rows than ``c``;
 - ``"auto"``: Tukey's fence (the box-plot rule for outliers) on a logarithmic scale, which assumes no
   contamination rate: a row is an anomaly when its log reconstruction error lies more than 1.5
   interquartile ranges above the upper quartile of the training rows' log errors, or, for the scores
@@ -38,8 +44,8 @@ Thresholds, by the ``contamination`` parameter:
   the log scale, squared errors (long-tailed) are close to that, where a fence on the raw errors
   flags their whole tail (several percent to over 10% of training rows in our tests).
 
-Training scores are optimistic (the network has seen those rows), so held-out normal data are flagged
-somewhat more often than the training rows.
+With ``"auto"``, the fence is put on the held-out rows with ``early_stopping``, else on the training rows,
+whose optimistic scores make held-out normal data flagged somewhat more often than the training rows.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from isthmus import generative
+from isthmus import generative, neighbours
 from isthmus.errors import ConfigError, DataError, NotFittedError
 from isthmus.model import AutoencoderNet
 
@@ -80,6 +86,11 @@ class Score(NamedTuple):
     variational: bool = False
     offset_rows: int | None = None  # None: every training row
     negative_error: bool = False
+    # what the score learns from the scaled training rows at the end of fit (the record's score_state, stored
+    # in the model file): named arrays, given the rows and a seed
+    fit: Callable[[Fitted, npt.NDArray[np.float32], int], dict[str, np.ndarray]] | None = None
+    # averages over every network of an ensemble (n_estimators > 1); the other scores read the first alone
+    ensemble: bool = False
 
 
 def check_score(net: AutoencoderNet, name: str) -> None:
@@ -88,6 +99,12 @@ def check_score(net: AutoencoderNet, name: str) -> None:
         raise ConfigError(
             f"anomaly_score={name!r} needs a variational model, but bottleneck={net.config.bottleneck!r} has no "
             "posterior; use anomaly_score='reconstruction' or bottleneck='gaussian' (e.g. preset 'vae')"
+        )
+    if net.config.n_estimators > 1 and not SCORES[name].ensemble:
+        averaging = ", ".join(repr(k) for k, v in SCORES.items() if v.ensemble)
+        raise ConfigError(
+            f"n_estimators={net.config.n_estimators} trains an ensemble, but anomaly_score={name!r} reads one "
+            f"network; use n_estimators=1, or a score that averages the ensemble: {averaging}"
         )
 
 
@@ -114,6 +131,15 @@ def threshold(scores: Scores, contamination: float | str, *, negative_error: boo
     return float(q1 - FENCE * (q3 - q1))
 
 
+def fit_state(fitted: Fitted, scaled: npt.NDArray[np.float32], seed: int, name: str) -> dict[str, np.ndarray]:
+    """The ``score_state`` of the score ``name`` from scaled training rows (empty for most scores)."""
+    fit = SCORES[name].fit
+    if fit is None:
+        return {}
+    fitted.net.eval()
+    return fit(fitted, scaled, seed)
+
+
 def offset(fitted: Fitted) -> float:
     """The threshold ``offset_``, or NotFittedError for a model loaded from a file written before thresholds."""
     if fitted.offset is None:
@@ -128,8 +154,8 @@ def offset(fitted: Fitted) -> float:
 def training_offset(
     fitted: Fitted, scaled: npt.NDArray[np.float32], seed: int, name: str, contamination: float | str
 ) -> float:
-    """``offset_`` for the score ``name`` from the scaled training samples (a seeded subsample for the
-    Monte-Carlo scores)."""
+    """``offset_`` for the score ``name`` from scaled samples (a seeded subsample for the Monte-Carlo scores):
+    the rows the fit held out where it has them, else its training rows."""
     entry = SCORES[name]
     if entry.offset_rows is not None and len(scaled) > entry.offset_rows:
         scaled = scaled[np.sort(np.random.RandomState(seed).choice(len(scaled), entry.offset_rows, replace=False))]
@@ -224,4 +250,5 @@ SCORES: dict[str, Score] = {
     "reconstruction_l4": Score(_reconstruction_l4, negative_error=True),
     "elbo": Score(_elbo, variational=True, offset_rows=MAX_OFFSET_ROWS),
     "log_likelihood": Score(_log_likelihood, variational=True, offset_rows=MAX_OFFSET_ROWS),
+    "reconstruction_knn": Score(neighbours.reconstruction_knn, fit=neighbours.fit_state, ensemble=True),
 }

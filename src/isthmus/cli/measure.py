@@ -70,6 +70,11 @@ def evaluate(
         x_train = train.X
         y_train = _train_labels(train, train_labels, train_data)
     result = {"model": model, "data": dataset.name, **run(ae, dataset.X, y, X_train=x_train, y_train=y_train)}
+    from isthmus.baselines import detection_baselines, is_anomaly_labels, print_rows
+
+    # two-valued labels (0/1 or +1/-1) also read as anomaly flags: the model's scores beside the baselines'
+    detection = detection_baselines(ae, dataset.X, y) if y is not None and is_anomaly_labels(y) else None
+    result["detection"] = detection
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -90,6 +95,11 @@ def evaluate(
         click.echo(f"kNN-5 and probe fitted on the codes of {train_data} ({fitted['n_train']} rows), scored on {data}")
     elif fitted is not None:
         click.echo(f"kNN-5 and probe accuracies: {fitted['n_splits']}-fold cross-validation on {data}")
+    if detection is not None:
+        click.echo("the labels read as anomaly flags (1 or -1 = anomaly); score_samples beside baselines on the same")
+        click.echo("scaled rows (IsolationForest fitted on them, PCA on the model's training rows):")
+        for line in print_rows(detection, int(result["n_components"])):
+            click.echo(line)
 
 
 def _fraction(value: float | None) -> str:
@@ -142,7 +152,7 @@ def score_command(
     import numpy as np
 
     from isthmus.fitted import Fitted
-    from isthmus.scoring import anomaly_truth, detection_metrics, offset
+    from isthmus.scoring import anomaly_truth, offset
 
     refuse_existing(output, overwrite)
     ae = load_model_file(model)
@@ -155,11 +165,15 @@ def score_command(
     n_flagged = int((flags == -1).sum())
     click.echo(f"flagged {n_flagged} of {len(scores)} rows as anomalies (score < offset_ = {threshold:.6g})")
     if truth is not None:
-        m = detection_metrics(scores, truth)
+        from isthmus.baselines import detection_baselines, print_rows
+
+        result = detection_baselines(ae, dataset.X, truth, scores=scores)
         click.echo(
-            f"ROC-AUC {m['roc_auc']:.4f}, average precision {m['average_precision']:.4f} "
-            f"({m['n_anomalies']} anomalies in {len(scores)} rows)"
+            f"{result['autoencoder']['n_anomalies']} anomalies in {len(scores)} rows; beside baselines on the "
+            "same scaled rows (IsolationForest fitted on them, PCA on the model's training rows):"
         )
+        for line in print_rows(result, int(ae.n_components)):
+            click.echo(line)
 
 
 @click.command()

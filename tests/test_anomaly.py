@@ -20,6 +20,7 @@ from isthmus import PRESETS, Autoencoder
 from isthmus.baselines import detection_baselines
 from isthmus.data import open_rows
 from isthmus.errors import ConfigError, NotFittedError
+from isthmus.fitted import Fitted
 from isthmus.metrics import pca_reconstruct
 from isthmus.model import trimmed_mean
 from isthmus.scaling import ROBUST_RANGES, fit_scaler
@@ -182,7 +183,7 @@ def test_pca_baseline_lives_in_the_scaled_space(rng: np.random.Generator) -> Non
 def test_detection_baselines_score_the_same_scaled_rows(table: tuple) -> None:
     train, test, labels = table
     model = fit(train, max_iter=5)
-    result = detection_baselines(model, test, labels)
+    result = detection_baselines(Fitted.of(model), test, labels, model.score_samples(test))
     assert result["autoencoder"]["roc_auc"] == roc_auc_score(labels, -model.score_samples(test))
     assert set(result) == {"autoencoder", "isolation_forest", "pca"}
     assert result["isolation_forest"]["roc_auc"] > 0.7  # a real detector, not chance
@@ -196,7 +197,7 @@ def test_cli_evaluate_with_anomaly_labels_prints_the_baselines(table: tuple, tmp
     invoke("train", tmp_path / "train.npy", "-o", tmp_path / "m.safetensors", *tiny(3))
     result = invoke("evaluate", tmp_path / "m.safetensors", tmp_path / "test.npy", "--labels", tmp_path / "labels.txt")
     model = isthmus.load(tmp_path / "m.safetensors")
-    expected = detection_baselines(model, test, labels)
+    expected = detection_baselines(Fitted.of(model), test, labels, model.score_samples(test))
     lines = {" ".join(line.split()[:-2]): line.split()[-2] for line in result.output.splitlines() if line.strip()}
     assert lines["autoencoder"] == f"{expected['autoencoder']['roc_auc']:.4f}"
     assert lines["IsolationForest"] == f"{expected['isolation_forest']['roc_auc']:.4f}"

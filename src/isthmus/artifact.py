@@ -98,7 +98,7 @@ def model_tensors(fitted: Fitted, *, encoder_only: bool) -> dict[str, torch.Tens
     if encoder_only:
         state = {k: v for k, v in state.items() if k.startswith(_ENCODER_PARTS)}
     else:  # the ensemble's other networks, "member1.<name>" ... (n_estimators > 1)
-        for i, member in enumerate(fitted.members, start=1):
+        for i, member in enumerate(fitted.members or [], start=1):
             state.update({f"{_MEMBER}{i}.{k}": v.detach().cpu().contiguous() for k, v in member.state_dict().items()})
     arrays = {
         "scaler.offset": fitted.scaler.offset,
@@ -107,7 +107,7 @@ def model_tensors(fitted: Fitted, *, encoder_only: bool) -> dict[str, torch.Tens
         "pca.components": fitted.pca_components,
     }
     # what the anomaly score learned from the training rows (scoring.Score.fit), e.g. reference codes
-    arrays.update({f"{_SCORE}{k}": v for k, v in fitted.score_state.items()})
+    arrays.update({f"{_SCORE}{k}": v for k, v in (fitted.score_state or {}).items()})
     state.update({k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()})
     # a quantized model's integer coding tables, and its pixel tables (docs/format.md, section 2.6)
     pixels = fitted.lossless_tables
@@ -139,8 +139,9 @@ def fingerprint(fitted: Fitted) -> str:
     """SHA-256 (hex) of what decoding depends on: the network's weights, the scaler, the coding tables.
 
     The canonical bytes of every tensor of the full model file but ``pca.*``, ``score.*`` and ``member*``,
-    with the input shape as the only metadata (docs/format.md, section 2.6). The configuration is left out on purpose: a new
-    parameter in a later isthmus must not change the fingerprint of a model that it does not change.
+    with the input shape as the only metadata (docs/format.md, section 2.6). The configuration is left out
+    on purpose: a new parameter in a later isthmus must not change the fingerprint of a model that it does
+    not change.
     """
     tensors = {k: v for k, v in model_tensors(fitted, encoder_only=False).items() if not k.startswith(_NOT_DECODING)}
     metadata = {"input_shape": json.dumps(list(fitted.input_shape))}

@@ -13,7 +13,7 @@ reaches 0.99. ``detection_baselines`` gives the ROC-AUC and average precision of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +22,7 @@ from isthmus.errors import DataError
 from isthmus.scoring import anomaly_truth, detection_metrics
 
 if TYPE_CHECKING:
-    from isthmus.estimator import Autoencoder
+    from isthmus.fitted import Fitted
 
 #: reference detectors, in the order they are shown
 BASELINES = ("isolation_forest", "pca")
@@ -45,19 +45,20 @@ def print_rows(result: dict[str, dict[str, float | int]], n_components: int) -> 
 
 
 def detection_baselines(
-    ae: Autoencoder, X: Any, labels: npt.ArrayLike, *, scores: npt.ArrayLike | None = None
+    fitted: Fitted, x: np.ndarray, labels: npt.ArrayLike, scores: npt.ArrayLike
 ) -> dict[str, dict[str, float | int]]:
-    """ROC-AUC and average precision of the model and of each baseline on ``X``.
+    """ROC-AUC and average precision of the model's scores and of each baseline on the rows ``x``.
 
     Parameters
     ----------
-    ae : Autoencoder
-        A fitted model (its scaler and PCA baseline are used).
-    X : array-like of shape (n_samples, *sample shape)
+    fitted : Fitted
+        A fitted model's record (``Fitted.of(model)``): its scaler and PCA baseline are used.
+    x : ndarray of shape (n_samples, *sample shape)
+        The scored rows, in the caller's units.
     labels : array-like of shape (n_samples,)
         0/1 (1 = anomaly) or +1/-1 (-1 = anomaly).
-    scores : array-like of shape (n_samples,), optional
-        ``ae.score_samples(X)`` when already computed.
+    scores : array-like of shape (n_samples,)
+        The model's ``score_samples`` of ``x``.
 
     Returns
     -------
@@ -67,19 +68,25 @@ def detection_baselines(
     """
     from sklearn.ensemble import IsolationForest
 
-    from isthmus.metrics import pca_reconstruct
-
     truth = anomaly_truth(labels)
-    x = ae._validate(X, reset=False)
     if len(truth) != len(x):
         raise DataError(f"{len(truth)} labels for {len(x)} rows; give one label per row")
-    own = ae.score_samples(X) if scores is None else np.asarray(scores, dtype=np.float64)
-    scaled = ae.scaler_.transform(x).reshape(len(x), -1)  # (n_samples, n_features), the model's units
+    scaled = fitted.scale(np.asarray(x, dtype=np.float32)).reshape(len(x), -1)  # (n_samples, n_features)
     forest = IsolationForest(random_state=0).fit(scaled)
-    recon = ae.scaler_.transform(pca_reconstruct(ae, x).reshape(x.shape)).reshape(len(x), -1)
-    pca = -np.square(recon.astype(np.float64) - scaled).sum(axis=1)
     return {
-        "autoencoder": detection_metrics(own, truth),
+        "autoencoder": detection_metrics(np.asarray(scores, dtype=np.float64), truth),
         "isolation_forest": detection_metrics(forest.score_samples(scaled), truth),
-        "pca": detection_metrics(pca, truth),
+        "pca": detection_metrics(_pca_scores(fitted, np.asarray(x, dtype=np.float32), scaled), truth),
     }
+
+
+def _pca_scores(fitted: Fitted, x: np.ndarray, scaled: np.ndarray) -> npt.NDArray[np.float64]:
+    """Minus the squared scaled error of the PCA baseline, ``(n_samples,)``."""
+    mean, axes = fitted.pca_mean.astype(np.float64), fitted.pca_components.astype(np.float64)
+    if fitted.resolved.get("pca") == "scaled":
+        recon = (scaled - mean) @ axes.T @ axes + mean
+    else:  # a file from before: the baseline in the caller's units, its reconstruction scaled here
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        raw = ((flat - mean) @ axes.T @ axes + mean).astype(np.float32)
+        recon = fitted.scale(raw.reshape(x.shape)).reshape(len(x), -1)
+    return -np.square(recon - scaled).sum(axis=1)

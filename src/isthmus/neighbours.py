@@ -76,7 +76,7 @@ def _logs(error: Scores, distance: Scores) -> npt.NDArray[np.float64]:
 
 
 def _networks(fitted: Fitted) -> list[AutoencoderNet]:
-    return [fitted.net, *fitted.members]
+    return [fitted.net, *(fitted.members or [])]
 
 
 def fit_state(fitted: Fitted, scaled: npt.NDArray[np.float32], seed: int) -> dict[str, np.ndarray]:
@@ -102,7 +102,7 @@ def fit_state(fitted: Fitted, scaled: npt.NDArray[np.float32], seed: int) -> dic
 def reconstruction_knn(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Scores:
     """Minus the sum of the standardized log reconstruction error and log code-space neighbour distance,
     averaged over the networks of the ensemble."""
-    state = fitted.score_state
+    state = fitted.score_state or {}
     if "codes" not in state:
         raise NotFittedError(
             "anomaly_score='reconstruction_knn' needs the training codes that fit stores with it; this model "

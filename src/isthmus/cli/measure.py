@@ -70,10 +70,15 @@ def evaluate(
         x_train = train.X
         y_train = _train_labels(train, train_labels, train_data)
     result = {"model": model, "data": dataset.name, **run(ae, dataset.X, y, X_train=x_train, y_train=y_train)}
+    import numpy as np
+
     from isthmus.baselines import detection_baselines, is_anomaly_labels, print_rows
+    from isthmus.fitted import Fitted
 
     # two-valued labels (0/1 or +1/-1) also read as anomaly flags: the model's scores beside the baselines'
-    detection = detection_baselines(ae, dataset.X, y) if y is not None and is_anomaly_labels(y) else None
+    detection = None
+    if y is not None and is_anomaly_labels(y):
+        detection = detection_baselines(Fitted.of(ae), np.asarray(dataset.X), y, ae.score_samples(dataset.X))
     result["detection"] = detection
     if as_json:
         click.echo(json.dumps(result))
@@ -167,7 +172,7 @@ def score_command(
     if truth is not None:
         from isthmus.baselines import detection_baselines, print_rows
 
-        result = detection_baselines(ae, dataset.X, truth, scores=scores)
+        result = detection_baselines(Fitted.of(ae), np.asarray(dataset.X), truth, scores)
         click.echo(
             f"{result['autoencoder']['n_anomalies']} anomalies in {len(scores)} rows; beside baselines on the "
             "same scaled rows (IsolationForest fitted on them, PCA on the model's training rows):"

@@ -275,7 +275,7 @@ def _one_config(
         del xt, module
         peaks[key] = _peak_mib(device, base)
     base = _peak_start(device)
-    params = {**NETS[net], "batch_size": batch, "precision": precision, "device": str(device)}
+    params = {**NETS[net], "batch_size": batch, "precision": precision, "device": device.type}
     rates["isthmus"], ae = fit_rate(x, params, args.epochs)
     peaks["isthmus"] = _peak_mib(device, base)
     row = {

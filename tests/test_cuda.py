@@ -7,6 +7,7 @@ Every model trained here is also read back on the CPU, where most models are use
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -19,13 +20,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from sklearn.exceptions import ConvergenceWarning
 
 from conftest import QUANTIZED, TINY
-from isthmus import Autoencoder, load
+from isthmus import Autoencoder, load, model, train
 from isthmus.data import open_rows
-from isthmus.errors import ConfigError
+from isthmus.errors import ConfigError, ModelFileError
 from isthmus.model import autocast_dtype
 from isthmus.train import resolve_device
 
@@ -60,6 +62,48 @@ def test_a_model_trained_in_fp16_encodes_after_loading_on_a_cpu(tabular: np.ndar
     np.testing.assert_array_equal(cpu.reconstruct(tabular), recon)
     with pytest.raises(ConfigError, match="fp16"):
         Autoencoder(**{**CUDA, "device": "cpu", "precision": "fp16"}).fit(tabular)
+
+
+@pytest.fixture
+def fp16_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """float16 autocast and gradient scaling on the CPU, which torch has and isthmus allows on CUDA only: the
+    loop's fp16 branch, runnable anywhere."""
+    table = model.autocast_dtype
+
+    def with_fp16(device: torch.device, precision: str) -> torch.dtype | None:
+        return torch.float16 if precision == "fp16" else table(device, precision)
+
+    monkeypatch.setattr(model, "autocast_dtype", with_fp16)
+    monkeypatch.setattr(train, "autocast_dtype", with_fp16)
+
+
+@pytest.mark.usefixtures("fp16_on_the_cpu")
+def test_resuming_fp16_training_continues_with_the_stored_gradient_scale(tabular: np.ndarray, tmp_path: Path) -> None:
+    params = {**CUDA, "device": "cpu", "precision": "fp16", "max_iter": 4}
+    scales: list[float] = []
+    update = torch.amp.GradScaler.update
+
+    def watched(self: torch.amp.GradScaler, *args: Any, **kwargs: Any) -> None:
+        update(self, *args, **kwargs)
+        scales.append(self.get_scale())
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.amp.GradScaler, "update", watched)
+        straight = _quiet_fit(Autoencoder(**params), tabular)
+    assert scales and scales[-1] < 2.0**16  # the loss scale came down from its start: there is state to keep
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        Autoencoder(**params).fit(tabular, checkpoint=ckpt, callbacks=[_Interrupt(2)])
+    resumed = _quiet_fit(Autoencoder(**params), tabular, resume=ckpt)
+    for name, value in straight.net_.state_dict().items():
+        assert torch.equal(resumed.net_.state_dict()[name], value), name
+    assert resumed.history_ == straight.history_
+    with safe_open(str(ckpt), "pt") as fh:
+        meta = fh.metadata()
+    assert json.loads(meta["grad_scaler"])["scale"] == scales[-1]
+    save_file(load_file(ckpt), str(ckpt), metadata={**meta, "grad_scaler": '{"scale": "high"}'})
+    with pytest.raises(ModelFileError, match=r"damaged.*grad_scaler"):
+        Autoencoder(**params).fit(tabular, resume=ckpt)
 
 
 # ---------------------------------------------------------------------------------------- on a GPU
@@ -163,13 +207,14 @@ class _Interrupt:
 
 
 @gpu
-@pytest.mark.parametrize("stream", [False, True])
-def test_resume_on_cuda_continues_the_run(tabular: np.ndarray, tmp_path: Path, stream: bool) -> None:
-    """The checkpoint holds the device generator's state (the masking noise) and the fused Adam state."""
+@pytest.mark.parametrize(("stream", "precision"), [(False, "fp32"), (True, "fp32"), (False, "fp16")])
+def test_resume_on_cuda_continues_the_run(tabular: np.ndarray, tmp_path: Path, stream: bool, precision: str) -> None:
+    """The checkpoint holds the device generator's state (the masking noise), the fused Adam state and
+    float16's gradient scale."""
     np.save(tmp_path / "x.npy", tabular)
     params = {
         **CUDA,
-        **{"max_iter": 6, "early_stopping": True, "n_iter_no_change": 50, "precision": "fp32"},
+        **{"max_iter": 6, "early_stopping": True, "n_iter_no_change": 50, "precision": precision},
         **{"corruption": "masking", "noise_level": 0.2, "lr_schedule": "cosine"},
     }
 

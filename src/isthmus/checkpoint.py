@@ -43,6 +43,7 @@ class State:
         self.bad_epochs = 0
         self.best_weights: dict[str, Tensor] | None = None
         self.lr_scale = 1.0  # halved by each restart after a divergence
+        self.grad_scaler: dict[str, Any] | None = None  # float16's loss scale: GradScaler.state_dict()
 
 
 def checkpoint_seed(path: str | os.PathLike[str]) -> int | None:
@@ -89,6 +90,8 @@ def save_checkpoint(
         "optim_groups": json.dumps(opt["param_groups"]),
         "optim_plain": json.dumps(plain),
     }
+    if state.grad_scaler is not None:
+        meta["grad_scaler"] = json.dumps(state.grad_scaler)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
@@ -167,3 +170,9 @@ def _restore(
     state.best_loss = float(json.loads(meta["best_loss"]))
     state.bad_epochs = int(meta["bad_epochs"])
     state.lr_scale = float(json.loads(meta.get("lr_scale", "1.0")))
+    scaler = json.loads(meta["grad_scaler"]) if "grad_scaler" in meta else None
+    if scaler is not None and not (
+        isinstance(scaler, dict) and "scale" in scaler and all(type(v) in (int, float) for v in scaler.values())
+    ):
+        raise ValueError(f"grad_scaler is {meta['grad_scaler'][:80]}, not a gradient scaler's numbers")
+    state.grad_scaler = scaler

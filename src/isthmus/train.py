@@ -129,6 +129,8 @@ def train(
         if checkpoint is None or not Path(checkpoint).exists():
             raise ModelFileError(f"cannot resume: checkpoint {checkpoint} does not exist; train without --resume")
         load_checkpoint(checkpoint, run, state, len(train_data))
+        if step.grad_scaler is not None and state.grad_scaler is not None:
+            step.grad_scaler.load_state_dict(state.grad_scaler)  # a fresh scale would skip steps anew
     monitor = "val_loss" if val_data is not None else "train_loss"
     converged = False
     retry = config.on_divergence == "retry"
@@ -184,6 +186,8 @@ def train(
                 with open(log, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record) + "\n")
             if checkpoint is not None and writer:
+                if step.grad_scaler is not None:
+                    state.grad_scaler = step.grad_scaler.state_dict()
                 save_checkpoint(checkpoint, run, state, len(train_data), seed)
             if good is not None:
                 good = _snapshot(run, state)

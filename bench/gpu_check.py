@@ -15,13 +15,14 @@ the reason:
 4. One JSON line with every figure, the issue's targets as ratios, and what was skipped and why.
 
 Without CUDA it runs its CPU parts (throughput in fp32 and bf16, DDP with gloo on 2 CPU processes) and
-names each part it skipped. ``--smoke`` shrinks every part to run in about 30 s, as
+names each part it skipped. ``--smoke`` shrinks every part to about 25 s of CPU time (5 processes, each
+importing torch: 70 to 90 s of wall time on a loaded 2-core machine), as
 ``tests/test_gpu_check.py`` does. The rows are MNIST's when at hand (``--train``/``--test`` or the shared
 file), else scikit-learn's digits scaled up to 28x28 (throughput does not depend on pixel values; the
 held-out losses then come from 1,500 training images).
 
     python bench/gpu_check.py --out runs/gpu_check    # on a GPU machine: within 8 minutes
-    python bench/gpu_check.py --smoke                 # anywhere, about 30 s
+    python bench/gpu_check.py --smoke                 # anywhere, about 25 s of CPU time
 """
 
 from __future__ import annotations
@@ -549,7 +550,7 @@ def _run_part(name: str, figures: dict[str, Any], fn: Callable[[], Any]) -> Any:
 
 def arguments() -> argparse.Namespace:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--smoke", action="store_true", help="tiny sizes, no compiling: about 30 s anywhere")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, no compiling: about 25 s of CPU time")
     p.add_argument("--budget", type=float, default=450.0, help="seconds the whole run may take (default 7.5 min)")
     p.add_argument("--rows", type=int, default=None, help="training rows per epoch (default 49,152; smoke 192)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run, the first untimed (default 6; smoke 2)")

@@ -107,3 +107,18 @@ def test_an_image_size_is_refused_for_data_that_are_not_images(tmp_path: Path) -
 def test_colour_images_are_never_read_as_several_grey_ones(model8: Autoencoder) -> None:
     with pytest.raises(DataError, match="8x8 images"):
         model8.compress(np.zeros((1, 3, 8, 8), np.uint8))  # before: three grey 8x8 samples
+
+
+def test_which_arrays_hold_images_of_any_size() -> None:
+    from isthmus.shapes import spatial_samples
+
+    colour = (3, 64, 64)
+    assert spatial_samples((1, 3, 160, 296), colour) == (1, (3, 160, 296))
+    assert spatial_samples((3, 160, 296), colour) == (1, (3, 160, 296))
+    assert spatial_samples((2, 5, 3, 7, 9), colour) == (10, (3, 7, 9))
+    grey = (1, 32, 32)
+    assert spatial_samples((4, 1, 40, 56), grey) == (4, (40, 56))
+    assert spatial_samples((40, 56), grey) == (1, (40, 56))
+    for shape, sample in (((1, 4, 160, 296), colour), ((160, 296), colour), ((1, 3, 40, 56), grey), ((0, 8), grey)):
+        with pytest.raises(DataError, match="does not hold images"):
+            spatial_samples(shape, sample)

@@ -109,7 +109,10 @@ def spatial_samples(shape: Sequence[int], sample_shape: Sequence[int]) -> tuple[
     shape, sample_shape = tuple(int(s) for s in shape), tuple(int(s) for s in sample_shape)
     channels = sample_shape[0] if len(sample_shape) == 3 else 1
     rank = 3 if channels > 1 else 2
-    wrong = len(shape) < rank or (channels > 1 and shape[-3] != channels) or _channels_differ(shape, shape[-2:])
+    if channels > 1:
+        wrong = len(shape) < rank or shape[-3] != channels
+    else:
+        wrong = len(shape) < rank or _channels_differ(shape, shape[-2:])
     if wrong or min(shape, default=0) < 1:
         want = f"({channels}, height, width)" if channels > 1 else "(height, width)"
         raise DataError(

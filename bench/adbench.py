@@ -12,8 +12,8 @@ Prints a per-dataset table (ROC-AUC averaged over the seeds), the spread of the 
 IForest, and ends with one JSON line: per method the mean ROC-AUC, mean average precision, mean rank
 (1 = best, ranked per dataset on the seed-averaged ROC-AUC) and median fit time in seconds.
 
-    .venv/bin/python bench/adbench.py --data ../shared/data/adbench-dev --out runs/adbench.csv
-    .venv/bin/python bench/adbench.py --data ../shared/data/adbench-dev --methods isthmus,iforest --seeds 0
+    .venv/bin/python bench/adbench.py --data $ISTHMUS_DATA/adbench-dev --out runs/adbench.csv
+    .venv/bin/python bench/adbench.py --data $ISTHMUS_DATA/adbench-dev --methods isthmus,iforest --seeds 0
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from _common import data_file  # noqa: E402
 from isthmus import PRESETS, Autoencoder  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "adbench-dev"
 #: the issue's target: the preset's mean ROC-AUC at least IForest's plus this
 TARGET_MARGIN = 0.02
 
@@ -139,7 +139,12 @@ def _ranks(table: dict[str, dict[str, float]], methods: list[str]) -> dict[str, 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=SHARED, help="folder of ADBench-style .npz files (X, y)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="folder of ADBench-style .npz files (X, y); default $ISTHMUS_DATA/adbench-dev",
+    )
     p.add_argument("--datasets", default=None, help="comma-separated names (e.g. 6_cardio or cardio); default all")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--max-rows", type=int, default=20000)
@@ -151,7 +156,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"error: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     torch.set_num_threads(1)
-    paths = _datasets(args.data, args.datasets)
+    paths = _datasets(args.data or data_file("adbench-dev", "--data"), args.datasets)
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     for path in paths:

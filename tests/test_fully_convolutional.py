@@ -106,6 +106,25 @@ def test_reconstruct_and_denoise_keep_any_size(model: Autoencoder) -> None:
     assert model.reconstruction_error(with_channel, per_feature=True).shape == (1, 1, 37, 29)
 
 
+def test_interpolate_and_score_any_size(model: Autoencoder) -> None:
+    rng = np.random.default_rng(11)
+    a, b = (smooth(rng, 37, 29)[None, None] for _ in range(2))
+    path = model.interpolate(a, b, steps=3)
+    assert path.shape == (1, 3, 1, 37, 29)
+    np.testing.assert_allclose(path[0, 0], model.reconstruct(a)[0], atol=1e-3)
+    np.testing.assert_allclose(path[0, -1], model.reconstruct(b)[0], atol=1e-3)
+    scores = model.score_samples(np.concatenate([a, 255 - a]))
+    assert scores.shape == (2,) and np.all(np.isfinite(scores))
+
+
+def test_early_stopping_holds_out_whole_images(images: list[np.ndarray]) -> None:
+    settings_ = {**FC, "max_iter": 2, "early_stopping": True, "validation_fraction": 0.25}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ae = Autoencoder(4, **settings_).fit(images)  # type: ignore[arg-type]
+    assert "val_loss" in ae.history_[-1]
+
+
 def test_a_list_of_images_of_their_own_sizes_is_one_stream(model: Autoencoder, photo: np.ndarray) -> None:
     other = smooth(np.random.default_rng(9), 33, 47).astype(np.uint8)  # (33, 47)
     stream = model.compress([photo[0], other])
@@ -153,6 +172,17 @@ def test_settings_that_contradict_each_other_are_refused() -> None:
         Autoencoder(fully_convolutional=True).fit(np.zeros((4, 1, 32, 32)))
     with pytest.raises(ConfigError, match="penalty='l1'"):
         Autoencoder(architecture="conv", fully_convolutional=True, penalty="l1").fit(np.zeros((4, 1, 8, 8)))
+    with pytest.raises(ConfigError, match="bottleneck='gaussian'"):
+        Autoencoder(architecture="conv", fully_convolutional=True, bottleneck="gaussian").fit(np.zeros((4, 1, 8, 8)))
+
+
+def test_crops_of_a_streamed_source_are_refused(tmp_path: Path) -> None:
+    from isthmus.data import open_rows
+
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((4, 1, 40, 40), np.float32))
+    with pytest.raises(ConfigError, match="drop --stream"):
+        Autoencoder(4, **FC).fit(open_rows(path))  # type: ignore[arg-type]
 
 
 def test_an_image_smaller_than_the_crop_is_refused_naming_its_size() -> None:

@@ -330,6 +330,11 @@ def _check_fully_convolutional(cfg: ModelConfig) -> None:
             f"penalty={cfg.penalty!r} acts on a code vector, but a fully convolutional code is a map whose size "
             "follows the image's; use penalty='none' with fully_convolutional=True"
         )
+    if cfg.bottleneck == "gaussian":
+        raise ConfigError(
+            "bottleneck='gaussian' gives a code vector a prior to sample and score, but a fully convolutional "
+            "code is a map whose size follows the image's; use bottleneck='deterministic' or 'quantized'"
+        )
     if cfg.loss == "gaussian":
         raise ConfigError(
             "loss='gaussian' learns one standard deviation per pixel of a fixed size, but a fully convolutional "

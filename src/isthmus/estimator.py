@@ -31,6 +31,7 @@ from isthmus.model import AutoencoderNet, build_net, net_shape
 from isthmus.nets import ARCHITECTURES
 from isthmus.penalties import PENALTIES
 from isthmus.scaling import Scaler, fit_scaler, resolve_scaling, scaler_from_moments
+from isthmus.shapes import any_size
 
 #: rows of a streamed source kept at hand for the PCA baseline, the coding tables and the anomaly threshold
 _STREAM_SAMPLE = 20000
@@ -360,7 +361,12 @@ default="reconstruction"
         """
         model_cfg, train_cfg = self._configs()
         streaming = isinstance(X, Rows)
-        cropping = train_cfg.crop_size is not None and not streaming
+        if train_cfg.crop_size is not None and streaming:
+            raise ConfigError(
+                f"crop_size={train_cfg.crop_size} crops images held whole in memory, but the data are streamed; "
+                "train without streaming (drop --stream)"
+            )
+        cropping = train_cfg.crop_size is not None
         if cropping:  # images of any sizes, trained on in crops (isthmus.crops)
             images, crop = crops.as_images(X), int(train_cfg.crop_size or 0)
             self._set_shape((images[0].shape[0], crop, crop))
@@ -701,16 +707,17 @@ default="reconstruction"
         single = np.ndim(a) == len(self.input_shape_)
         xa, xb = (np.asarray(v)[None] if single else v for v in (a, b))
         sa, sb = self._scaled(xa), self._scaled(xb)
-        if len(sa) != len(sb):
-            raise DataError(f"a has {len(sa)} samples and b has {len(sb)}; pass equally many")
+        if sa.shape != sb.shape:  # equally many, and for a fully convolutional model of one size
+            raise DataError(f"a has shape {np.shape(xa)} and b {np.shape(xb)}; pass equally many samples of one shape")
         device = state.device
         self.net_.eval()
         with torch.inference_mode():
             out = generative.interpolate(
                 self.net_, torch.from_numpy(sa).to(device), torch.from_numpy(sb).to(device), int(steps)
             )
-        out_np = out.float().cpu().numpy().reshape(len(sa), int(steps), *self.input_shape_)
-        out_np = self.scaler_.inverse_transform(out_np)
+        shape = np.shape(xa)[1:] if state.spatial else self.input_shape_  # any size: a's own
+        out_np = out.float().cpu().numpy().reshape(len(sa), int(steps), *shape)
+        out_np = (any_size(self.scaler_) if state.spatial else self.scaler_).inverse_transform(out_np)
         return out_np[0] if single else out_np
 
     def log_likelihood(

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from isthmus.errors import ConfigError
 from isthmus.model import AutoencoderNet
+from isthmus.nets import crop_like
 
 #: decoder rows per call in ``log_likelihood`` (data rows x importance samples): bounds memory
 MAX_ROWS = 8192
@@ -112,10 +113,11 @@ def interpolate(net: AutoencoderNet, a: Tensor, b: Tensor, steps: int) -> Tensor
     The codes are the deterministic ones (``encode``: the posterior mean of a VAE), so this works for
     every bottleneck; ``a`` and ``b`` are ``(batch, *input_shape)`` in scaled units.
     """
-    za, zb = net.encode(a), net.encode(b)  # (batch, n_components)
-    t = torch.linspace(0.0, 1.0, steps, device=za.device, dtype=za.dtype)[None, :, None]  # (1, steps, 1)
-    z = (1 - t) * za[:, None] + t * zb[:, None]  # (batch, steps, n_components)
-    out = net.decode(z.reshape(-1, z.shape[-1]))
+    za, zb = net.encode(a), net.encode(b)  # (batch, n_components), or a code map (batch, n_components, h, w)
+    t = torch.linspace(0.0, 1.0, steps, device=za.device, dtype=za.dtype)
+    t = t.reshape(1, steps, *[1] * (za.ndim - 1))  # (1, steps, 1, ...): one weight per step, broadcast
+    z = (1 - t) * za[:, None] + t * zb[:, None]  # (batch, steps, *code shape)
+    out = crop_like(net.decode(z.reshape(-1, *za.shape[1:])), a)  # a code map's decoding cut to a's size
     return out.reshape(len(a), steps, *out.shape[1:])
 
 

@@ -182,7 +182,7 @@ def residual_fcn_decoder(input_shape: tuple[int, ...], hidden: Sequence[int], n_
     return _with_residuals(fcn_decoder(input_shape, hidden, n_in, activation), activation)
 
 
-def _with_residuals(plain: nn.Sequential, activation: str) -> nn.Sequential:
+def _with_residuals(plain: nn.Module, activation: str) -> nn.Sequential:
     """``plain`` with a :class:`Residual` block before each of its transposed convolutions."""
     layers: list[nn.Module] = []
     for layer in plain.children():

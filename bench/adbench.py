@@ -142,6 +142,14 @@ def _datasets(folder: Path, names: str | None) -> list[Path]:
     return found
 
 
+def _write(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def _ranks(table: dict[str, dict[str, float]], methods: list[str]) -> dict[str, float]:
     """Mean rank per method over the datasets (1 = highest ROC-AUC; ties share the mean rank)."""
     from scipy.stats import rankdata
@@ -194,15 +202,11 @@ def main() -> None:
                         "fit_s": fit_s,
                     }
                 )
-            shown = "  ".join(f"{r['method']} {r['roc_auc']:.3f}" for r in rows[-len(methods) :])
+            if args.out is not None:  # every row as soon as it is measured: a long run interrupted keeps them
+                _write(args.out, rows)
+            shown = "  ".join(f"{r['method']} {r['roc_auc']:.3f} ({r['fit_s']:.1f} s)" for r in rows[-len(methods) :])
             print(f"{path.stem:18} seed {seed}: {shown}", flush=True)
     total_s = time.perf_counter() - started
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
 
     def mean(metric: str, method: str, dataset: str | None = None) -> float:
         return float(np.mean([r[metric] for r in rows if r["method"] == method and dataset in (None, r["dataset"])]))

@@ -27,7 +27,8 @@ from isthmus.cli._common import (
     "--labels",
     default=None,
     help="Class labels of DATA (a labels file, or a data spec such as 'digits[:500]' whose source has labels): "
-    "adds kNN and probe accuracies of the codes.",
+    "adds kNN and probe accuracies of the codes; two-valued labels (0/1, +1/-1) also read as anomaly flags: "
+    "ROC-AUC of score_samples beside IsolationForest's and PCA's on the same scaled rows.",
 )
 @click.option(
     "--train",
@@ -141,7 +142,7 @@ def _train_labels(train: Any, spec: str | None, train_data: str) -> Any:
     "--labels",
     default=None,
     help="Which rows of DATA are anomalies, 0/1 (1 = anomaly) or +1/-1 (-1 = anomaly): a labels file or a data "
-    "spec; prints ROC-AUC and average precision.",
+    "spec; prints ROC-AUC and average precision beside IsolationForest's and PCA's on the same scaled rows.",
 )
 @image_size_opt
 @overwrite_opt

@@ -225,9 +225,9 @@ def throughput(
     losses: dict[str, float] = {}
     errors: list[str] = []
     data = _rows(x_train, args.rows)
-    for net in NETS:
-        x = _shaped(net, data)
-        for batch in args.batch_sizes:
+    for batch in sorted(args.batch_sizes, reverse=True):  # the targets' batch first, should time run short
+        for net in NETS:
+            x = _shaped(net, data)
             for precision in args.precisions:
                 name = f"{net}/batch{batch}/{precision}"
                 try:
@@ -240,14 +240,14 @@ def throughput(
                     continue
                 try:
                     row, ae = _one_config(args, device, net, x, batch, precision)
+                    if net == "mlp" and batch == max(args.batch_sizes) and precision in ("fp32", "bf16"):
+                        losses[precision] = heldout_loss(ae, _shaped(net, x_test))
+                        row["heldout_loss"] = round(losses[precision], 4)
+                    del ae
                 except Exception as exc:  # one broken configuration must not hide the others
                     traceback.print_exc()
                     errors.append(f"{name}: {type(exc).__name__}: {exc}")
                     continue
-                if net == "mlp" and batch == max(args.batch_sizes) and precision in ("fp32", "bf16"):
-                    losses[precision] = heldout_loss(ae, _shaped(net, x_test))
-                    row["heldout_loss"] = round(losses[precision], 4)
-                del ae
                 rows.append(row)
                 print(
                     f"{name}: isthmus {row['isthmus']:.0f}/s, plain {row['plain']:.0f}/s, plain+fused Adam "

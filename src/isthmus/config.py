@@ -204,16 +204,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "learning_rate": 3e-3,
         "lr_schedule": "cosine",
     },
-    # screening a table for anomalies: -score_samples is the anomaly score (bench/adbench.py). Three small
-    # networks with a 2-D code, each trained on the bulk of every batch (trim_fraction), each scoring a row by
-    # its reconstruction error plus the distance from its code to the 10th nearest training code, averaged
+    # screening a table for anomalies: -score_samples is the anomaly score (bench/adbench.py). Five small
+    # networks from different seeds, a 2-D code each, each trained on the bulk of every batch (trim_fraction)
+    # and scoring a row by its reconstruction error plus the distance from its code to the 10th nearest
+    # training code; their robust z-scores averaged. On the 12 ADBench development tables, 3 seeds: mean
+    # ROC-AUC 0.852 against IsolationForest's 0.831; three networks of 20 epochs gave less for more time
     "anomaly": {
         "n_components": 2,
         "hidden_layer_sizes": (32, 16),
         "trim_fraction": 0.2,
-        "n_estimators": 3,
+        "n_estimators": 5,
         "anomaly_score": "reconstruction_knn",
-        "max_iter": 20,
+        "max_iter": 10,
     },
     # held-out MNIST SSE 2.76 per image in 60 epochs (bench/mnist_recon.py); needs (n, 1, 28, 28) images
     "mnist": {

@@ -21,6 +21,7 @@ from isthmus.errors import DataError, ModelFileError
 from isthmus.fitted import Fitted
 from isthmus.lossless import (
     PixelModel,
+    ReconstructionTables,
     build_pixel_model,
     contexts,
     decode_pixels,
@@ -214,7 +215,7 @@ def test_old_model_files_keep_their_scheme(
     x = images[:10].astype(np.uint8)
     new_stream = model.compress(x, lossless=True)
     old = fit_quantized(images)  # the same weights (same seed), given the tables of the first scheme
-    old.lossless_tables_ = _old_tables(old, images)
+    old.lossless_tables_ = ReconstructionTables(_old_tables(old, images))
     old.fingerprint_ = fingerprint(Fitted.of(old))
     old.save(tmp_path / "old.safetensors")
     with safe_open(str(tmp_path / "old.safetensors"), "pt") as fh:
@@ -240,3 +241,35 @@ def test_old_model_files_keep_their_scheme(
     np.testing.assert_array_equal(old.decompress(fresh), x)
     with pytest.raises(DataError, match="8-bit"):
         old.fit_pixel_model(images / 7.0)
+
+
+def _pixel_coders(recon: np.ndarray, x: np.ndarray) -> list[Any]:
+    """One pixel model of each kind, built on ``(m, rows, columns)`` values and reconstructions."""
+    counted = build_pixel_model(recon, x)
+    pmfs = np.bincount(recon.ravel() * 256 + x.ravel(), minlength=256 * 256).reshape(256, 256) + 0.5
+    old = build_cdf_tables(
+        list(pmfs / pmfs.sum(1, keepdims=True)), offsets=np.zeros(256, np.int64), tail_mass=np.zeros(256)
+    )
+    network = codec.PIXEL_MODELS["net"](recon, x, hidden=(8,), steps=20)
+    return [ReconstructionTables(old), counted, network]
+
+
+def test_every_pixel_model_codes_through_one_protocol() -> None:
+    """Each kind of pixel model round-trips through encode/decode, names its own tensors and versions: the
+    codec and the model file ask these, never the class."""
+    rng = np.random.default_rng(0)
+    recon = rng.integers(0, 256, size=(3, 5, 6))
+    x = np.clip(recon + rng.integers(-3, 4, size=recon.shape), 0, 255)
+    coders = _pixel_coders(recon, x)
+    assert sorted(c.stream_version for c in coders) == [1, 2, 3]
+    names: set[str] = set()
+    for coder in coders:
+        data = coder.encode(x.astype(np.uint8), recon, tag=5)
+        np.testing.assert_array_equal(coder.decode(data, recon, tag=5), x)
+        with pytest.raises(PayloadError):
+            coder.decode(data, recon, tag=6)
+        tensors = coder.tensors()
+        assert tensors and all(v.dtype == np.int32 for v in tensors.values())
+        assert not names & set(tensors)  # each kind its own tensors
+        names |= set(tensors)
+        assert coder.format_version >= coder.stream_version

@@ -279,7 +279,7 @@ def test_corrupt_or_foreign_version_4_streams_are_refused(
     with pytest.raises(WrongModelError):
         model.decompress(counts.compress(images[:1].astype(np.uint8), lossless=True))
     with pytest.raises(WrongModelError, match="pixel network"):  # a version-2 stream's pixels, to a pixel network
-        codec._decode_pixels(model, b"", np.zeros((1, 6), dtype=np.float32), model.lossless_tables_, 2)
+        codec._decode_pixels(Fitted.of(model), b"", np.zeros((1, 6), dtype=np.float32), model.lossless_tables_, 2)
     monkeypatch.setattr(codec, "FORMAT_VERSION", 3)
     with pytest.raises(BitstreamVersionError, match="upgrade"):
         model.decompress(data)

@@ -13,7 +13,7 @@ import torch
 
 from conftest import fit
 from isthmus import Autoencoder, load
-from isthmus.bottlenecks import BOTTLENECKS, Gaussian, kl_weight
+from isthmus.bottlenecks import BOTTLENECKS, Bottleneck, Gaussian, kl_weight
 from isthmus.config import ModelConfig
 from isthmus.corruptions import CORRUPTIONS
 from isthmus.errors import ConfigError
@@ -378,3 +378,28 @@ def test_generative_methods_need_a_generative_model(tabular: np.ndarray) -> None
 def test_denoising_sparse_is_two_settings(tabular: np.ndarray) -> None:
     ae = fit(tabular, n_components=20, penalty="topk", sparsity_k=4, corruption="gaussian", noise_level=0.2)
     assert ((ae.transform(tabular) != 0).sum(axis=1) == 4).all()
+
+
+@pytest.mark.parametrize("name", sorted(BOTTLENECKS))
+def test_every_bottleneck_keeps_the_promises_it_declares(name: str) -> None:
+    """What a bottleneck declares (``variational``, ``integer_code``) is what it does: the rest of isthmus
+    asks the declaration, never the bottleneck's attributes."""
+    config = ModelConfig(n_components=3, bottleneck=name, loss="mse")
+    bottleneck = BOTTLENECKS[name](config)
+    assert isinstance(bottleneck, Bottleneck)
+    h = torch.randn(16, bottleneck.encoder_width, generator=torch.Generator().manual_seed(0))
+    out = bottleneck.eval()(h)
+    assert out.code.shape == out.mean.shape == (16, 3)
+    if bottleneck.variational:
+        mean, log_var = bottleneck.posterior(h)
+        assert mean.shape == log_var.shape == (16, 3)
+        torch.testing.assert_close(out.mean, mean)
+    else:
+        with pytest.raises(TypeError, match="no posterior"):
+            bottleneck.posterior(h)
+    assert bottleneck.tables is None
+    tables = bottleneck.build_tables(h)
+    assert (tables is not None) == bottleneck.integer_code
+    if bottleneck.integer_code:
+        assert bottleneck.tables is tables and len(tables.cdf) == 3
+        assert torch.equal(out.mean, out.mean.round())  # an integer code

@@ -25,9 +25,18 @@ from isthmus.config import DEFAULTS, split_params
 from isthmus.entropy import CdfTables, check_cdf_tables
 from isthmus.errors import ConfigError, ModelFileError
 from isthmus.fitted import Fitted
-from isthmus.lossless import MAX_CONTEXTS, PixelModel, check_pixel_model, context_count
+from isthmus.lossless import (
+    MAX_CONTEXTS,
+    PIXEL_TENSORS,
+    RECONSTRUCTION_TENSORS,
+    PixelCoder,
+    PixelModel,
+    ReconstructionTables,
+    check_pixel_model,
+    context_count,
+)
 from isthmus.model import build_net
-from isthmus.pixelnet import MAX_LAYERS, PixelNet, check_pixel_net, frequency_bits
+from isthmus.pixelnet import MAX_LAYERS, TENSOR_PREFIX, PixelNet, check_pixel_net
 from isthmus.scaling import Scaler
 
 MODEL_FORMAT = "isthmus.model"
@@ -44,12 +53,11 @@ _MEMBER = "member"
 _NOT_DECODING = ("pca.", _SCORE, _MEMBER)
 #: a quantized model's integer coding tables, in the order of entropy.CdfTables
 _TABLES = ("entropy.cdf", "entropy.lengths", "entropy.offsets")
-#: the 256 pixel tables of lossless streams before the pixel model (stream version 1); read, no longer written
-_LOSSLESS = ("lossless.cdf", "lossless.lengths", "lossless.offsets")
-#: the pixel model of lossless streams: context quantizers, then its tables in the order of entropy.CdfTables
-_PIXELS = ("pixels.bins", "pixels.cdf", "pixels.lengths", "pixels.offsets")
-#: the pixel network of lossless streams: pixelnet.w0, pixelnet.b0, pixelnet.w1, ... and its exp table
-_PIXELNET = "pixelnet."
+#: the pixel models' tensors (each pixel model names its own): the 256 tables of the first scheme (stream
+#: version 1), counted contexts, a pixel network
+_LOSSLESS = RECONSTRUCTION_TENSORS
+_PIXELS = PIXEL_TENSORS
+_PIXELNET = TENSOR_PREFIX
 #: torch dtype -> safetensors dtype name (the ones an isthmus file may hold)
 _DTYPES = {
     torch.float64: "F64",
@@ -110,29 +118,20 @@ def model_tensors(fitted: Fitted, *, encoder_only: bool) -> dict[str, torch.Tens
     arrays.update({f"{_SCORE}{k}": v for k, v in (fitted.score_state or {}).items()})
     state.update({k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()})
     # a quantized model's integer coding tables, and its pixel tables (docs/format.md, section 2.6)
-    pixels = fitted.lossless_tables
-    if isinstance(pixels, PixelNet):
-        for layer, (w, b) in enumerate(zip(pixels.weights, pixels.biases, strict=True)):
-            state[f"{_PIXELNET}w{layer}"] = torch.from_numpy(w.astype(np.int32))
-            state[f"{_PIXELNET}b{layer}"] = torch.from_numpy(b.astype(np.int32))
-        state[f"{_PIXELNET}exp"] = torch.from_numpy(pixels.exp.astype(np.int32))
-        pixels = None
-    if isinstance(pixels, PixelModel):
-        state["pixels.bins"] = torch.from_numpy(np.array(pixels.bins, dtype=np.int32))
-        pixels = pixels.tables
-    pixel_names = _PIXELS[1:] if "pixels.bins" in state else _LOSSLESS
-    for names, tables in ((_TABLES, getattr(fitted.net.bottleneck, "tables", None)), (pixel_names, pixels)):
-        if tables is not None:
-            for name, arr in zip(names, (tables.cdf, tables.lengths, tables.offsets), strict=True):
-                state[name] = torch.from_numpy(np.array(arr, dtype=np.int32))  # a writable copy
+    tables = fitted.net.bottleneck.tables
+    if tables is not None:
+        for name, arr in zip(_TABLES, (tables.cdf, tables.lengths, tables.offsets), strict=True):
+            state[name] = torch.from_numpy(np.array(arr, dtype=np.int32))  # a writable copy
+    if fitted.lossless_tables is not None:
+        state.update(
+            {k: torch.from_numpy(np.array(v, dtype=np.int32)) for k, v in fitted.lossless_tables.tensors().items()}
+        )
     return state
 
 
-def _format_version(pixels: PixelNet | PixelModel | CdfTables | None) -> int:
+def _format_version(pixels: PixelCoder | None) -> int:
     """The lowest model format that describes a model with the pixel model ``pixels`` (docs/format.md, 2.5)."""
-    if isinstance(pixels, PixelNet):
-        return 4 if frequency_bits(pixels) == 24 else 3
-    return 2 if isinstance(pixels, PixelModel) else 1
+    return 1 if pixels is None else pixels.format_version
 
 
 def fingerprint(fitted: Fitted) -> str:
@@ -305,13 +304,13 @@ def _load_coding(
 ) -> Fitted:
     """``fitted`` with its quantized bottleneck's stored tables and its checked fingerprint (section 2.6)."""
     bottleneck = fitted.net.bottleneck
-    if not hasattr(bottleneck, "build_tables"):
+    if not bottleneck.integer_code:
         return fitted
     missing = [name for name in _TABLES if name not in tensors]
     if missing:
         raise ModelFileError(f"{path}: tensor {missing[0]!r} is missing; a quantized model needs its coding tables")
     n_components = fitted.net.config.n_components
-    bottleneck.tables = _read_tables(path, tensors, _TABLES, n_components)  # type: ignore[assignment]
+    bottleneck.tables = _read_tables(path, tensors, _TABLES, n_components)
     groups = [
         name
         for name, present in (
@@ -323,9 +322,9 @@ def _load_coding(
     ]
     if len(groups) > 1:
         raise ModelFileError(f"{path}: it holds both {groups[0]} and {groups[1]} pixel models; a model has only one")
-    pixels: PixelNet | PixelModel | CdfTables | None = None
+    pixels: PixelCoder | None = None
     if _LOSSLESS[0] in tensors:
-        pixels = _read_tables(path, tensors, _LOSSLESS, 256)
+        pixels = ReconstructionTables(_read_tables(path, tensors, _LOSSLESS, 256))
     if _PIXELS[0] in tensors:
         pixels = _read_pixel_model(path, tensors)
     if groups == ["pixelnet.*"]:

@@ -4,13 +4,12 @@ A bottleneck says how wide the encoder's output must be (``encoder_width``), tur
 the code the decoder sees in training (``code``), the deterministic code ``transform`` returns
 (``mean``), and any loss terms of its own, already weighted (``terms``).
 
-A bottleneck with a probabilistic code also has ``posterior(h) -> (mean, log_var)`` and the
-generative uses (``generative.py``: sampling, importance-weighted likelihoods) look for that method
-rather than for a class; the prior is always the standard normal.
-
-A bottleneck that codes its output also has ``build_tables(h)``, which ``fit`` calls once training
-ends (``AutoencoderNet.after_fit``): the quantized bottleneck turns its learned density into the
-integer tables of the entropy coder there.
+Every bottleneck is a :class:`Bottleneck`, which declares what the rest of isthmus may ask of it.
+One with ``variational = True`` has ``posterior(h) -> (mean, log_var)``, which the generative uses
+(``generative.py``: sampling, importance-weighted likelihoods) and the likelihood scores need; the prior
+is always the standard normal. One with ``integer_code = True`` codes integers: ``fit`` calls its
+``build_tables(h)`` once training ends (``AutoencoderNet.after_fit``), which turns its learned density
+into the integer tables of the entropy coder (``tables``), and no code constraint may follow it.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +40,32 @@ class BottleneckOut(NamedTuple):
     terms: dict[str, Tensor]  # named, weighted, batch-averaged loss terms
 
 
-class Deterministic(nn.Module):
+class Bottleneck(nn.Module):
+    """What every bottleneck is: its capabilities are declared here, never guessed from its attributes."""
+
+    #: has ``posterior``: a probabilistic code with a standard normal prior
+    variational: ClassVar[bool] = False
+    #: codes integers with entropy tables that ``build_tables`` makes after training
+    integer_code: ClassVar[bool] = False
+    #: the encoder's output width it needs
+    encoder_width: int
+    #: the entropy coder's tables of an ``integer_code`` bottleneck, once built (or loaded); else None
+    tables: CdfTables | None = None
+
+    def forward(self, h: Tensor, *, generator: torch.Generator | None = None, epoch: int = 0) -> BottleneckOut:
+        """Encoder output ``(batch, encoder_width)`` -> the code, the deterministic code and loss terms."""
+        raise NotImplementedError
+
+    def posterior(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Encoder output -> posterior ``(mean, log_var)``, each ``(batch, n_components)``; variational only."""
+        raise TypeError(f"{type(self).__name__} has no posterior (variational=False)")
+
+    def build_tables(self, h: Tensor) -> CdfTables | None:
+        """Build ``tables`` from the encoder's output on the training data; None: nothing to build."""
+        return None
+
+
+class Deterministic(Bottleneck):
     """The plain bottleneck: the code is the encoder's output."""
 
     def __init__(self, config: ModelConfig) -> None:
@@ -64,7 +88,7 @@ def kl_weight(config: ModelConfig, epoch: int) -> float:
     return float(config.beta) * min(1.0, max(epoch, 0) / config.kl_warmup)
 
 
-class Gaussian(nn.Module):
+class Gaussian(Bottleneck):
     """The variational bottleneck: a diagonal Gaussian posterior sampled by reparameterization.
 
     The encoder outputs ``2 * n_components`` values, the posterior mean and log-variance. In the loss
@@ -74,6 +98,8 @@ class Gaussian(nn.Module):
     ``kl_warmup=0`` and ``free_bits=0``, reconstruction + kl is the negative ELBO. ``mean`` (what
     ``transform`` returns) is the posterior mean, never a sample.
     """
+
+    variational = True
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -150,7 +176,7 @@ class FactorizedDensity(nn.Module):
         return mass.squeeze(1).t().reshape(last.shape).movedim(-1, 1).clamp_min(LIKELIHOOD_BOUND)
 
 
-class Quantized(nn.Module):
+class Quantized(Bottleneck):
     """The compressive bottleneck (Ballé et al., 2017): an integer code with a learned entropy model.
 
     The code is the encoder's output rounded to integers. In training, uniform noise in
@@ -212,7 +238,7 @@ class Quantized(nn.Module):
         return self.tables
 
 
-BOTTLENECKS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+BOTTLENECKS: dict[str, Callable[[ModelConfig], Bottleneck]] = {
     "deterministic": Deterministic,
     "gaussian": Gaussian,
     "quantized": Quantized,

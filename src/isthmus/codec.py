@@ -31,8 +31,7 @@ from isthmus import pixelnet
 from isthmus.data import check_finite
 from isthmus.entropy import CdfTables, PayloadError, decode_symbols, encode_symbols
 from isthmus.errors import ConfigError, DataError
-from isthmus.lossless import PixelModel, build_pixel_model, decode_pixels, encode_pixels, image_shape
-from isthmus.pixelnet import PixelNet
+from isthmus.lossless import PixelCoder, build_pixel_model, image_shape
 from isthmus.rdo import search_code
 from isthmus.shapes import samples_in, spatial_samples
 
@@ -351,7 +350,7 @@ def _header(layout: int, form: int, fields: list[int], sample_shape: tuple[int, 
 
 def coding_state(fitted: Fitted) -> tuple[CdfTables, int]:
     """The model's integer coding tables and its fingerprint tag, or ConfigError for a model without them."""
-    tables = getattr(fitted.net.bottleneck, "tables", None)
+    tables = fitted.net.bottleneck.tables
     fingerprint = fitted.fingerprint
     if tables is None or fingerprint is None:
         raise ConfigError(
@@ -473,7 +472,6 @@ def _check_payload_size(n_values: int, payload: bytes, tables: CdfTables, what: 
 
 #: the stream version that named each kind of pixel model before version 4: a pixel network, counted causal
 #: contexts, and the 256 tables of the first scheme (files from before the pixel model)
-_PIXEL_VERSIONS: dict[type, int] = {PixelNet: 3, PixelModel: 2, CdfTables: 1}
 _PIXEL_KINDS = {
     1: "reconstruction contexts (stream version 1)",
     2: "causal contexts (stream version 2)",
@@ -482,13 +480,13 @@ _PIXEL_KINDS = {
 
 #: what ``fit`` builds the pixel model of each ``pixel_model`` choice with (``config.CHOICES``), from the
 #: rounded reconstruction and the values, ``(m, rows, columns)`` integers 0..255 each
-PIXEL_MODELS: dict[str, Callable[..., PixelNet | PixelModel]] = {
+PIXEL_MODELS: dict[str, Callable[..., PixelCoder]] = {
     "counts": build_pixel_model,
     "net": pixelnet.train_pixel_net,
 }
 
 
-def _lossless_tables(fitted: Fitted) -> PixelNet | PixelModel | CdfTables:
+def _lossless_tables(fitted: Fitted) -> PixelCoder:
     """The model's pixel model: a pixel network, counted contexts, or the 256 pixel tables of a file
     written before them."""
     tables = fitted.lossless_tables
@@ -541,26 +539,18 @@ def exact_reconstruction(fitted: Fitted, code: np.ndarray) -> np.ndarray:
     return fitted.scaler.inverse_transform(np.concatenate(parts).reshape(shape), np.float64)
 
 
-def _encode_pixels(
-    fitted: Fitted, x: np.ndarray, code: np.ndarray, pixels: PixelNet | PixelModel | CdfTables, *, exact: bool
-) -> bytes:
+def _encode_pixels(fitted: Fitted, x: np.ndarray, code: np.ndarray, pixels: PixelCoder, *, exact: bool) -> bytes:
     """The pixel payload of ``x``, ``(m, n_features)`` uint8, given the code's reconstruction (:func:`contexts`)."""
     recon = contexts(fitted, code, exact=exact)  # (m * n_features,)
     image = (len(x), *image_shape(tuple(fitted.input_shape)))  # (m, rows, columns)
-    if isinstance(pixels, PixelNet):
-        return pixelnet.encode_pixels(x.reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(fitted))
-    if isinstance(pixels, PixelModel):
-        return encode_pixels(x.astype(np.int64).reshape(image), recon.reshape(image), pixels, tag=_pixel_tag(fitted))
-    return encode_symbols(x.reshape(-1).astype(np.int64), pixels, recon, tag=_pixel_tag(fitted))
+    return pixels.encode(x.reshape(image), recon.reshape(image), tag=_pixel_tag(fitted))
 
 
-def _decode_pixels(
-    fitted: Fitted, data: bytes, code: np.ndarray, pixels: PixelNet | PixelModel | CdfTables, version: int
-) -> np.ndarray:
+def _decode_pixels(fitted: Fitted, data: bytes, code: np.ndarray, pixels: PixelCoder, version: int) -> np.ndarray:
     """The values of a lossless stream of ``version``, decoded given the code's reconstruction: exact in
     version 4, coded by the model's pixel model; as ``decompress`` reconstructs before, where the version
     names the kind of pixel model."""
-    have = _PIXEL_VERSIONS[type(pixels)]
+    have = pixels.stream_version
     if version < EXACT_SINCE and version != have:
         raise WrongModelError(
             f"the lossless stream has version {version}, but this model's pixel model is {_PIXEL_KINDS[have]}: it "
@@ -569,11 +559,7 @@ def _decode_pixels(
     recon = contexts(fitted, code, exact=version >= EXACT_SINCE)
     image = (len(code), *image_shape(tuple(fitted.input_shape)))  # (m, rows, columns)
     try:
-        if isinstance(pixels, PixelNet):
-            return pixelnet.decode_pixels(data, recon.reshape(image), pixels, tag=_pixel_tag(fitted))
-        if isinstance(pixels, PixelModel):
-            return decode_pixels(data, recon.reshape(image), pixels, tag=_pixel_tag(fitted))
-        return decode_symbols(data, pixels, recon, tag=_pixel_tag(fitted))
+        return pixels.decode(data, recon.reshape(image), tag=_pixel_tag(fitted))
     except PayloadError:
         raise WrongModelError(
             "the lossless stream's pixels do not decode with this model: it was written by another model, or "
@@ -581,7 +567,7 @@ def _decode_pixels(
         ) from None
 
 
-def build_lossless_tables(fitted: Fitted, x: np.ndarray, **options: Any) -> PixelNet | PixelModel | None:
+def build_lossless_tables(fitted: Fitted, x: np.ndarray, **options: Any) -> PixelCoder | None:
     """The pixel model of lossless streams, built on 8-bit training data ``x``; None for other data.
 
     The parameter ``pixel_model`` picks it: ``"counts"`` counts tables per causal context

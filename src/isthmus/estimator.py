@@ -120,14 +120,17 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     architecture : {"mlp", "conv", "resconv"}, default="mlp"
         ``"conv"`` needs image data ``(n_samples, channels, height, width)``; ``"resconv"`` is ``"conv"``
         with a residual 3x3 convolution at each of the decoder's hidden resolutions (a deeper decoder).
-    activation : str, default="relu"
-        Hidden-layer activation, one of ``nets.ACTIVATIONS``.
-    bottleneck : {"deterministic", "gaussian"}, default="deterministic"
+    activation : {"relu", "gelu", "silu", "elu", "leaky_relu", "tanh", "sigmoid"}, default="relu"
+        Hidden-layer activation (``nets.ACTIVATIONS``).
+    bottleneck : {"deterministic", "gaussian", "quantized"}, default="deterministic"
         ``"gaussian"`` makes a variational autoencoder: the loss is the negative ELBO and ``sample``,
         ``log_likelihood`` become available; ``transform`` still gives the posterior mean.
-    penalty : {"none", "l1", "kl_sparsity", "topk", "contractive"}, default="none"
+        ``"quantized"`` learns an integer code and its density, traded off by ``lmbda``: ``compress``
+        entropy-codes it (``bottlenecks.BOTTLENECKS``).
+    penalty : {"none", "l1", "kl_sparsity", "topk", "contractive", "tsne"}, default="none"
         A code regularizer from ``penalties.PENALTIES``. All but ``"none"`` allow an overcomplete code
-        (``n_components`` >= n_features). ``"kl_sparsity"`` and ``"contractive"`` make the code a sigmoid.
+        (``n_components`` >= n_features). ``"kl_sparsity"`` and ``"contractive"`` make the code a sigmoid;
+        ``"tsne"`` keeps each batch's neighbourhoods in the code.
     penalty_weight : float, default=1e-3
         Weight of the penalty term (unused by ``"topk"``, which is a constraint).
     sparsity_target : float, default=0.05
@@ -186,7 +189,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Networks trained alike from different seeds (an ensemble, Chen et al., SDM 2017). ``net_`` is the
         first; the others (``members_``) count only in the anomaly scores that average over an ensemble
         (``"reconstruction_knn"``). Checkpoints and logs follow the first network only.
-    max_iter, batch_size, learning_rate, weight_decay, lr_schedule : training schedule (Adam).
+    max_iter, batch_size, learning_rate, weight_decay : training schedule (Adam).
+    lr_schedule : {"constant", "cosine"}, default="constant"
+        ``"cosine"`` anneals the learning rate to zero over ``max_iter`` epochs.
     early_stopping, validation_fraction, n_iter_no_change, tol, target_loss : stopping rules.
     random_state : int or None
         Seeds weights, splits, shuffling and noise: equal seeds give bit-identical weights on CPU.

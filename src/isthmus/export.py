@@ -49,9 +49,9 @@ class EncoderGraph(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         scaled = ((x - self.offset) / self.scale).reshape(-1, *self.net.input_shape)
         h = self.net.encoder(scaled)
-        posterior = getattr(self.net.bottleneck, "posterior", None)
+        bottleneck = self.net.bottleneck
         # a variational bottleneck's forward draws noise; its posterior mean is what transform returns
-        mean = posterior(h)[0] if posterior is not None else self.net.bottleneck(h).mean
+        mean = bottleneck.posterior(h)[0] if bottleneck.variational else bottleneck(h).mean
         return self.net.constrain(mean)  # (batch, n_components)
 
 

@@ -28,11 +28,7 @@ from isthmus.shapes import any_size
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from isthmus.entropy import CdfTables
-    from isthmus.lossless import PixelModel
-    from isthmus.pixelnet import PixelNet
-
-    PixelTables = PixelNet | PixelModel | CdfTables
+    from isthmus.lossless import PixelCoder
 
 #: fields whose ``None`` means "absent": the estimator then has no such attribute (scikit-learn sets
 #: ``feature_names_in_`` only for data with column names; a file written before thresholds has no ``offset_``)
@@ -65,8 +61,9 @@ class Fitted:
         True for a model loaded from ``export_encoder``'s file: it encodes but cannot decode.
     offset : float or None
         Threshold on ``score_samples``; None for a file written before thresholds were stored.
-    lossless_tables : PixelNet, PixelModel, CdfTables or None
-        The pixel model of lossless streams (quantized models fitted on 8-bit data).
+    lossless_tables : PixelCoder or None
+        The pixel model of lossless streams (quantized models fitted on 8-bit data): a ``PixelNet``, a
+        ``PixelModel``, or the ``ReconstructionTables`` of a file from before them.
     fingerprint : str or None
         SHA-256 (hex) of what decoding depends on; quantized models only.
     feature_names_in : ndarray of str or None
@@ -90,7 +87,7 @@ class Fitted:
     pca_components: np.ndarray
     encoder_only: bool = False
     offset: float | None = None
-    lossless_tables: PixelTables | None = None
+    lossless_tables: PixelCoder | None = None
     fingerprint: str | None = None
     feature_names_in: np.ndarray | None = None
     members: list[AutoencoderNet] = dataclasses.field(default_factory=list)

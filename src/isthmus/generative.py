@@ -33,7 +33,7 @@ _LOG_2PI = math.log(2 * math.pi)
 
 def check_generative(net: AutoencoderNet, what: str) -> None:
     """Raise ConfigError unless ``net`` has a probabilistic code (a bottleneck with a posterior)."""
-    if not hasattr(net.bottleneck, "posterior"):
+    if not net.bottleneck.variational:
         raise ConfigError(
             f"{what} needs a generative model, but this one has bottleneck={net.config.bottleneck!r}; "
             "train it with bottleneck='gaussian' (e.g. preset 'vae')"
@@ -43,7 +43,7 @@ def check_generative(net: AutoencoderNet, what: str) -> None:
 def posterior(net: AutoencoderNet, x: Tensor) -> tuple[Tensor, Tensor]:
     """``(mean, log_var)``, each ``(batch, n_components)``, of q(z|x)."""
     check_generative(net, "the posterior")
-    return net.bottleneck.posterior(net.encoder(x))  # type: ignore[operator]
+    return net.bottleneck.posterior(net.encoder(x))
 
 
 def _log_normal(z: Tensor, mean: Tensor, log_var: Tensor) -> Tensor:

@@ -16,10 +16,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar, Protocol
 
 import numpy as np
 
-from isthmus.entropy import CdfTables, StepDecoder, build_cdf_tables, check_cdf_tables, encode_steps
+from isthmus.entropy import (
+    CdfTables,
+    StepDecoder,
+    build_cdf_tables,
+    check_cdf_tables,
+    decode_symbols,
+    encode_steps,
+    encode_symbols,
+)
 
 #: edges of the reconstruction bins for data reaching 255: bin ``R[v]`` is the number of edges ``<= v``
 #: (fine near 0 and the top); data with a smaller maximum get them scaled to it
@@ -34,6 +43,65 @@ MAX_CONTEXTS = 2**16
 N_SYMBOLS = 257
 
 
+#: the model file's tensors of a counted pixel model: context quantizers, then its tables (entropy.CdfTables)
+PIXEL_TENSORS = ("pixels.bins", "pixels.cdf", "pixels.lengths", "pixels.offsets")
+#: the model file's tensors of the 256 pixel tables of the first scheme (read, no longer written by fit)
+RECONSTRUCTION_TENSORS = ("lossless.cdf", "lossless.lengths", "lossless.offsets")
+
+
+class PixelCoder(Protocol):
+    """What a pixel model of lossless streams is to the codec and the model file (docs/format.md, 2.6, 4.6).
+
+    ``x`` and ``recon`` are ``(m, rows, columns)`` integers 0..255: the values and their rounded
+    reconstruction from the code. ``tag`` is what the coder starts from and must end in.
+    """
+
+    #: the stream version that named this kind of pixel model before version 4
+    stream_version: ClassVar[int]
+
+    @property
+    def format_version(self) -> int:
+        """The lowest model format version that holds this pixel model."""
+        ...
+
+    def encode(self, x: np.ndarray, recon: np.ndarray, *, tag: int) -> bytes:
+        """The pixel payload of ``x`` given ``recon``."""
+        ...
+
+    def decode(self, data: bytes, recon: np.ndarray, *, tag: int) -> np.ndarray:
+        """``(m, rows, columns)`` int64 values that ``encode`` coded; PayloadError if ``data`` does not decode."""
+        ...
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Its tensors in the model file, by name (int32 arrays)."""
+        ...
+
+
+def _int32(tables: CdfTables, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    arrays = (tables.cdf, tables.lengths, tables.offsets)
+    return {name: np.array(a, dtype=np.int32) for name, a in zip(names, arrays, strict=True)}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ReconstructionTables:
+    """The 256 pixel tables of the first lossless scheme (files from before the pixel model, tensors
+    ``lossless.*``): each value is coded with the table of its rounded reconstruction alone."""
+
+    tables: CdfTables  # (256) tables of N_SYMBOLS symbols
+
+    stream_version: ClassVar[int] = 1
+    format_version: ClassVar[int] = 1  # type: ignore[misc]
+
+    def encode(self, x: np.ndarray, recon: np.ndarray, *, tag: int) -> bytes:
+        return encode_symbols(x.reshape(-1).astype(np.int64), self.tables, recon.reshape(-1), tag=tag)
+
+    def decode(self, data: bytes, recon: np.ndarray, *, tag: int) -> np.ndarray:
+        return decode_symbols(data, self.tables, recon.reshape(-1), tag=tag).reshape(recon.shape)
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return _int32(self.tables, RECONSTRUCTION_TENSORS)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class PixelModel:
     """The context quantizers and the pixel tables of lossless streams (tensors ``pixels.*``).
@@ -44,6 +112,9 @@ class PixelModel:
 
     bins: np.ndarray  # (2, 256) int32: R, Q
     tables: CdfTables  # (n_bins * n_levels**4) tables of N_SYMBOLS symbols
+
+    stream_version: ClassVar[int] = 2
+    format_version: ClassVar[int] = 2  # type: ignore[misc]
 
     def __post_init__(self) -> None:
         bins = np.array(self.bins, dtype=np.int64, copy=True)
@@ -61,6 +132,15 @@ class PixelModel:
     @property
     def n_contexts(self) -> int:
         return context_count(self.bins)
+
+    def encode(self, x: np.ndarray, recon: np.ndarray, *, tag: int) -> bytes:
+        return encode_pixels(x.astype(np.int64), recon, self, tag=tag)
+
+    def decode(self, data: bytes, recon: np.ndarray, *, tag: int) -> np.ndarray:
+        return decode_pixels(data, recon, self, tag=tag)
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {PIXEL_TENSORS[0]: np.array(self.bins, dtype=np.int32), **_int32(self.tables, PIXEL_TENSORS[1:])}
 
 
 def context_count(bins: np.ndarray) -> int:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from isthmus.bottlenecks import BOTTLENECKS, Deterministic
+from isthmus.bottlenecks import BOTTLENECKS, Bottleneck, Deterministic
 from isthmus.config import ModelConfig
 from isthmus.corruptions import CORRUPTIONS
 from isthmus.errors import ConfigError
@@ -101,7 +101,7 @@ class AutoencoderNet(nn.Module):
         self.input_shape = tuple(input_shape)
         arch = ARCHITECTURES[config.architecture]
         self.bottleneck = BOTTLENECKS[config.bottleneck](config)
-        width = cast(int, self.bottleneck.encoder_width)
+        width = self.bottleneck.encoder_width
         encoder, decoder = arch.encoder, arch.decoder
         if config.fully_convolutional:  # the code is a map over the image: any height and width (nets.py)
             encoder, decoder = cast(Builder, arch.spatial_encoder), cast(Builder, arch.spatial_decoder)
@@ -164,13 +164,12 @@ class AutoencoderNet(nn.Module):
     def after_fit(self, x: Tensor, batch_size: int = 4096) -> bool:
         """Let a bottleneck that derives coding state from the trained weights build it from the scaled
         training data ``x`` ``(n_samples, *input_shape)``; True when one did (the quantized bottleneck)."""
-        build = getattr(self.bottleneck, "build_tables", None)
-        if build is None:
+        if not self.bottleneck.integer_code:
             return False
         self.eval()
         device = next(self.parameters()).device
         h = torch.cat([self.encoder(x[i : i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)])
-        build(h)
+        self.bottleneck.build_tables(h)
         return True
 
     def loss(self, x: Tensor, *, generator: torch.Generator | None = None, epoch: int = 0) -> dict[str, Tensor]:
@@ -198,14 +197,14 @@ class AutoencoderNet(nn.Module):
         return terms
 
 
-def _check_composition(config: ModelConfig, bottleneck: nn.Module) -> None:
+def _check_composition(config: ModelConfig, bottleneck: Bottleneck) -> None:
     """Reject combinations of table entries that contradict each other."""
-    if PENALTIES[config.penalty].constrain is not None and getattr(bottleneck, "integer_code", False):
+    if PENALTIES[config.penalty].constrain is not None and bottleneck.integer_code:
         raise ConfigError(
             f"penalty={config.penalty!r} constrains the code, but bottleneck={config.bottleneck!r} codes integers "
             "that must reach the decoder unchanged; use penalty='none' or 'l1' with it"
         )
-    if PENALTIES[config.penalty].constrain is not None and hasattr(bottleneck, "posterior"):
+    if PENALTIES[config.penalty].constrain is not None and bottleneck.variational:
         raise ConfigError(
             f"penalty={config.penalty!r} constrains the code, but bottleneck={config.bottleneck!r} samples it "
             "from a posterior whose density the constraint would break; use penalty='none' or 'l1' with it, "

@@ -20,7 +20,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -54,6 +54,10 @@ MAX_WIDTH, MAX_LAYERS = 1024, 6
 N_VALUES = 256
 
 
+#: the model file's tensors of a pixel network: pixelnet.w0, pixelnet.b0, pixelnet.w1, ... and pixelnet.exp
+TENSOR_PREFIX = "pixelnet."
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class PixelNet:
     """An integer network (tensors ``pixelnet.*``): ``weights[l]`` is ``(out, in)``, ``biases[l]`` ``(out,)``.
@@ -67,6 +71,8 @@ class PixelNet:
     biases: tuple[np.ndarray, ...]
     exp: np.ndarray
 
+    stream_version: ClassVar[int] = 3
+
     def __post_init__(self) -> None:
         for name in ("weights", "biases"):
             arrays = tuple(np.array(a, dtype=np.int64, copy=True) for a in getattr(self, name))
@@ -76,6 +82,25 @@ class PixelNet:
         exp = np.array(self.exp, dtype=np.int64, copy=True)
         exp.setflags(write=False)
         object.__setattr__(self, "exp", exp)
+
+    @property
+    def format_version(self) -> int:
+        """4 for 24-bit frequencies (an exp table of 288), 3 for 16-bit ones."""
+        return 4 if frequency_bits(self) == 24 else 3
+
+    def encode(self, x: np.ndarray, recon: np.ndarray, *, tag: int) -> bytes:
+        return encode_pixels(x, recon, self, tag=tag)
+
+    def decode(self, data: bytes, recon: np.ndarray, *, tag: int) -> np.ndarray:
+        return decode_pixels(data, recon, self, tag=tag)
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        out = {}
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            out[f"{TENSOR_PREFIX}w{layer}"] = w.astype(np.int32)
+            out[f"{TENSOR_PREFIX}b{layer}"] = b.astype(np.int32)
+        out[f"{TENSOR_PREFIX}exp"] = self.exp.astype(np.int32)
+        return out
 
     @functools.cached_property
     def float_layers(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:

@@ -78,7 +78,7 @@ def _needs_decoder(ae: Autoencoder) -> str | None:
 
 
 def _is_generative(ae: Autoencoder) -> bool:
-    return hasattr(ae.net_.bottleneck, "posterior")
+    return bool(ae.net_.bottleneck.variational)
 
 
 def _pixels(sample: np.ndarray) -> np.ndarray:

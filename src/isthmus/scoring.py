@@ -95,7 +95,7 @@ class Score(NamedTuple):
 
 def check_score(net: AutoencoderNet, name: str) -> None:
     """Raise ConfigError if the score ``name`` needs a posterior that ``net`` does not have."""
-    if SCORES[name].variational and not hasattr(net.bottleneck, "posterior"):
+    if SCORES[name].variational and not net.bottleneck.variational:
         raise ConfigError(
             f"anomaly_score={name!r} needs a variational model, but bottleneck={net.config.bottleneck!r} has no "
             "posterior; use anomaly_score='reconstruction' or bottleneck='gaussian' (e.g. preset 'vae')"

@@ -118,7 +118,7 @@ class Fitted:
             If ``estimator`` is not fitted.
         """
         check_fitted(estimator)
-        values = {name: getattr(estimator, f"{name}_", None) for name in FIELDS}
+        values: dict[str, Any] = {name: getattr(estimator, f"{name}_", None) for name in FIELDS}
         values["input_shape"] = tuple(values["input_shape"])
         return cls(params=dict(estimator.get_params()), **values)
 

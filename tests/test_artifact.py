@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +23,7 @@ from safetensors.torch import load_file
 import isthmus
 from isthmus import Autoencoder, artifact
 from isthmus.config import ModelConfig
+from isthmus.data.schema import Column, Schema
 from isthmus.errors import EncoderOnlyError, ModelFileError, OutputError
 from isthmus.fitted import Fitted
 from isthmus.model import build_net
@@ -341,7 +343,7 @@ def test_refuses_torch_save_of_the_network(fitted: Autoencoder, tmp_path: Path) 
     [
         ({"format": "isthmus.checkpoint"}, "not an isthmus model file .*isthmus.checkpoint"),
         ({"format": None}, "not an isthmus model file"),
-        ({"format_version": "5"}, "version 5, newer than this isthmus reads \\(4\\); upgrade isthmus"),
+        ({"format_version": "6"}, "version 6, newer than this isthmus reads \\(5\\); upgrade isthmus"),
         ({"format_version": "one"}, "format_version is missing or not an integer"),
         ({"format_version": "0"}, "format_version=0 is not a valid version"),
         ({"params": '{"n_components": 3,'}, "metadata 'params' is not valid JSON"),
@@ -493,3 +495,63 @@ def test_resume_refuses_a_malformed_checkpoint(damage: str, checkpoint: Path, x:
     path.write_bytes(artifact.safetensors_bytes(tensors, metadata))
     with pytest.raises(ModelFileError):
         _resume(x, path)
+
+
+#: SHA-256 of the file `test_golden_bytes_of_a_table` writes: a model with a column schema (docs/format.md,
+#: section 2.7). Same rule as GOLDEN_SHA256.
+GOLDEN_TABLE_SHA256 = "43cad3b493bb41d61f7ec6335b7edd8a57f5d75ab27bec13a48f631a7d95aced"
+
+
+def _golden_table() -> Fitted:
+    """A table model set by hand: a numeric column 'a' and a categorical 's' (levels x, y), missing-cell head."""
+    schema = Schema(
+        (Column("a", "numeric", "float64"), Column("s", "categorical", "string", ("x", "y"), (3, 1))),
+        named=True,
+        missing_mask=True,
+    )
+    net = build_net(ModelConfig(n_components=2, hidden_layer_sizes=(4,), loss="mse"), (3,), seed=0, schema=schema)
+    with torch.no_grad():
+        for i, (_, p) in enumerate(sorted(net.named_parameters())):
+            p.copy_(torch.arange(p.numel(), dtype=torch.float32).reshape(p.shape) / 8 - i)
+    golden = Fitted.of(_golden_model())
+    return golden.replace(
+        net=net,
+        scaler=Scaler(np.array([1.0, 0.0, 0.0], np.float32), np.array([2.0, 1.0, 1.0], np.float32)),
+        input_shape=(3,),
+        pca_mean=np.array([1.0, 0.75, 0.25], np.float32),
+        pca_components=np.array([[0.6, 0.8, 0.0]], np.float32),
+        pca_scale=np.array([2.0, 0.5, 0.5], np.float32),
+        schema=schema,
+        feature_names_in=np.array(["a", "s"], dtype=object),
+    )
+
+
+def test_golden_bytes_of_a_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(isthmus.version, "__version__", "0.1.0")
+    monkeypatch.setattr(torch, "__version__", "2.4.0+cpu")
+    golden = _golden_table()
+    metadata = {**artifact.model_metadata(golden, encoder_only=False), "params": GOLDEN_PARAMS}
+    data = artifact.safetensors_bytes(artifact.model_tensors(golden, encoder_only=False), metadata)
+    path = tmp_path / "golden.safetensors"
+    path.write_bytes(data)
+    assert hashlib.sha256(data).hexdigest() == GOLDEN_TABLE_SHA256
+    _, header = _header(data)
+    stored = header.pop("__metadata__")
+    assert stored["format_version"] == "5" and stored["feature_names_in"] == '["a", "s"]'
+    assert json.loads(stored["columns"]) == {
+        "version": 1,
+        "named": True,
+        "missing_mask": True,
+        "columns": [
+            {"name": "a", "kind": "numeric", "dtype": "float64"},
+            {"name": "s", "kind": "categorical", "dtype": "string", "levels": ["x", "y"], "counts": [3, 1]},
+        ],
+    }
+    assert header["encoder.1.0.weight"]["shape"] == [4, 3 + 2]  # the values, then one missing flag per column
+    assert header["pca.scale"]["shape"] == [3]
+    loaded = isthmus.load(path)  # loads, and matches columns by name
+    frame = {"s": np.array(["y", None], dtype=object), "a": np.array([np.nan, 2.0])}
+    table = pa.table(frame)
+    codes = loaded.transform(table)
+    assert codes.shape == (2, 2) and np.isfinite(codes).all()
+    assert loaded.reconstruct(table).column_names == ["a", "s"]

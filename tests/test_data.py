@@ -177,9 +177,11 @@ def test_nan_error_names_the_first_rows(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"rows 2, 5, 7, 11, 13 \(and 2 more\)"):
         check_finite(X, "X")
     check_finite(np.ones((3, 2), dtype=np.float32), "X")  # finite data passes
-    (tmp_path / "holes.csv").write_text("a,b\n1,2\n3,\n5,6\n")
-    with pytest.raises(DataError, match=r"holes\.csv.*rows 1"):
-        read_data(tmp_path / "holes.csv")
+    (tmp_path / "holes.csv").write_text("a,b\n1,2\n3,\n5,6\n")  # a table's missing cell is allowed (NaN)
+    assert np.isnan(read_data(tmp_path / "holes.csv").X[1, 1])
+    (tmp_path / "inf.csv").write_text("a,b\n1,2\n3,inf\n5,6\n")
+    with pytest.raises(DataError, match=r"inf\.csv.*rows 1"):
+        read_data(tmp_path / "inf.csv")
 
 
 def test_values_beyond_float32_are_reported_as_infinite(tmp_path: Path) -> None:

@@ -146,12 +146,12 @@ CASES: dict[str, Case] = {
     "npy-no-rows": lambda d: (_train(_npy(d / "x.npy", np.zeros((0, 3)))), ["x.npy", "no rows"]),
     # ragged rows, text, NaN and inf
     "csv-ragged": lambda d: (_train(csv(d / "x.csv", "a,b,c\n1,2,3\n4,5\n")), ["x.csv", "Expected 3 columns"]),
-    "csv-text": lambda d: (_train(csv(d / "x.csv", "a,b\n1,2\n3,oops\n")), ["'b'", "oops", "row 1"]),
-    "csv-nan": lambda d: (_train(csv(d / "x.csv", "a,b\n1,2\n3,nan\n5,6\n")), ["NaN or infinite", "rows 1"]),
-    "csv-empty-field": lambda d: (_train(csv(d / "x.csv", "a,b\n1,2\n3,\n")), ["NaN or infinite", "rows 1"]),
+    # missing cells are allowed (issue 16), infinity and rows with no cell at all are not
+    "csv-inf": lambda d: (_train(csv(d / "x.csv", "a,b,c\n1,2,3\n3,inf,4\n5,6,7\n")), ["'b'", "infinite", "row 1"]),
+    "csv-empty-row": lambda d: (_train(csv(d / "x.csv", "a,b,c\n1,2,3\n,,\n4,5,6\n")), ["every cell missing", "1"]),
     "npy-inf": lambda d: (_train(_npy(d / "x.npy", np.array([[1.0, np.inf], [0, 0]]))), ["NaN or infinite", "rows 0"]),
-    "parquet-nan": lambda d: (_train(_parquet(d / "x.parquet", 4, nan_row=2)), ["NaN or infinite", "rows 2"]),
-    "encode-nan": lambda d: (_encode(_npy(d / "x.npy", np.full((2, 64), np.nan))), ["NaN or infinite"]),
+    "parquet-empty-column": lambda d: (_train(_parquet_empty(d / "x.parquet")), ["'a'", "no value"]),
+    "encode-nan": lambda d: (_encode(_npy(d / "x.npy", np.full((2, 64), np.nan))), ["every cell missing", "0, 1"]),
     # the model and the data disagree
     "feature-count": lambda d: (_encode(csv(d / "x.csv", "a,b,c\n1,2,3\n")), ["3 features", "64"]),
     "image-channels": lambda d: (_encode(image_folder(d / "rgb", {"a.png": Image.new("RGB", (8, 8))})), ["192"]),
@@ -259,6 +259,11 @@ def _parquet(path: Path, rows: int, nan_row: int | None = None) -> Path:
     if nan_row is not None:
         values[nan_row] = np.nan
     pq.write_table(pa.table({"a": values, "b": np.ones(rows)}), path)
+    return path
+
+
+def _parquet_empty(path: Path) -> Path:
+    pq.write_table(pa.table({"a": pa.nulls(4, pa.float64()), "b": np.ones(4), "c": np.arange(4.0)}), path)
     return path
 
 

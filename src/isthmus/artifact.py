@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from isthmus import version
 from isthmus._files import write_bytes_atomic
 from isthmus.config import DEFAULTS, split_params
+from isthmus.data.schema import Schema
 from isthmus.entropy import CdfTables, check_cdf_tables
 from isthmus.errors import ConfigError, ModelFileError
 from isthmus.fitted import Fitted
@@ -40,10 +41,11 @@ from isthmus.pixelnet import MAX_LAYERS, TENSOR_PREFIX, PixelNet, check_pixel_ne
 from isthmus.scaling import Scaler
 
 MODEL_FORMAT = "isthmus.model"
-#: the newest model format this isthmus reads: a file with a pixel network of 24-bit frequencies (pixelnet.*,
-#: its exp table 288 long) is version 4, one with a pixel network of 16-bit frequencies version 3, one with
-#: counted pixel tables (pixels.*) version 2, others 1
-FORMAT_VERSION = 4
+#: the newest model format this isthmus reads: a table model whose network sees missing cells (a schema with
+#: "missing_mask": true, section 2.7) is version 5, a file with a pixel network of 24-bit frequencies
+#: (pixelnet.*, its exp table 288 long) version 4, one with a pixel network of 16-bit frequencies version 3,
+#: one with counted pixel tables (pixels.*) version 2, others 1
+FORMAT_VERSION = 5
 _ENCODER_PARTS = ("encoder.", "bottleneck.")
 _ARRAYS = ("scaler.offset", "scaler.scale", "pca.mean", "pca.components")
 #: prefix of the anomaly score's state tensors (Fitted.score_state), and of an ensemble's other networks
@@ -85,7 +87,7 @@ def model_metadata(fitted: Fitted, *, encoder_only: bool) -> dict[str, str]:
     names = fitted.feature_names_in
     return {
         "format": MODEL_FORMAT,
-        "format_version": str(_format_version(fitted.lossless_tables)),
+        "format_version": str(_format_version(fitted.lossless_tables, fitted.schema)),
         "isthmus_version": _isthmus_version(),
         "torch_version": torch.__version__.split("+")[0],
         "params": json.dumps({k: _jsonable(v) for k, v in sorted(fitted.params.items())}),
@@ -97,6 +99,7 @@ def model_metadata(fitted: Fitted, *, encoder_only: bool) -> dict[str, str]:
         **({"fingerprint": str(fitted.fingerprint)} if fitted.fingerprint else {}),
         **({"offset": json.dumps(float(fitted.offset))} if fitted.offset is not None else {}),
         **({"feature_names_in": json.dumps([str(n) for n in names])} if names is not None else {}),
+        **({"columns": fitted.schema.to_json()} if fitted.schema is not None else {}),
     }
 
 
@@ -116,6 +119,8 @@ def model_tensors(fitted: Fitted, *, encoder_only: bool) -> dict[str, torch.Tens
     }
     # what the anomaly score learned from the training rows (scoring.Score.fit), e.g. reference codes
     arrays.update({f"{_SCORE}{k}": v for k, v in (fitted.score_state or {}).items()})
+    if fitted.pca_scale is not None:  # a table's PCA baseline works on the standardized table
+        arrays["pca.scale"] = fitted.pca_scale
     state.update({k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in arrays.items()})
     # a quantized model's integer coding tables, and its pixel tables (docs/format.md, section 2.6)
     tables = fitted.net.bottleneck.tables
@@ -129,8 +134,11 @@ def model_tensors(fitted: Fitted, *, encoder_only: bool) -> dict[str, torch.Tens
     return state
 
 
-def _format_version(pixels: PixelCoder | None) -> int:
-    """The lowest model format that describes a model with the pixel model ``pixels`` (docs/format.md, 2.5)."""
+def _format_version(pixels: PixelCoder | None, schema: Schema | None = None) -> int:
+    """The lowest model format that describes a model with the pixel model ``pixels`` and the column schema
+    ``schema`` (docs/format.md, 2.5): a table head is version 5."""
+    if schema is not None and schema.missing_mask:
+        return 5
     return 1 if pixels is None else pixels.format_version
 
 
@@ -219,6 +227,10 @@ def load(path: str | os.PathLike[str]) -> Fitted:
     meta = _parse_metadata(path, metadata)
     params, resolved, input_shape = meta["params"], meta["resolved"], meta["input_shape"]
     n_features = math.prod(input_shape)
+    schema = meta.get("columns")
+    mismatch = schema is not None and (len(input_shape) != 1 or schema.width != n_features)
+    if mismatch:
+        schema = None  # refused below, after the tensors' shapes, which tell more
     layers = params.get("hidden_layer_sizes", ())
     if isinstance(layers, tuple) and len(layers) > len(tensors):  # every layer stores a weight tensor at least
         raise ModelFileError(
@@ -228,7 +240,7 @@ def load(path: str | os.PathLike[str]) -> Fitted:
     try:
         model_cfg, _ = split_params({**DEFAULTS, **params, "loss": resolved.get("loss")})
         with torch.device("meta"):  # shapes only: a forged config cannot make us allocate its weights
-            shapes = build_net(model_cfg, input_shape, seed=0).state_dict()
+            shapes = build_net(model_cfg, input_shape, seed=0, schema=schema).state_dict()
         expected = {k: tuple(v.shape) for k, v in shapes.items()}
     except (ConfigError, ValueError, TypeError, RuntimeError, OverflowError) as exc:
         writer = metadata.get("isthmus_version", "unknown")
@@ -249,7 +261,14 @@ def load(path: str | os.PathLike[str]) -> Fitted:
             f"it must be (k, {n_features}) with 1 <= k <= {most}"
         )
     arrays = {"scaler.offset": input_shape, "scaler.scale": input_shape, "pca.mean": (n_features,)}
+    if "pca.scale" in tensors:
+        arrays["pca.scale"] = (n_features,)
     _expect_shapes(path, tensors, {**arrays, "pca.components": (n_pca, n_features), **expected, **members})
+    if mismatch:
+        raise ModelFileError(
+            f"{path}: metadata columns describe rows of {meta['columns'].width} values, but input_shape is "
+            f"{list(input_shape)}; the file is corrupt"
+        )
     offset, scale = tensors["scaler.offset"], tensors["scaler.scale"]
     if not (torch.isfinite(offset).all() and torch.isfinite(scale).all() and (scale > 0).all()):
         raise ModelFileError(
@@ -257,12 +276,12 @@ def load(path: str | os.PathLike[str]) -> Fitted:
             "(the fitted scaler never stores anything else); the file is corrupt"
         )
 
-    net = build_net(model_cfg, input_shape, seed=0)
+    net = build_net(model_cfg, input_shape, seed=0, schema=schema)
     net.load_state_dict({k: tensors[k] for k in expected}, strict=not meta["encoder_only"])
     net.eval()
     ensemble = []
     for i in range(1, n_members + 1):
-        member = build_net(model_cfg, input_shape, seed=0)
+        member = build_net(model_cfg, input_shape, seed=0, schema=schema)
         member.load_state_dict({k: tensors[f"{_MEMBER}{i}.{k}"] for k in expected})
         ensemble.append(member.eval())
     training = meta["training"]
@@ -283,6 +302,8 @@ def load(path: str | os.PathLike[str]) -> Fitted:
         feature_names_in=meta.get("feature_names_in"),
         members=ensemble,
         score_state=_score_state(path, tensors),
+        schema=schema,
+        pca_scale=tensors["pca.scale"].numpy() if "pca.scale" in tensors else None,
     )
     return _load_coding(path, fitted, tensors, metadata)
 
@@ -453,6 +474,11 @@ def _parse_metadata(path: str | os.PathLike[str], metadata: dict[str, str]) -> d
     ):
         raise bad("training", 'a JSON object {"n_iter": int, "best_loss": number, "history": [objects]}')
     training["best_loss"] = float(training["best_loss"])
+    if "columns" in metadata:  # optional: a table's column schema, absent from files written before it
+        try:
+            out["columns"] = Schema.from_json(metadata["columns"])
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise bad("columns", f"a column schema (docs/format.md, section 2.7): {exc}") from None
     if "offset" in metadata:  # optional: the anomaly threshold offset_, absent from files written before it
         try:
             offset = json.loads(metadata["offset"])
@@ -466,7 +492,8 @@ def _parse_metadata(path: str | os.PathLike[str], metadata: dict[str, str]) -> d
             names = json.loads(metadata["feature_names_in"])
         except (ValueError, TypeError, RecursionError):
             names = None
-        n_features = math.prod(out["input_shape"])
+        schema = out.get("columns")
+        n_features = len(schema.columns) if schema is not None else math.prod(out["input_shape"])
         if not isinstance(names, list) or len(names) != n_features or not all(isinstance(n, str) for n in names):
             raise bad("feature_names_in", f"a list of {n_features} strings (the training columns' names)")
         out["feature_names_in"] = np.asarray(names, dtype=object)

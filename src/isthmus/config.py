@@ -67,9 +67,15 @@ class ModelConfig:
     trim_fraction: float = 0.0
     # networks trained alike from different seeds; the scores that average members use them all (scoring.py)
     n_estimators: int = 1
+    # tables (isthmus.data.schema, isthmus.columns): columns read as categories whatever their type, the
+    # loss weight of single columns by name, and the fraction of cells hidden from the encoder in training
+    categorical_features: tuple[str, ...] | None = None
+    column_weights: Mapping[str, float] | None = None
+    cell_dropout: float = 0.2
 
     def __post_init__(self) -> None:
         _check_choices(self)
+        _check_tables(self)
         _check_int("n_components", self.n_components, minimum=1)
         if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in self.hidden_layer_sizes):
             raise ConfigError(
@@ -307,6 +313,13 @@ def _all_ints(text: str) -> bool:
 
 
 def _normalize(name: str, value: Any) -> Any:
+    if name == "categorical_features" and value is not None:
+        if isinstance(value, str):
+            return (value,)
+        try:
+            return tuple(value)
+        except TypeError:
+            raise ConfigError(f"categorical_features={value!r} must be a list of column names") from None
     if name == "hidden_layer_sizes":
         if isinstance(value, int) and not isinstance(value, bool):
             return (value,)
@@ -343,6 +356,28 @@ def _check_fully_convolutional(cfg: ModelConfig) -> None:
             "loss='gaussian' learns one standard deviation per pixel of a fixed size, but a fully convolutional "
             "network takes any size; use loss='mse' or 'bce' with fully_convolutional=True"
         )
+
+
+def _check_tables(cfg: ModelConfig) -> None:
+    names = cfg.categorical_features
+    if names is not None and not all(isinstance(n, str) for n in names):
+        raise ConfigError(
+            f"categorical_features={list(names)!r} must be column names, e.g. categorical_features=['site', 'sex']"
+        )
+    weights = cfg.column_weights
+    if weights is not None and (
+        not isinstance(weights, Mapping)
+        or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf")
+            for k, v in weights.items()
+        )
+    ):
+        raise ConfigError(
+            f"column_weights={weights!r} must map column names to weights >= 0, e.g. column_weights={{'age': 2.0}}"
+        )
+    rate = cfg.cell_dropout
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise ConfigError(f"cell_dropout={rate!r} must be a number in [0, 1), the fraction of cells hidden in training")
 
 
 def _check_choices(cfg: object) -> None:

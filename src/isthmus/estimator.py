@@ -23,6 +23,17 @@ from isthmus.batches import ChunkSource
 from isthmus.checkpoint import checkpoint_seed
 from isthmus.config import DEFAULTS, ModelConfig, TrainConfig, split_params
 from isthmus.data import check_finite
+from isthmus.data.schema import (
+    Schema,
+    as_output,
+    check_rows,
+    infer_schema,
+    is_table,
+    needs_schema_path,
+    numeric_schema,
+    numeric_table,
+    read_columns,
+)
 from isthmus.data.stream import Rows, moments, sample_rows
 from isthmus.errors import ConfigError, DataError
 from isthmus.fitted import Fitted, check_fitted
@@ -73,24 +84,39 @@ def _split(x: np.ndarray, cfg: TrainConfig, seed: int) -> tuple[np.ndarray, np.n
     return x[order[n_val:]], x[order[:n_val]]
 
 
-def _pca_baseline(x: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, components) float32 of a PCA of ``x``'s flattened samples, at most ``n_components`` wide. The
-    estimator gives it the scaled rows, as the network sees them: on raw columns, one in dollars would own
-    every axis."""
+def _pca_baseline(
+    x: np.ndarray, n_components: int, *, table: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(mean, components, scale or None) float32 of a PCA of ``x``'s flattened samples, at most ``n_components``
+    wide. The estimator gives it the scaled rows, as the network sees them: on raw columns, one in dollars
+    would own every axis. A table's PCA (``table``) is of its one-hot encoding in the caller's units,
+    standardized (``scale``), missing cells at the mean."""
     from sklearn.decomposition import PCA
 
     flat = x.reshape(len(x), -1)
+    scale = None
+    if table:
+        mean, spread = np.nanmean(flat, axis=0), np.nanstd(flat, axis=0)
+        scale = np.where(spread > 0, spread, 1.0).astype(np.float32)
+        flat = np.nan_to_num((flat - mean) / scale)
     k = min(n_components, *flat.shape)
     with np.errstate(divide="ignore", invalid="ignore"):  # constant data: zero total variance
         pca = PCA(n_components=k, random_state=0).fit(flat)
-    return pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
+    centre = pca.mean_ if scale is None else mean
+    return centre.astype(np.float32), pca.components_.astype(np.float32), scale
 
 
 def _train_member(
-    config: ModelConfig, input_shape: tuple[int, ...], x_train: Any, x_val: Any, train_cfg: TrainConfig, seed: int
+    config: ModelConfig,
+    input_shape: tuple[int, ...],
+    x_train: Any,
+    x_val: Any,
+    train_cfg: TrainConfig,
+    seed: int,
+    schema: Schema | None = None,
 ) -> AutoencoderNet:
     """One more network of an ensemble: the same data and split, another seed; no checkpoint, no log."""
-    net = build_net(config, input_shape, seed)
+    net = build_net(config, input_shape, seed, schema)
     training.train(
         net, x_train, x_val, dataclasses.replace(train_cfg, verbose=0), seed=seed, settle_epochs=config.kl_warmup
     )
@@ -189,6 +215,18 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Networks trained alike from different seeds (an ensemble, Chen et al., SDM 2017). ``net_`` is the
         first; the others (``members_``) count only in the anomaly scores that average over an ensemble
         (``"reconstruction_knn"``). Checkpoints and logs follow the first network only.
+    categorical_features : list of str, optional
+        Columns of a table to read as categories whatever their type. Without it, text, pandas
+        ``category``, Arrow dictionaries and booleans are categorical, numbers numeric
+        (:mod:`isthmus.data.schema`). A categorical column enters the encoder one-hot and leaves the
+        decoder as a softmax over its levels, with a cross-entropy loss (:mod:`isthmus.columns`).
+    column_weights : dict of str to float, optional
+        Loss weight of single columns by name. By default each kind (numeric, categorical) carries half
+        of the total weight, so that neither dominates by its count of columns.
+    cell_dropout : float, default=0.2
+        For tables with categorical columns or missing cells: the fraction of cells hidden from the
+        encoder in training (marked missing, still in the loss), so that the model learns to fill
+        missing cells (``impute``).
     max_iter, batch_size, learning_rate, weight_decay : training schedule (Adam).
     lr_schedule : {"constant", "cosine"}, default="constant"
         ``"cosine"`` anneals the learning rate to zero over ``max_iter`` epochs.
@@ -234,6 +272,12 @@ default="reconstruction"
     n_iter_ : int
     best_loss_ : float
     n_features_in_ : int
+        Columns of a table (or values per sample of other data).
+    feature_names_in_ : ndarray of str
+        Column names, when the training table had them.
+    schema_ : Schema or None
+        The training table's columns (names, order, kinds, levels), stored in the model file; None for
+        images and streamed data.
     score_state_ : dict of str to ndarray
         What ``anomaly_score`` learned from the training rows (``"reconstruction_knn"``: the reference
         codes, and the center and spread of its two components); empty for the other scores.
@@ -269,6 +313,9 @@ default="reconstruction"
         crop_size: int | None = DEFAULTS["crop_size"],
         trim_fraction: float = DEFAULTS["trim_fraction"],
         n_estimators: int = DEFAULTS["n_estimators"],
+        categorical_features: Sequence[str] | None = DEFAULTS["categorical_features"],
+        column_weights: dict[str, float] | None = DEFAULTS["column_weights"],
+        cell_dropout: float = DEFAULTS["cell_dropout"],
         max_iter: int = DEFAULTS["max_iter"],
         batch_size: int = DEFAULTS["batch_size"],
         learning_rate: float = DEFAULTS["learning_rate"],
@@ -311,6 +358,9 @@ default="reconstruction"
         self.crop_size = crop_size
         self.trim_fraction = trim_fraction
         self.n_estimators = n_estimators
+        self.categorical_features = categorical_features
+        self.column_weights = column_weights
+        self.cell_dropout = cell_dropout
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -390,9 +440,10 @@ default="reconstruction"
                 f"architecture={model_cfg.architecture!r} needs image data (n_samples, channels, height, "
                 f"width); got samples of shape {self.input_shape_}; use architecture='mlp'"
             )
-        if not PENALTIES[model_cfg.penalty].overcomplete and model_cfg.n_components >= self.n_features_in_:
+        n_values = math.prod(self.input_shape_)
+        if not PENALTIES[model_cfg.penalty].overcomplete and model_cfg.n_components >= n_values:
             raise ConfigError(
-                f"n_components={model_cfg.n_components} must be smaller than n_features={self.n_features_in_} "
+                f"n_components={model_cfg.n_components} must be smaller than n_features={n_values} "
                 "for an undercomplete autoencoder; lower n_components or pick a sparse penalty"
             )
         min_samples = 3 if train_cfg.early_stopping else 1
@@ -420,10 +471,14 @@ default="reconstruction"
             data_range = float(stats.maximum.max() - stats.minimum.min()) or 1.0
             x_train, x_val = _split_stream(X, scaler, shape, train_cfg, seed)
         else:
-            scaler = fit_scaler(x, scaling, is_image=is_image)
+            if self.schema_ is not None:  # the network sees missing cells when a table has them or categories
+                mask = self.schema_.categorical or bool(np.isnan(x).any())
+                self.schema_ = dataclasses.replace(self.schema_, missing_mask=mask)
+            levels = None if self.schema_ is None else self.schema_.level_positions()
+            scaler = fit_scaler(x, scaling, is_image=is_image, unscaled=levels)
             scaled = scaler.transform(x)
-            low, high = float(scaled.min()), float(scaled.max())
-            data_range = float(x.max() - x.min()) or 1.0
+            low, high = float(np.nanmin(scaled)), float(np.nanmax(scaled))
+            data_range = float(np.nanmax(x) - np.nanmin(x)) or 1.0
             train_rows, val_rows = _split(scaled, train_cfg, seed)
             x_train = torch.from_numpy(train_rows.reshape(len(train_rows), *shape))
             x_val = None  # rows held out for the threshold alone are not the training loop's
@@ -433,7 +488,7 @@ default="reconstruction"
         if loss == "auto":
             loss = "bce" if low >= 0.0 and high <= 1.0 else "mse"
 
-        net = build_net(dataclasses.replace(model_cfg, loss=loss), self.input_shape_, seed)
+        net = build_net(dataclasses.replace(model_cfg, loss=loss), self.input_shape_, seed, self.schema_)
         scoring.check_score(net, train_cfg.anomaly_score)  # before training, not after
         result = training.train(
             net,
@@ -449,19 +504,26 @@ default="reconstruction"
         )
         members = [
             _train_member(
-                dataclasses.replace(model_cfg, loss=loss), self.input_shape_, x_train, x_val, train_cfg, seed + i
+                dataclasses.replace(model_cfg, loss=loss),
+                self.input_shape_,
+                x_train,
+                x_val,
+                train_cfg,
+                seed + i,
+                self.schema_,
             )
             for i in range(1, model_cfg.n_estimators)
         ]
         scaled = scaler.transform(x).reshape(len(x), *shape)  # x: with streamed or cropped data, a sample
-        pca_mean, pca_components = _pca_baseline(scaled, model_cfg.n_components)
+        table = self.schema_ is not None  # a table's baseline: PCA of the one-hot table, standardized
+        pca_mean, pca_components, pca_scale = _pca_baseline(x if table else scaled, model_cfg.n_components, table=table)
         fitted = Fitted(
             params=self.get_params(),
             net=net,
             scaler=scaler,
             input_shape=self.input_shape_,
             # "pca": the baseline lives in the scaled space (files written before it: the caller's units)
-            resolved={"loss": loss, "scaling": scaling, "pca": "scaled"},
+            resolved={"loss": loss, "scaling": scaling, "pca": "standardized" if table else "scaled"},
             data_range=data_range,
             history=result.history,
             n_iter=result.n_iter,
@@ -470,6 +532,8 @@ default="reconstruction"
             pca_components=pca_components,
             feature_names_in=getattr(self, "feature_names_in_", None),
             members=members,
+            schema=self.schema_,
+            pca_scale=pca_scale,
         )
         fitted = _finish_coding(fitted, x, scaled)
         if streaming or cropping:  # the rows at hand are a sample
@@ -516,7 +580,13 @@ default="reconstruction"
     # ------------------------------------------------------------------ validation
 
     def _validate(self, X: Any, *, reset: bool) -> np.ndarray:
-        X = as_input(X)  # tensors, torch Datasets, lists; DataFrames pass through with their column names
+        schema = None if reset else getattr(self, "schema_", None)
+        if is_table(X) and not reset and schema is None:  # images, streamed rows, old files: numbers by position
+            X = numeric_table(X)
+        if not is_table(X):
+            X = as_input(X)  # tensors, torch Datasets, lists; DataFrames pass through with their column names
+        if is_table(X) or needs_schema_path(X) or (schema is not None and (schema.named or schema.categorical)):
+            return self._validate_table(X, reset=reset)  # matched by name, categories encoded, NaN for missing
         ndim = X.ndim
         if ndim < 2:
             raise DataError(
@@ -535,14 +605,41 @@ default="reconstruction"
         if not reset:
             self._check_shape(tuple(X.shape[1:]))
         x = validate_data(self, X, reset=reset, dtype=np.float32, ensure_all_finite=False)
-        check_finite(x, "X")
+        missing = np.isnan(x)
+        check_finite(np.where(missing, np.float32(0.0), x), "X")  # missing cells (NaN) are allowed, infinity not
+        check_rows(missing.all(axis=1), "X")
         if reset:
             self.input_shape_: tuple[int, ...] = (x.shape[1],)
+            self.schema_ = numeric_schema(x.shape[1])
         return x.reshape(len(x), *self.input_shape_)
+
+    def _validate_table(self, X: Any, *, reset: bool) -> np.ndarray:
+        """A table read column by column through the schema: ``(n_rows, schema.width)`` float32, NaN missing."""
+        if reset:
+            columns = read_columns(X)
+            self.schema_ = infer_schema(columns, self.categorical_features)
+            self.n_features_in_ = len(self.schema_.columns)
+            self.input_shape_ = (self.schema_.width,)
+            if self.schema_.named:
+                self.feature_names_in_ = np.array(self.schema_.names, dtype=object)
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        assert self.schema_ is not None  # set above, or by the fit this call follows
+        if not reset and self.schema_.named and not is_table(X):  # scikit-learn's warning, in its words
+            warnings.warn(
+                f"X does not have valid feature names, but {type(self).__name__} was fitted with feature names; "
+                "its columns are taken in the training order",
+                UserWarning,
+                stacklevel=3,
+            )
+        return self.schema_.encode(self.schema_.align(X))
+
+    schema_: Schema | None
 
     def _set_shape(self, sample_shape: Sequence[int]) -> None:
         self.input_shape_ = tuple(int(s) for s in sample_shape)
         self.n_features_in_ = math.prod(self.input_shape_)
+        self.schema_ = None  # images and streamed rows have no column schema
         if hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
 
@@ -579,8 +676,21 @@ default="reconstruction"
         for chunk in rows.iter_chunks():
             yield self.transform(chunk.reshape(len(chunk), *self.input_shape_))
 
-    def inverse_transform(self, X: Any) -> np.ndarray:
-        """Decode codes (n_samples, n_components) back to the caller's units and sample shape."""
+    def _decoded(self, z: np.ndarray) -> np.ndarray:
+        """Codes ``(n, n_components)`` decoded to ``(n, *input_shape)`` in the caller's units (a table's
+        categorical columns as probabilities of their levels)."""
+        return self._state().decode(z)
+
+    def _as_table(self, columns: dict[str, np.ndarray] | np.ndarray, like: Any) -> Any:
+        """Per-column results shaped like ``like``: a table of the model's columns, or an array."""
+        return as_output(columns, like, self.schema_) if self.schema_ is not None else columns
+
+    def inverse_transform(self, X: Any) -> Any:
+        """Decode codes (n_samples, n_components) back to the caller's units and sample shape.
+
+        A model fitted on a table with names or categorical columns gives a table of its columns (a pandas
+        DataFrame when pandas is installed, else an Arrow table), categories as their most likely level.
+        """
         state = self._state()
         state.check_decoder("decode")
         spatial = state.spatial
@@ -591,35 +701,74 @@ default="reconstruction"
             raise DataError(
                 f"codes have shape {z.shape}, but this model's codes are {want} with n_components={self.n_components}"
             )
-        return state.decode(z)
+        wide = state.decode(z)
+        return self._as_table(wide if self.schema_ is None else self.schema_.decode(wide), None)
 
-    def reconstruct(self, X: Any) -> np.ndarray:
-        """Encode then decode ``X``: its reconstruction in the caller's units and shape."""
-        out = self.inverse_transform(self.transform(X))
+    def reconstruct(self, X: Any) -> Any:
+        """Encode then decode ``X``: its reconstruction in the caller's units and shape.
+
+        For a table: the same kind of table as ``X`` (a DataFrame for a DataFrame, an Arrow table for an
+        Arrow table, an array for an array) with the model's columns, categories as their most likely level.
+        """
+        wide = self._decoded(self.transform(X))
         if self._state().spatial:  # the decoder covers the input padded to its stride: cut back to X's shape
             shape = as_input(X).shape
-            out = out[..., : shape[-2], : shape[-1]].reshape(shape)
-        return out
+            return wide[..., : shape[-2], : shape[-1]].reshape(shape)
+        return self._as_table(wide if self.schema_ is None else self.schema_.decode(wide), X)
 
-    def reconstruction_error(self, X: Any, *, per_feature: bool = False) -> np.ndarray:
-        """Squared reconstruction errors of ``X`` in the caller's units.
+    def impute(self, X: Any) -> Any:
+        """``X`` with every missing cell (NaN, None, an empty text) filled from the model.
+
+        The row is encoded with its missing cells marked as such and decoded: a numeric cell gets the
+        reconstruction, a categorical cell its most likely level; observed cells are kept as given.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, *sample shape)
-        per_feature : bool, default=False
-            Give every feature's (pixel's, column's) squared error instead of their sum per sample: it
-            shows which features made a row anomalous.
+        X : table of shape (n_samples, n_columns)
+            A DataFrame, an Arrow table or a 2-D array with the model's columns.
 
         Returns
         -------
-        ndarray of shape (n_samples,), or (n_samples, *sample shape) with ``per_feature=True``
+        The same kind of table as ``X``, with the model's columns in its order.
+        """
+        self._check_fitted()
+        if self.schema_ is None:
+            raise DataError("impute fills the cells of a table; this model was fitted on images or streamed rows")
+        X = X if is_table(X) else as_input(X)
+        columns = self.schema_.align(X)
+        wide = self._decoded(self.transform(X))
+        return self._as_table(self.schema_.fill(columns, wide), X)
+
+    def reconstruction_error(self, X: Any, *, per_feature: bool = False) -> Any:
+        """Reconstruction errors of ``X`` in the caller's units.
+
+        Squared errors of numeric values; for a table's categorical column, the cross-entropy in nats of
+        the given level under the model's softmax (``-log p``). Missing cells have no error (NaN per
+        feature, left out of the sums).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *sample shape), or a table
+        per_feature : bool, default=False
+            Give every feature's (pixel's, column's) error instead of their sum per sample: it shows
+            which features made a row anomalous.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), or with ``per_feature=True`` (n_samples, *sample shape) or, for a
+        table, the same kind of table as ``X`` with one column per column of the model
             The per-feature errors sum to the per-sample ones.
         """
         x = self._validate(X, reset=False)
-        recon = self.reconstruct(X)  # X as given: a DataFrame keeps the column names that transform checks
-        errors = np.square(recon.reshape(len(x), -1) - x.reshape(len(x), -1))  # (n_samples, n_features)
-        return errors.reshape(x.shape) if per_feature else errors.sum(axis=1)
+        if self.schema_ is None:
+            recon = self.reconstruct(X)  # X as given
+            errors = np.square(recon.reshape(len(x), -1) - x.reshape(len(x), -1))  # (n_samples, n_features)
+            return errors.reshape(x.shape) if per_feature else np.nansum(errors, axis=1)
+        wide = self._decoded(self.transform(X))  # X as given: a table's columns are matched by name
+        by_column = self.schema_.errors(wide, x)
+        if per_feature:
+            return self._as_table(by_column, X)
+        return np.nansum(np.column_stack(list(by_column.values())), axis=1)
 
     # ------------------------------------------------------------------ anomaly detection
 
@@ -639,6 +788,24 @@ default="reconstruction"
         """
         state = self._state()
         return scoring.score_samples(state, state.scale(self._validate(X, reset=False)), self.anomaly_score)
+
+    def score_contributions(self, X: Any) -> Any:
+        """What each column (value, pixel) of each row adds to the row's anomaly score, higher = more anomalous.
+
+        Each row's contributions add up to ``-score_samples(X)`` of that row (missing cells contribute
+        nothing); sorting a row's contributions names the columns that made it anomalous (``isthmus score
+        --explain K``). Needs ``anomaly_score`` "reconstruction" or "reconstruction_l4".
+
+        Returns
+        -------
+        For a table, the same kind of table as ``X`` with one column per column of the model (NaN for a
+        missing cell); else an ndarray of shape (n_samples, *sample shape).
+        """
+        state = self._state()
+        parts = scoring.contributions(state, state.scale(self._validate(X, reset=False)), self.anomaly_score)
+        if self.schema_ is None:
+            return parts.reshape(len(parts), *self.input_shape_)
+        return self._as_table(dict(zip(self.schema_.names, parts.T, strict=True)), X)
 
     def decision_function(self, X: Any) -> np.ndarray:
         """``score_samples(X) - offset_``, shape (n_samples,): negative for anomalies."""
@@ -866,6 +1033,7 @@ default="reconstruction"
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
+        tags.input_tags.allow_nan = True  # missing cells of a table (infinity is still refused)
         # every output is float32 whatever the input dtype: the network computes in float32
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags

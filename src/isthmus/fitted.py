@@ -28,6 +28,7 @@ from isthmus.shapes import any_size
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from isthmus.data.schema import Schema
     from isthmus.lossless import PixelCoder
 
 #: fields whose ``None`` means "absent": the estimator then has no such attribute (scikit-learn sets
@@ -72,6 +73,12 @@ class Fitted:
         The ensemble's other ``n_estimators - 1`` networks (empty for one network).
     score_state : dict of str to ndarray
         What the anomaly score learned from the training rows (``scoring.Score.fit``); empty for most.
+    schema : Schema or None
+        The training table's columns (names, order, kinds, levels; :mod:`isthmus.data.schema`); None for
+        images, streamed rows and files written before schemas were stored.
+    pca_scale : ndarray or None
+        ``(n_features,)`` float32: a table's PCA baseline works on its encoding divided by this (the
+        standardized one-hot table); None for other data.
     """
 
     params: dict[str, Any]
@@ -92,11 +99,13 @@ class Fitted:
     feature_names_in: np.ndarray | None = None
     members: list[AutoencoderNet] = dataclasses.field(default_factory=list)
     score_state: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    schema: Schema | None = None
+    pca_scale: np.ndarray | None = None
 
     @property
     def n_features_in(self) -> int:
-        """Values per sample: the product of ``input_shape``."""
-        return math.prod(self.input_shape)
+        """Columns of a table, else values per sample (the product of ``input_shape``)."""
+        return len(self.schema.columns) if self.schema is not None else math.prod(self.input_shape)
 
     def attributes(self) -> dict[str, Any]:
         """The estimator's learned attributes, ``{"net_": ..., "n_features_in_": ...}``; an ``OPTIONAL``

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from isthmus.data.schema import is_table
 from isthmus.errors import DataError
-from isthmus.fitted import check_fitted
-from isthmus.inputs import as_samples
+from isthmus.fitted import Fitted, check_fitted
+from isthmus.inputs import as_input, as_samples
 
 if TYPE_CHECKING:
     from isthmus.estimator import Autoencoder
@@ -72,7 +73,11 @@ def _pca_scaled(ae: Autoencoder) -> bool:
 
 def pca_transform(ae: Autoencoder, x: np.ndarray) -> np.ndarray:
     """Codes ``(n_samples, k)`` of ``x`` (n_samples, *sample shape) under the PCA baseline fitted on the
-    model's scaled training data."""
+    model's scaled training data. For a table the baseline is PCA of the one-hot table standardized
+    (``pca_scale_``), a missing cell at its column's mean."""
+    scale = getattr(ae, "pca_scale_", None)
+    if scale is not None:
+        return np.nan_to_num((x.reshape(len(x), -1) - ae.pca_mean_) / scale) @ ae.pca_components_.T
     if _pca_scaled(ae):
         x = ae.scaler_.transform(x.reshape(len(x), *ae.input_shape_))
     return (x.reshape(len(x), -1) - ae.pca_mean_) @ ae.pca_components_.T
@@ -80,6 +85,9 @@ def pca_transform(ae: Autoencoder, x: np.ndarray) -> np.ndarray:
 
 def pca_reconstruct(ae: Autoencoder, x: np.ndarray) -> np.ndarray:
     """Project ``x`` onto the PCA baseline and back: ``(n_samples, n_features)`` in the caller's units."""
+    scale = getattr(ae, "pca_scale_", None)
+    if scale is not None:
+        return (pca_transform(ae, x) @ ae.pca_components_) * scale + ae.pca_mean_
     recon = pca_transform(ae, x) @ ae.pca_components_ + ae.pca_mean_
     if _pca_scaled(ae):
         recon = ae.scaler_.inverse_transform(recon.reshape(len(x), *ae.input_shape_)).reshape(len(x), -1)
@@ -166,6 +174,66 @@ def _check_labels(y: Any, n_samples: int, what: str, name: str) -> npt.NDArray[n
     return labels.astype(np.int64, copy=False)
 
 
+def _rows(ae: Autoencoder, X: Any) -> np.ndarray:
+    """``X`` as the network's rows in the caller's units: a table's encoding (NaN for missing cells), matched
+    to the model's columns by name, or samples of the model's shape."""
+    schema = getattr(ae, "schema_", None)
+    if schema is None:
+        return as_samples(X, ae.input_shape_)
+    return schema.encode(schema.align(X if is_table(X) else as_input(X)))
+
+
+def _standardized(ae: Autoencoder, wide: np.ndarray) -> np.ndarray:
+    """A table's encoding standardized as its PCA baseline sees it (training means and deviations), 0 for missing."""
+    return np.nan_to_num((wide.reshape(len(wide), -1) - ae.pca_mean_) / ae.pca_scale_)
+
+
+def table_reconstruction_metrics(ae: Autoencoder, x: np.ndarray, x_hat: np.ndarray) -> dict[str, float | None]:
+    """MSE per observed value, mean per-row SSE and explained variance of a table's reconstruction, all in
+    the one-hot table standardized with the training means and deviations; missing cells are left out."""
+    observed = ~np.isnan(x)
+    z, z_hat = _standardized(ae, x), _standardized(ae, x_hat)
+    err = np.where(observed, np.square(z_hat - z), 0.0)
+    counts = observed.sum(axis=0)
+    means = np.where(observed, z, 0.0).sum(axis=0) / np.maximum(counts, 1)
+    total = float(np.where(observed, np.square(z - means), 0.0).sum())
+    return {
+        "mse": float(err.sum() / max(int(observed.sum()), 1)),
+        "sse_per_sample": float(err.sum(axis=1).mean()),
+        "psnr": None,
+        "explained_variance": None if total == 0 else 1.0 - float(err.sum()) / total,
+    }
+
+
+def column_metrics(ae: Autoencoder, x: np.ndarray, recons: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Per column of a table, how well each method reconstructs it from its code, on the observed cells:
+    R² for a numeric column (1 - SSE / SST, in the caller's units), accuracy of the most likely level for a
+    categorical one. ``[{"name", "kind", "metric": "r2" or "accuracy", "n_observed", "autoencoder", "pca"}]``."""
+    schema = ae.schema_
+    out = []
+    for column, start in zip(schema.columns, schema.starts(), strict=True):
+        entry: dict[str, Any] = {"name": column.name, "kind": column.kind}
+        if column.kind == "numeric":
+            truth = x[:, start]
+            seen = ~np.isnan(truth)
+            total = float(np.square(truth[seen] - truth[seen].mean()).sum()) if seen.any() else 0.0
+            entry["metric"] = "r2"
+            for name, recon in recons.items():
+                sse = float(np.square(recon[seen, start] - truth[seen]).sum())
+                entry[name] = None if total == 0 else 1.0 - sse / total
+        else:
+            block = x[:, start : start + column.width]
+            seen = ~np.isnan(block[:, 0])
+            level = block[seen].argmax(axis=1)
+            entry["metric"] = "accuracy"
+            for name, recon in recons.items():
+                guess = recon[seen, start : start + column.width].argmax(axis=1)
+                entry[name] = float(np.mean(guess == level)) if seen.any() else None
+        entry["n_observed"] = int(seen.sum())
+        out.append(entry)
+    return out
+
+
 def evaluate(
     ae: Autoencoder,
     X: Any,
@@ -194,7 +262,12 @@ def evaluate(
     Returns
     -------
     dict
-        ``{"n_samples", "n_components", "classifiers", "autoencoder": {...}, "pca": {...}}``. Each inner
+        ``{"n_samples", "n_components", "classifiers", "columns", "autoencoder": {...}, "pca": {...}}``.
+        For a model fitted on a table, PCA is fitted on the one-hot table standardized with the training
+        means and deviations (missing cells at the mean); the reconstruction metrics are measured in that
+        standardized table, on the observed cells, ``psnr`` is None, and ``columns`` lists per column the
+        R² (numeric) or accuracy (categorical) of each method (:func:`column_metrics`); else ``columns``
+        is None. Each inner
         dict has the keys of ``METRICS``: ``mse``, ``sse_per_sample``, ``psnr``, ``explained_variance``,
         ``trustworthiness``, ``knn_accuracy``, ``probe_accuracy`` (the last two None without labels).
         ``classifiers`` is None without labels, else ``{"fit_on": "train" or "cross_validation",
@@ -208,17 +281,20 @@ def evaluate(
         training data) a class has fewer than two rows; if ``X_train`` is given without ``y_train``.
     """
     check_fitted(ae)
-    x = as_samples(X, ae.input_shape_)
+    table = getattr(ae, "schema_", None) is not None
+    x = _rows(ae, X)
     n = len(x)
     labels = None if y is None else _check_labels(y, n, "X", "y")
     if (X_train is None) != (y_train is None):
         raise DataError("give X_train and y_train together (labelled data to fit the kNN and probe on), or neither")
-    train = None if X_train is None else as_samples(X_train, ae.input_shape_)
+    train = None if X_train is None else _rows(ae, X_train)
     train_labels = None if train is None else _check_labels(y_train, len(train), "X_train", "y_train")
 
-    codes = {"autoencoder": ae.transform(x), "pca": pca_transform(ae, x)}
-    recons = {"autoencoder": ae.reconstruct(x), "pca": pca_reconstruct(ae, x)}
+    # a table goes to transform as given (its columns are matched by name); x is its encoding, NaN where missing
+    codes = {"autoencoder": ae.transform(X if table else x), "pca": pca_transform(ae, x)}
+    recons = {"autoencoder": Fitted.of(ae).decode(codes["autoencoder"]), "pca": pca_reconstruct(ae, x)}
     result: dict[str, Any] = {"n_samples": n, "n_components": int(ae.n_components), "classifiers": None}
+    result["columns"] = column_metrics(ae, x, recons) if table else None
     if labels is not None:
         result["classifiers"] = {
             "fit_on": "cross_validation" if train is None else "train",
@@ -228,12 +304,17 @@ def evaluate(
         }
     for name in ("autoencoder", "pca"):
         metrics: dict[str, Any] = dict.fromkeys(METRICS)
-        metrics.update(reconstruction_metrics(x, recons[name], ae.data_range_))
-        metrics["trustworthiness"] = trustworthiness(x, codes[name], random_state=random_state)
+        if table:  # in the standardized one-hot table, missing cells left out; no PSNR, which means nothing here
+            metrics.update(table_reconstruction_metrics(ae, x, recons[name]))
+            metrics["trustworthiness"] = trustworthiness(_standardized(ae, x), codes[name], random_state=random_state)
+        else:
+            metrics.update(reconstruction_metrics(x, recons[name], ae.data_range_))
+            metrics["trustworthiness"] = trustworthiness(x, codes[name], random_state=random_state)
         if labels is not None:
             train_codes = None
             if train is not None:
-                train_codes = ae.transform(train) if name == "autoencoder" else pca_transform(ae, train)
+                encoded = ae.transform(X_train if table else train)
+                train_codes = encoded if name == "autoencoder" else pca_transform(ae, train)
             metrics.update(code_accuracies(codes[name], labels, train_codes, train_labels, random_state=random_state))
         result[name] = metrics
     return result

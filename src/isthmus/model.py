@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from isthmus.bottlenecks import BOTTLENECKS, Bottleneck, Deterministic
+from isthmus.columns import make_head
 from isthmus.config import ModelConfig
 from isthmus.corruptions import CORRUPTIONS
+from isthmus.data.schema import Schema
 from isthmus.errors import ConfigError
 from isthmus.nets import ARCHITECTURES, Builder, crop_like
 from isthmus.penalties import PENALTIES, PenaltyContext
@@ -42,16 +44,33 @@ def _gaussian(out: Tensor, x: Tensor, sigma: Tensor | None) -> Tensor:
     return (0.5 * z.square() + sigma.log() + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
 
 
+def _bce_cells(logits: Tensor, x: Tensor, sigma: Tensor | None) -> Tensor:
+    # elementwise Bernoulli negative log-likelihood (the loss per value of a table's numeric columns)
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+
+
+def _sse_cells(out: Tensor, x: Tensor, sigma: Tensor | None) -> Tensor:
+    return (out - x).square()
+
+
+def _gaussian_cells(out: Tensor, x: Tensor, sigma: Tensor | None) -> Tensor:
+    assert sigma is not None  # the net owns a scale whenever this entry is used
+    z = (x.float() - out.float()) / sigma
+    return 0.5 * z.square() + sigma.log() + 0.5 * math.log(2 * math.pi)
+
+
 def _identity(out: Tensor) -> Tensor:
     # the linear output of the Gaussian likelihoods (a named function, so a network pickles)
     return out
 
 
 class Reconstruction(NamedTuple):
-    """A reconstruction loss: ``loss(decoder output, x, sigma) -> (batch,)``, the decoder's output
-    activation, and the constant per feature that makes ``loss`` a negative log-likelihood in nats."""
+    """A reconstruction loss: ``loss(decoder output, x, sigma) -> (batch,)``, the same per value
+    (``cells``, for tables), the decoder's output activation, and the constant per feature that makes
+    ``loss`` a negative log-likelihood in nats."""
 
     loss: Callable[[Tensor, Tensor, Tensor | None], Tensor]
+    cells: Callable[[Tensor, Tensor, Tensor | None], Tensor]
     output: Callable[[Tensor], Tensor]
     nats_per_feature: float = 0.0
     learned_sigma: bool = False
@@ -61,9 +80,9 @@ class Reconstruction(NamedTuple):
 #: errors) is the Gaussian one with a fixed variance 1/2 up to the constant log(pi)/2 per feature;
 #: "gaussian" learns one standard deviation per feature (at least MIN_SIGMA), all in nats.
 RECONSTRUCTION: dict[str, Reconstruction] = {
-    "bce": Reconstruction(_bce, torch.sigmoid),
-    "mse": Reconstruction(_sse, _identity, nats_per_feature=0.5 * math.log(math.pi)),
-    "gaussian": Reconstruction(_gaussian, _identity, learned_sigma=True),
+    "bce": Reconstruction(_bce, _bce_cells, torch.sigmoid),
+    "mse": Reconstruction(_sse, _sse_cells, _identity, nats_per_feature=0.5 * math.log(math.pi)),
+    "gaussian": Reconstruction(_gaussian, _gaussian_cells, _identity, learned_sigma=True),
 }
 
 
@@ -90,10 +109,14 @@ class AutoencoderNet(nn.Module):
         The network's description; ``config.loss`` must be resolved (``"bce"``, ``"mse"`` or
         ``"gaussian"``).
     input_shape : tuple of int
-        One sample's shape as the network sees it: ``(n_features,)`` or ``(channels, height, width)``.
+        One sample's shape as the network sees it: ``(n_features,)`` or ``(channels, height, width)``;
+        for a table, ``(schema.width,)``.
+    schema : Schema, optional
+        A table's columns: with ``schema.missing_mask`` the network takes the table head
+        (:mod:`isthmus.columns`): missing-cell indicators in, a softmax per categorical column out.
     """
 
-    def __init__(self, config: ModelConfig, input_shape: tuple[int, ...]) -> None:
+    def __init__(self, config: ModelConfig, input_shape: tuple[int, ...], schema: Schema | None = None) -> None:
         super().__init__()
         if config.loss not in RECONSTRUCTION:
             raise ValueError(f"loss={config.loss!r} must be resolved to one of {sorted(RECONSTRUCTION)}")
@@ -102,20 +125,24 @@ class AutoencoderNet(nn.Module):
         arch = ARCHITECTURES[config.architecture]
         self.bottleneck = BOTTLENECKS[config.bottleneck](config)
         width = self.bottleneck.encoder_width
+        self._rec = RECONSTRUCTION[config.loss]
+        options = {"column_weights": config.column_weights, "cell_dropout": config.cell_dropout}
+        self.head = make_head(schema, options, self._rec.loss, self._rec.cells, self._rec.output)
+        n_in = self.head.n_inputs(math.prod(self.input_shape))
+        encoder_shape = self.input_shape if n_in == math.prod(self.input_shape) else (n_in,)
         encoder, decoder = arch.encoder, arch.decoder
         if config.fully_convolutional:  # the code is a map over the image: any height and width (nets.py)
             encoder, decoder = cast(Builder, arch.spatial_encoder), cast(Builder, arch.spatial_decoder)
-        self.encoder = encoder(self.input_shape, config.hidden_layer_sizes, width, config.activation)
+        self.encoder = encoder(encoder_shape, config.hidden_layer_sizes, width, config.activation)
         self.decoder = decoder(self.input_shape, config.hidden_layer_sizes, config.n_components, config.activation)
         self._penalty = PENALTIES[config.penalty]
         self._corrupt = CORRUPTIONS[config.corruption]
-        self._rec = RECONSTRUCTION[config.loss]
-        self._reconstruction, self._output = self._rec.loss, self._rec.output
+        self._reconstruction, self._output = self.head.loss, self.head.output
         # raw per-feature scale of the "gaussian" likelihood; sigma = MIN_SIGMA + softplus(raw)
         self.output_scale = (
             nn.Parameter(torch.full(self.input_shape, _SOFTPLUS_OF_ONE)) if self._rec.learned_sigma else None
         )
-        _check_composition(config, self.bottleneck)
+        _check_composition(config, self.bottleneck, schema)
 
     def sigma(self) -> Tensor | None:
         """Per-feature standard deviation ``(*input_shape)`` of a learned Gaussian likelihood, else None."""
@@ -139,9 +166,13 @@ class AutoencoderNet(nn.Module):
             return linears[0].weight, linears[0].bias
         return None
 
+    def _encode_inputs(self, inputs: Tensor) -> Tensor:
+        # the code from the encoder's input (the head's inputs of a batch)
+        return self.constrain(self.bottleneck(self.encoder(inputs)).mean)
+
     def encode(self, x: Tensor) -> Tensor:
-        """``(batch, *input_shape) -> (batch, n_components)``: the deterministic code."""
-        return self.constrain(self.bottleneck(self.encoder(x)).mean)
+        """``(batch, *input_shape) -> (batch, n_components)``: the deterministic code (NaN: a missing value)."""
+        return self._encode_inputs(self.head.inputs(x))
 
     def decode(self, z: Tensor) -> Tensor:
         """``(batch, n_components) -> (batch, *input_shape)`` in scaled units."""
@@ -154,6 +185,10 @@ class AutoencoderNet(nn.Module):
     def reconstruction_loss(self, x: Tensor) -> Tensor:
         """``(batch,)`` per-sample reconstruction loss of the deterministic code."""
         return self._reconstruction(crop_like(self.decoder(self.encode(x)), x), x, self.sigma())
+
+    def cell_losses(self, x: Tensor) -> Tensor:
+        """``(batch, n_cells)`` the loss of each value (table: each column), NaN where ``x`` is missing."""
+        return self.head.cells(self.decoder(self.encode(x)), x, self.sigma())
 
     def nll(self, x: Tensor, code: Tensor) -> Tensor:
         """``(batch,)`` negative log-likelihood ``-log p(x | code)`` in nats under the reconstruction loss."""
@@ -168,7 +203,8 @@ class AutoencoderNet(nn.Module):
             return False
         self.eval()
         device = next(self.parameters()).device
-        h = torch.cat([self.encoder(x[i : i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)])
+        parts = (self.head.inputs(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size))
+        h = torch.cat([self.encoder(part).float() for part in parts])
         self.bottleneck.build_tables(h)
         return True
 
@@ -181,14 +217,17 @@ class AutoencoderNet(nn.Module):
         """
         if self.training and self.config.binarize:
             x = torch.bernoulli(x.float().clamp(0.0, 1.0), generator=generator).to(x.dtype)
-        x_in = self._corrupt(x, self.config.noise_level, generator) if self.training else x
+        x_in = self._corrupt(self.head.hide(x, generator), self.config.noise_level, generator) if self.training else x
+        x_in = self.head.inputs(x_in)  # a table's values and missing-cell indicators
         out = self.bottleneck(self.encoder(x_in), generator=generator, epoch=epoch)
         code = self.constrain(out.code)
         decoded = crop_like(self.decoder(code), x)
         per_row = self._reconstruction(decoded, x, self.sigma())  # (batch,)
         terms = {"reconstruction": trimmed_mean(per_row, self.config.trim_fraction), **out.terms}
         if self._penalty.term is not None:
-            ctx = PenaltyContext(x=x_in, code=code, encode=self.encode, config=self.config, affine=self._affine())
+            ctx = PenaltyContext(
+                x=x_in, code=code, encode=self._encode_inputs, config=self.config, affine=self._affine()
+            )
             terms["penalty"] = self.config.penalty_weight * self._penalty.term(ctx)
         total = None
         for term in terms.values():  # a plain sum: one term costs no extra operation, unlike torch.stack
@@ -197,8 +236,13 @@ class AutoencoderNet(nn.Module):
         return terms
 
 
-def _check_composition(config: ModelConfig, bottleneck: Bottleneck) -> None:
+def _check_composition(config: ModelConfig, bottleneck: Bottleneck, schema: Schema | None = None) -> None:
     """Reject combinations of table entries that contradict each other."""
+    if schema is not None and schema.missing_mask and bottleneck.integer_code:
+        raise ConfigError(
+            f"bottleneck={config.bottleneck!r} codes arrays of numbers, but this table has categorical columns or "
+            "missing cells; use bottleneck='deterministic' or 'gaussian' for it"
+        )
     if PENALTIES[config.penalty].constrain is not None and bottleneck.integer_code:
         raise ConfigError(
             f"penalty={config.penalty!r} constrains the code, but bottleneck={config.bottleneck!r} codes integers "
@@ -223,11 +267,13 @@ def net_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     return (1, *shape) if len(shape) == 2 else shape
 
 
-def build_net(config: ModelConfig, input_shape: Sequence[int], seed: int) -> AutoencoderNet:
+def build_net(
+    config: ModelConfig, input_shape: Sequence[int], seed: int, schema: Schema | None = None
+) -> AutoencoderNet:
     """Construct a network whose initial weights depend only on ``seed`` (global RNG untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return AutoencoderNet(config, net_shape(input_shape))
+        return AutoencoderNet(config, net_shape(input_shape), schema)
 
 
 # ---------------------------------------------------------------------------------------- inference

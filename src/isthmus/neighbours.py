@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from isthmus.columns import row_totals
 from isthmus.errors import ModelFileError, NotFittedError
 
 if TYPE_CHECKING:
@@ -53,11 +54,17 @@ Scores = npt.NDArray[np.float64]
 def _errors(
     fitted: Fitted, net: AutoencoderNet, scaled: npt.NDArray[np.float32]
 ) -> tuple[Scores, npt.NDArray[np.float32]]:
-    """Sums of squared scaled errors ``(n,)`` and codes ``(n, n_components)`` of scaled rows, in one pass."""
+    """Sums of squared scaled errors ``(n,)`` and codes ``(n, n_components)`` of scaled rows, in one pass.
+
+    For a table with categorical columns or missing cells (``isthmus.columns.TableHead``) the errors are its
+    weighted per-column losses on one scale, summed over the observed cells (``columns.row_totals``).
+    """
     net.eval()
     codes = fitted.batched(net.encode, scaled).reshape(len(scaled), -1)
+    if not net.head.plain:
+        return row_totals(fitted.batched(net.cell_losses, scaled).astype(np.float64)), codes
     recon = fitted.batched(net.decode, codes)  # (n, *net shape), scaled units
-    error = np.square(recon.astype(np.float64) - scaled).reshape(len(scaled), -1).sum(axis=1)
+    error = row_totals(np.square(recon.astype(np.float64) - scaled).reshape(len(scaled), -1))  # NaN: missing
     return error, codes
 
 

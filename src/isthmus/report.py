@@ -49,7 +49,7 @@ class Inputs(NamedTuple):
     """What every figure function reads: the model, and the data and labels when given."""
 
     ae: Autoencoder
-    X: np.ndarray | None  # (n_samples, *sample shape), caller's units
+    X: Any  # (n_samples, *sample shape), caller's units; a table model's table as given
     y: np.ndarray | None  # (n_samples,) labels
 
 
@@ -178,7 +178,7 @@ def codes(inputs: Inputs) -> Figure | str:
         return "no data was given"
     if len(x) > MAX_POINTS:
         keep = np.sort(np.random.default_rng(0).choice(len(x), MAX_POINTS, replace=False))
-        x, y = x[keep], None if y is None else y[keep]
+        x, y = _take(x, keep), None if y is None else y[keep]
     z = np.asarray(ae.transform(x), dtype=np.float64)  # (n_samples, n_components)
     fig = _figure(6.0, 5.0)
     ax = fig.add_subplot()
@@ -218,6 +218,15 @@ def codes(inputs: Inputs) -> Figure | str:
         points = ax.scatter(z[:, 0], z[:, 1], s=6, alpha=0.7, c=y, cmap="viridis")
         fig.colorbar(points, ax=ax, label="label")
     return fig
+
+
+def _take(x: Any, rows: np.ndarray) -> Any:
+    """Rows of an array, a DataFrame (by position) or an Arrow table."""
+    if hasattr(x, "iloc"):
+        return x.iloc[rows]
+    if hasattr(x, "take") and hasattr(x, "column_names"):
+        return x.take(rows)
+    return x[rows]
 
 
 def samples(inputs: Inputs) -> Figure | str:
@@ -336,9 +345,22 @@ def _metrics_table(ae: Autoencoder, x: np.ndarray | None, y: np.ndarray | None) 
         f"<tr><th>{html.escape(label)}</th>" + "".join(f"<td>{_number(key, m.get(key))}</td>" for key in keys) + "</tr>"
         for label, m in models
     )
+    columns = ""
+    if result.get("columns"):  # a table: each column's R² (numeric) or accuracy (categorical) beside PCA's
+        cells = "".join(
+            f"<tr><th>{html.escape(c['name'])}</th><td>{html.escape(c['metric'])}</td>"
+            f"<td>{_number(c['metric'], c['autoencoder'])}</td><td>{_number(c['metric'], c['pca'])}</td></tr>"
+            for c in result["columns"]
+        )
+        columns = (
+            "<h2>Each column beside PCA</h2><p>How well each column is rebuilt from the code, on its observed "
+            "cells: R² for a numeric column, the accuracy of the likeliest level for a categorical one. PCA works "
+            "on the one-hot table, standardized.</p>"
+            f"<table><tr><th>column</th><th>metric</th><th>autoencoder</th><th>PCA-{k}</th></tr>{cells}</table>"
+        )
     return (
         f"<h2>Reconstruction beside PCA</h2><p>{result['n_samples']} samples, n_components={k}; PCA was fitted "
-        f"on the training data.{html.escape(note)}</p><table><tr><th></th>{head}</tr>{rows}</table>"
+        f"on the training data.{html.escape(note)}</p><table><tr><th></th>{head}</tr>{rows}</table>{columns}"
     )
 
 
@@ -418,7 +440,8 @@ def write_report(
     index = out / "index.html"
     if index.exists() and not overwrite:
         raise OutputError(f"{index} already exists; pass --overwrite (overwrite=True) to replace it")
-    x = None if X is None else as_samples(X, ae.input_shape_)
+    # a table model reads its table as given (columns by name, categories, missing cells); else samples
+    x = None if X is None else X if getattr(ae, "schema_", None) is not None else as_samples(X, ae.input_shape_)
     labels = None if y is None else np.asarray(y).reshape(-1)
     if labels is not None and (x is None or len(labels) != len(x)):
         got = "no data" if x is None else f"{len(x)} samples"

@@ -95,11 +95,24 @@ def _entry(scaling: str) -> Scaling:
     return SCALINGS[scaling]
 
 
-def fit_scaler(x: np.ndarray, scaling: str, *, is_image: bool) -> Scaler:
-    """Fit a scaler on ``x`` (n_samples, *sample_shape); images get one global offset and scale."""
+def fit_scaler(x: np.ndarray, scaling: str, *, is_image: bool, unscaled: np.ndarray | None = None) -> Scaler:
+    """Fit a scaler on ``x`` (n_samples, *sample_shape); images get one global offset and scale.
+
+    Missing values (NaN, a table's missing cells) are left out of each feature's statistics; features where
+    ``unscaled`` (a boolean array of one sample's shape) is True keep offset 0 and scale 1 (a table's
+    one-hot levels).
+    """
     axes = tuple(range(x.ndim)) if is_image else (0,)
-    low, span = _entry(scaling).fit(x, axes)
+    entry = _entry(scaling)
+    if not is_image and x.ndim == 2 and np.isnan(x).any():  # each column from its observed values
+        parts = [entry.fit(x[~np.isnan(x[:, j]), j][:, None], (0,)) for j in range(x.shape[1])]
+        low = np.array([float(np.asarray(p[0]).reshape(-1)[0]) for p in parts])
+        span = np.array([float(np.asarray(p[1]).reshape(-1)[0]) for p in parts])
+    else:
+        low, span = entry.fit(x, axes)
     span = np.where(span > 0, span, 1.0)  # constant features pass through unscaled
+    if unscaled is not None:
+        low, span = np.where(unscaled, 0.0, low), np.where(unscaled, 1.0, span)
     shape = x.shape[1:]
     return Scaler(
         offset=np.broadcast_to(low, shape).astype(np.float32),

@@ -12,6 +12,11 @@ estimator and scaled samples ``(n_samples, *net shape)`` to ``(n_samples,)`` flo
   than by its raw units: for tabular data with standard scaling a column in dollars does not drown a
   column in years. For images (one global scale) it is the caller-unit error divided by scale**2. The
   per-feature errors in the caller's units are ``Autoencoder.reconstruction_error(X, per_feature=True)``.
+  A table with categorical columns or missing cells puts its columns on one scale (``isthmus.columns``):
+  a numeric cell's squared error in standard deviations, a categorical cell's cross-entropy divided by
+  the training entropy of its levels, each times its column's weight; missing cells count nothing and
+  the row's sum is scaled by columns / observed columns. ``Autoencoder.score_contributions`` gives each
+  column's part.
 - ``"reconstruction_l4"``: minus the sum of the fourth powers of the same scaled errors. It weighs a
   few large errors (a stroke missing or added) above many small ones (a stroke drawn a little
   thicker or shifted), which is what tells an image of another kind from a sloppy one: on one-class
@@ -58,6 +63,7 @@ import numpy.typing as npt
 import torch
 
 from isthmus import generative, neighbours
+from isthmus.columns import row_totals
 from isthmus.errors import ConfigError, DataError, NotFittedError
 from isthmus.model import AutoencoderNet
 
@@ -211,14 +217,48 @@ def _log_scale(fitted: Fitted) -> float:
     return generative.log_jacobian(fitted.scaler.scale, fitted.resolved["loss"])
 
 
+def cell_errors(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """``(n_samples, n_cells)`` float64 errors that the reconstruction scores add up, NaN where missing.
+
+    Squared errors after the scaler per value; for a table with categorical columns or missing cells
+    (``isthmus.columns.TableHead``), each column's weighted loss: squared error for a numeric column,
+    cross-entropy over the training entropy of the levels for a categorical one (one scale for both).
+    """
+    if fitted.net.head.plain:
+        recon = fitted.batched(fitted.net, scaled)  # (n_samples, *net shape), scaled units
+        return np.square(recon.astype(np.float64) - scaled).reshape(len(scaled), -1)
+    return fitted.batched(fitted.net.cell_losses, scaled).astype(np.float64)
+
+
+def contributions(fitted: Fitted, scaled: npt.NDArray[np.float32], name: str) -> npt.NDArray[np.float64]:
+    """``(n_samples, n_cells)``: what each value (table: each column) adds to minus the score ``name``, NaN
+    where missing.
+
+    Each row's contributions add up to ``-score_samples`` of that row (``nansum``). Only the reconstruction
+    scores are sums over cells; the variational scores are refused with a ConfigError.
+    """
+    fitted.check_decoder(f"compute anomaly_score={name!r}")
+    if name not in ("reconstruction", "reconstruction_l4"):
+        raise ConfigError(
+            f"anomaly_score={name!r} is not a sum over cells, so it has no per-cell contributions; "
+            "explain the scores of a model with anomaly_score='reconstruction' or 'reconstruction_l4'"
+        )
+    fitted.net.eval()
+    errors = cell_errors(fitted, scaled)
+    if name == "reconstruction_l4":
+        errors = np.square(errors)
+    missing = np.isnan(errors)
+    if missing.any():
+        errors = errors * (errors.shape[1] / np.maximum((~missing).sum(axis=1), 1))[:, None]
+    return errors
+
+
 def _reconstruction(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Scores:
-    recon = fitted.batched(fitted.net, scaled)  # (n_samples, *net shape), scaled units
-    return -np.square(recon.astype(np.float64) - scaled).reshape(len(scaled), -1).sum(axis=1)
+    return -row_totals(cell_errors(fitted, scaled))
 
 
 def _reconstruction_l4(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Scores:
-    recon = fitted.batched(fitted.net, scaled)  # (n_samples, *net shape), scaled units
-    return -np.square(np.square(recon.astype(np.float64) - scaled)).reshape(len(scaled), -1).sum(axis=1)
+    return -row_totals(np.square(cell_errors(fitted, scaled)))
 
 
 def _elbo(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Scores:

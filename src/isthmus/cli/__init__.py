@@ -26,6 +26,7 @@ COMMANDS: tuple[click.Command, ...] = (
     arrays.decode,
     arrays.reconstruct,
     arrays.denoise,
+    arrays.impute,
     arrays.sample,
     arrays.interpolate,
     measure.evaluate,

@@ -70,6 +70,13 @@ def read_images(spec: str) -> Any:
     return read_image_list(Path(spec))
 
 
+def read_table_spec(spec: str, image_size: str | None = None) -> Any:
+    """DATA for the commands that read tables: a CSV or Parquet file keeps its column names and text columns."""
+    from isthmus.data.spec import read_table_data
+
+    return read_table_data(spec, image_size=parse_image_size(image_size))
+
+
 def open_spec_rows(spec: str, image_size: str | None = None) -> Any:
     from isthmus.data import open_rows
 

@@ -1,4 +1,4 @@
-"""Commands that map arrays through a model: encode, decode, reconstruct, denoise, sample, interpolate."""
+"""Commands that map arrays through a model: encode, decode, reconstruct, denoise, impute, sample, interpolate."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from isthmus.cli._common import (
     open_spec_rows,
     overwrite_opt,
     read_spec,
+    read_table_spec,
     refuse_existing,
     stream_opt,
     write_output,
@@ -28,15 +29,19 @@ def _map_rows(
     image_size: str | None,
     overwrite: bool,
     stream: bool = False,
+    table: bool = True,
 ) -> None:
     """Load MODEL, pass DATA's rows through ``method`` and write the result to OUTPUT.
 
-    Streamed, DATA is read and OUTPUT (.npy) written a chunk at a time.
+    A CSV or Parquet DATA is read as a table (``table``): its columns are matched by name, text columns
+    are categories, and a table result is written with the column names. Streamed, DATA is read and
+    OUTPUT (.npy) written a chunk at a time.
     """
     refuse_existing(output, overwrite)
     ae = load_model_file(model)
     if not stream:
-        write_output(output, method(ae, read_spec(data, image_size).X), overwrite)
+        read = read_table_spec if table else read_spec
+        write_output(output, method(ae, read(data, image_size).X), overwrite)
         return
     from isthmus.data import write_npy_chunks
 
@@ -65,7 +70,7 @@ def encode(model: str, data: str, output: str, stream: bool, image_size: str | N
 @overwrite_opt
 def decode(model: str, codes: str, output: str, overwrite: bool) -> None:
     """Decode CODES with MODEL back into data in the training data's units."""
-    _map_rows(Autoencoder.inverse_transform, model, codes, output, None, overwrite)
+    _map_rows(Autoencoder.inverse_transform, model, codes, output, None, overwrite, table=False)
 
 
 @click.command()
@@ -93,6 +98,21 @@ def denoise(model: str, data: str, output: str, image_size: str | None, overwrit
     clean ones, so give it data corrupted like its training noise.
     """
     _map_rows(Autoencoder.denoise, model, data, output, image_size, overwrite)
+
+
+@click.command()
+@click.argument("model")
+@click.argument("data")
+@click.option("-o", "--output", required=True, help="Output table: .csv or .parquet (.npy for numbers only).")
+@overwrite_opt
+def impute(model: str, data: str, output: str, overwrite: bool) -> None:
+    """Fill the missing cells of DATA, a table, from MODEL; keep every other cell.
+
+    Missing cells are empty cells (or NA, NaN, null) of a CSV file and nulls of a Parquet file. Each row is
+    encoded with its missing cells marked as missing and decoded: a numeric cell gets the reconstruction,
+    a categorical cell its most likely level. The output has MODEL's columns, with their names.
+    """
+    _map_rows(Autoencoder.impute, model, data, output, None, overwrite)
 
 
 @click.command()

@@ -14,7 +14,7 @@ from isthmus.cli._common import (
     load_model_file,
     overwrite_opt,
     raise_encoder_only,
-    read_spec,
+    read_table_spec,
     refuse_existing,
     write_output,
 )
@@ -63,11 +63,11 @@ def evaluate(
     ae = load_model_file(model)
     if ae.encoder_only_:
         raise_encoder_only()
-    dataset = read_spec(data, image_size)
+    dataset = read_table_spec(data, image_size)
     y = None if labels is None else _labels_for(labels, len(dataset.X), data)
     x_train = y_train = None
     if train_data is not None:
-        train = read_spec(train_data, image_size)
+        train = read_table_spec(train_data, image_size)
         x_train = train.X
         y_train = _train_labels(train, train_labels, train_data)
     result = {"model": model, "data": dataset.name, **run(ae, dataset.X, y, X_train=x_train, y_train=y_train)}
@@ -92,10 +92,17 @@ def evaluate(
         cells = (
             f"{m['mse']:.5g}",
             f"{m['sse_per_sample']:.5g}",
-            db(m["psnr"]),
+            "-" if m["psnr"] is None else db(m["psnr"]),
             *(_fraction(m[key]) for key in ("explained_variance", "trustworthiness", "knn_accuracy", "probe_accuracy")),
         )
         click.echo(f"{label:14}" + "".join(f"{c:>12}" for c in cells))
+    if result["columns"] is not None:
+        k = result["n_components"]
+        click.echo(f"per column, from the {k}-dimensional code (R² numeric, accuracy categorical):")
+        click.echo(f"{'':20}{'metric':>10}{'autoencoder':>13}{'PCA-' + str(result['n_components']):>10}")
+        for column in result["columns"]:
+            cells = (column["metric"], _fraction(column["autoencoder"]), _fraction(column["pca"]))
+            click.echo(f"{column['name'][:19]:20}{cells[0]:>10}{cells[1]:>13}{cells[2]:>10}")
     fitted = result["classifiers"]
     if fitted is not None and fitted["fit_on"] == "train":
         click.echo(f"kNN-5 and probe fitted on the codes of {train_data} ({fitted['n_train']} rows), scored on {data}")
@@ -144,16 +151,30 @@ def _train_labels(train: Any, spec: str | None, train_data: str) -> Any:
     help="Which rows of DATA are anomalies, 0/1 (1 = anomaly) or +1/-1 (-1 = anomaly): a labels file or a data "
     "spec; prints ROC-AUC and average precision beside IsolationForest's and PCA's on the same scaled rows.",
 )
+@click.option(
+    "--explain",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="K",
+    help="Add the K columns that contribute most to each row's score: explain_1 .. explain_K.",
+)
 @image_size_opt
 @overwrite_opt
 def score_command(
-    model: str, data: str, output: str, labels: str | None, image_size: str | None, overwrite: bool
+    model: str,
+    data: str,
+    output: str,
+    labels: str | None,
+    explain: int | None,
+    image_size: str | None,
+    overwrite: bool,
 ) -> None:
     """Score DATA's rows for anomalies with MODEL: a score and a flag per row.
 
     The output has one row per row of DATA and two columns: score (higher is more normal; what it is
     depends on the model's anomaly_score) and flag (+1 normal, -1 anomaly: a score below the threshold
-    offset_ that the model's contamination set from its training rows).
+    offset_ that the model's contamination set from its training rows). With --explain K, also the names
+    of the K columns (features) that add most to the row's score, most first (Autoencoder.score_contributions).
     """
     import numpy as np
 
@@ -163,11 +184,14 @@ def score_command(
     refuse_existing(output, overwrite)
     ae = load_model_file(model)
     threshold = offset(Fitted.of(ae))  # NotFittedError, saying what to do, for a file without offset_
-    dataset = read_spec(data, image_size)
+    dataset = read_table_spec(data, image_size)
     truth = None if labels is None else anomaly_truth(_labels_for(labels, len(dataset.X), data), labels)
     scores = ae.score_samples(dataset.X)  # (n_samples,)
     flags = np.where(scores - threshold < 0, -1, 1)  # as predict, without scoring twice
-    write_output(output, np.column_stack([scores, flags]), overwrite, columns=("score", "flag"))
+    if explain is None:
+        write_output(output, np.column_stack([scores, flags]), overwrite, columns=("score", "flag"))
+    else:
+        write_output(output, _explained(ae, dataset.X, scores, flags, explain), overwrite)
     n_flagged = int((flags == -1).sum())
     click.echo(f"flagged {n_flagged} of {len(scores)} rows as anomalies (score < offset_ = {threshold:.6g})")
     if truth is not None:
@@ -180,6 +204,27 @@ def score_command(
         )
         for line in print_rows(result, int(ae.n_components)):
             click.echo(line)
+
+
+def _explained(ae: Any, x: Any, scores: Any, flags: Any, k: int) -> Any:
+    """A table of score, flag and the names of the ``k`` columns adding most to each row's score."""
+    import numpy as np
+    import pyarrow as pa
+
+    parts = ae.score_contributions(x)
+    if isinstance(parts, pa.Table):
+        names, values = parts.column_names, np.column_stack([c.to_numpy(zero_copy_only=False) for c in parts.columns])
+    elif hasattr(parts, "columns"):
+        names, values = [str(c) for c in parts.columns], parts.to_numpy(dtype=np.float64)
+    else:
+        values = parts.reshape(len(parts), -1)
+        schema = getattr(ae, "schema_", None)
+        names = schema.names if schema is not None else [f"x{j}" for j in range(values.shape[1])]
+    order = np.argsort(-np.nan_to_num(values, nan=-np.inf), axis=1, kind="stable")[:, : min(k, values.shape[1])]
+    table = {"score": scores, "flag": flags}
+    for rank in range(order.shape[1]):
+        table[f"explain_{rank + 1}"] = np.asarray(names, dtype=object)[order[:, rank]]
+    return pa.table({key: pa.array(list(value)) for key, value in table.items()})
 
 
 @click.command()
@@ -208,7 +253,7 @@ def report(
         raise click.UsageError("--labels needs DATA")
     refuse_existing(str(Path(output) / "index.html"), overwrite)
     ae = load_model_file(model)
-    dataset = None if data is None else read_spec(data, image_size)
+    dataset = None if data is None else read_table_spec(data, image_size)
     y = None if dataset is None else dataset.y
     if labels is not None:
         from isthmus.data import read_labels

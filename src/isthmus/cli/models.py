@@ -18,7 +18,7 @@ from isthmus.cli._common import (
     open_spec_rows,
     overwrite_opt,
     read_images,
-    read_spec,
+    read_table_spec,
     refuse_existing,
     stream_opt,
 )
@@ -81,8 +81,13 @@ def train(
     elif params.get("crop_size") is not None and image_size is None and is_images(data):
         data_in, name = read_images(data), Path(data).name  # images of any sizes, none resized
     else:
-        dataset = read_spec(data, image_size)
+        dataset = read_table_spec(data, image_size)
         data_in, name = dataset.X, dataset.name
+        from isthmus.data.schema import infer_schema, is_table, read_columns
+
+        if is_table(data_in):  # refuse a bad table now, before any output is created
+            columns = read_columns(data_in, name)
+            infer_schema(columns, params.get("categorical_features")).encode(columns, name)
     joined = distributed.init_from_env(params.get("device", "auto"))
     try:
         writer = distributed.is_writer()

@@ -136,7 +136,8 @@ def as_dataset(X: npt.NDArray[np.generic], y: npt.NDArray[np.generic] | None, na
         )
     with np.errstate(over="ignore"):  # values beyond float32 become inf, which check_finite reports
         features = np.ascontiguousarray(X, dtype=np.float32)
-    check_finite(features, name)
+    # a table's missing cells (NaN) are allowed (isthmus.data.schema); images and infinity are refused
+    check_finite(np.where(np.isnan(features), np.float32(0.0), features) if features.ndim == 2 else features, name)
     labels = None
     if y is not None:
         labels = as_labels(y, name)

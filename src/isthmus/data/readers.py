@@ -244,17 +244,50 @@ def describe_start(start: bytes) -> str:
 
 def _read_csv(path: Path, options: ReadOptions) -> Raw:
     """A CSV file with a header line; every column is a feature."""
+    return table_to_array(_csv_table(path), path), None
+
+
+def _csv_table(path: Path) -> pa.Table:
+    """A CSV file with a header line as an Arrow table: empty cells and NA, NaN, null... are missing."""
     try:
         table = pa_csv.read_csv(path)
         names = table.column_names  # decoded from UTF-8 only now
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path} is not a readable CSV file ({_first_line(exc)}); save it as UTF-8 text") from None
     _check_header(names, path)
-    return table_to_array(table, path), None
+    return table
+
+
+def read_table(path: Path) -> pa.Table:
+    """A CSV or Parquet file as an Arrow table with its column names and types (text, categories, numbers).
+
+    Raises
+    ------
+    DataError
+        If the file does not exist, is not CSV or Parquet, is unreadable, or has no rows or columns.
+    """
+    if not path.exists():
+        raise DataError(f"no such file: {path}")
+    fmt = file_format(path)
+    if fmt not in ("csv", "parquet"):
+        raise DataError(f"{path}: a table must be a .csv file (with a header) or a .parquet file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes)")
+    table = _csv_table(path) if fmt == "csv" else _parquet_table(path)
+    if table.num_columns == 0:
+        raise DataError(f"{path} has no columns")
+    if table.num_rows == 0:
+        raise DataError(f"{path} has a header but no rows; give at least one row of data")
+    return table
 
 
 def _read_parquet(path: Path, options: ReadOptions) -> Raw:
-    """A Parquet file; every column is a feature. Its metadata's size is checked before any row is read."""
+    """A Parquet file; every column is a feature."""
+    return table_to_array(_parquet_table(path), path), None
+
+
+def _parquet_table(path: Path) -> pa.Table:
+    """A Parquet file as an Arrow table. Its metadata's size is checked before any row is read."""
     try:
         with pq.ParquetFile(path) as parquet:
             rows, columns = parquet.metadata.num_rows, parquet.metadata.num_columns
@@ -269,7 +302,7 @@ def _read_parquet(path: Path, options: ReadOptions) -> Raw:
         if isinstance(exc, DataError):
             raise
         raise DataError(f"{path} is not a readable Parquet file ({_first_line(exc)})") from None
-    return table_to_array(table, path), None
+    return table
 
 
 def _read_idx(path: Path, options: ReadOptions) -> Raw:
@@ -307,8 +340,9 @@ def table_to_array(table: pa.Table, path: Path) -> npt.NDArray[np.float64]:
     ]
     if non_numeric:
         raise DataError(
-            f"{path} has non-numeric columns {', '.join(non_numeric)}; isthmus reads numbers only - "
-            "drop those columns or encode them as numbers"
+            f"{path} has non-numeric columns {', '.join(non_numeric)}; this command reads numbers only - "
+            "drop those columns or encode them as numbers (train, encode, reconstruct, impute, score, evaluate "
+            "and report read them as categories)"
         )
     out = np.empty((table.num_rows, table.num_columns), dtype=np.float64)
     for j, column in enumerate(table.columns):

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from isthmus.data.builtins import BUILTINS
 from isthmus.data.dataset import Dataset, as_dataset
-from isthmus.data.readers import ReadOptions, read_raw
+from isthmus.data.readers import ReadOptions, file_format, read_raw, read_table
 from isthmus.errors import ConfigError, DataError
 
 _ROW_SLICE = re.compile(r"(?P<body>.+)\[(?P<inner>[^\[\]]*)\]")
@@ -105,6 +105,33 @@ def read_data(spec: str | os.PathLike[str], *, image_size: tuple[int, int] | Non
     if parsed.rows is not None:
         X, y = take_rows(X, y, parsed.rows, parsed.name)
     return as_dataset(X, y, parsed.name)
+
+
+def read_table_data(spec: str | os.PathLike[str], *, image_size: tuple[int, int] | None = None) -> Dataset:
+    """Like :func:`read_data`, but a CSV or Parquet file keeps its columns: ``X`` is then an Arrow table
+    with the column names and types (text and categories included, missing cells as nulls), for a model
+    that reads tables (:mod:`isthmus.data.schema`). Other sources give :func:`read_data`'s arrays."""
+    parsed = parse_spec(spec)
+    if (
+        not isinstance(parsed.source, Path)
+        or parsed.option is not None
+        or file_format(parsed.source)
+        not in (
+            "csv",
+            "parquet",
+        )
+    ):
+        return read_data(spec, image_size=image_size)
+    table = read_table(parsed.source)
+    if parsed.rows is not None:
+        rows = range(table.num_rows)[parsed.rows]
+        if len(rows) == 0:
+            raise DataError(
+                f"{parsed.name} selects no rows: the source has {table.num_rows} rows; choose start and stop "
+                f"within 0..{table.num_rows}"
+            )
+        table = table.slice(rows.start, len(rows))
+    return Dataset(table, None, parsed.name)  # type: ignore[arg-type]
 
 
 def take_rows(

@@ -20,7 +20,7 @@ from isthmus.errors import DataError, OutputError
 
 def write_array(
     path: str | os.PathLike[str],
-    array: npt.ArrayLike,
+    array: npt.ArrayLike | pa.Table,
     *,
     overwrite: bool = True,
     columns: Sequence[str] | None = None,
@@ -31,8 +31,9 @@ def write_array(
     ----------
     path : str or os.PathLike
         The file to write; it appears only once completely written.
-    array : array_like
-        Numeric values. ``.npy`` keeps the shape; ``.csv`` and ``.parquet`` write rows of
+    array : array_like, Arrow table or pandas DataFrame
+        Numeric values, or a table with named columns of numbers and text (written with its names).
+        ``.npy`` keeps the shape; ``.csv`` and ``.parquet`` write rows of
         shape (n_rows, n_columns): a 1-D array is one column, trailing axes beyond the second
         are flattened into columns.
     overwrite : bool
@@ -55,6 +56,9 @@ def write_array(
             f"cannot write {target}: unknown extension {target.suffix or '(none)'!r}; "
             f"use one of {', '.join(sorted(WRITERS))}"
         )
+    if isinstance(array, pa.Table) or type(array).__name__ == "DataFrame":
+        _write_table(target, array, overwrite)
+        return
     values = np.asarray(array)
     if values.dtype.kind not in "biuf":
         raise DataError(f"cannot write an array of dtype {values.dtype} to {target}; give numbers")
@@ -83,6 +87,30 @@ def _write_parquet(path: Path, array: npt.NDArray[np.generic], overwrite: bool, 
     table = _to_table(array, columns)
     with atomic_path(path, overwrite=overwrite) as tmp:
         pq.write_table(table, tmp)
+
+
+def _write_table(path: Path, table: object, overwrite: bool) -> None:
+    """A table with named columns of numbers or text (a DataFrame or an Arrow table) to .csv or .parquet;
+    to .npy only when every column is numeric."""
+    if not isinstance(table, pa.Table):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    if path.suffix.lower() == ".npy":
+        numeric = all(pa.types.is_floating(t) or pa.types.is_integer(t) for t in table.schema.types)
+        if not numeric:
+            raise OutputError(f"cannot write {path}: the table has text columns; write .csv or .parquet")
+        values = np.column_stack([c.to_numpy(zero_copy_only=False) for c in table.columns])
+        _write_npy(path, values, overwrite, None)
+        return
+    if path.suffix.lower() == ".parquet":
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            pq.write_table(table, tmp)
+        return
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow(table.column_names)
+    options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+    with atomic_open(path, overwrite=overwrite) as fh:
+        fh.write(header.getvalue().encode("utf-8"))
+        pa_csv.write_csv(table, fh, write_options=options)
 
 
 WRITERS: dict[str, Callable[[Path, npt.NDArray[np.generic], bool, Sequence[str] | None], None]] = {

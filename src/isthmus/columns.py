@@ -107,6 +107,14 @@ class TableHead(nn.Module):
     """A table's rows in the schema's encoding: missing-cell indicators in, softmax per categorical column out."""
 
     plain = False
+    # buffers (registered in __init__), declared for the type checker
+    first: Tensor
+    numeric: Tensor
+    blocks: Tensor
+    valid: Tensor
+    cell_of: Tensor
+    weight: Tensor
+    back: Tensor
 
     def __init__(
         self,

@@ -683,7 +683,9 @@ default="reconstruction"
 
     def _as_table(self, columns: dict[str, np.ndarray] | np.ndarray, like: Any) -> Any:
         """Per-column results shaped like ``like``: a table of the model's columns, or an array."""
-        return as_output(columns, like, self.schema_) if self.schema_ is not None else columns
+        if self.schema_ is None or not isinstance(columns, dict):
+            return columns
+        return as_output(columns, like, self.schema_)
 
     def inverse_transform(self, X: Any) -> Any:
         """Decode codes (n_samples, n_components) back to the caller's units and sample shape.

@@ -210,6 +210,7 @@ def column_metrics(ae: Autoencoder, x: np.ndarray, recons: dict[str, np.ndarray]
     R² for a numeric column (1 - SSE / SST, in the caller's units), accuracy of the most likely level for a
     categorical one. ``[{"name", "kind", "metric": "r2" or "accuracy", "n_observed", "autoencoder", "pca"}]``."""
     schema = ae.schema_
+    assert schema is not None  # only called for a model fitted on a table
     out = []
     for column, start in zip(schema.columns, schema.starts(), strict=True):
         entry: dict[str, Any] = {"name": column.name, "kind": column.kind}

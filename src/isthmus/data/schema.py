@@ -366,7 +366,7 @@ def read_columns(X: Any, name: str = "X") -> list[RawColumn]:
         raise DataError(f"{name} has 0 sample(s) (shape (0, {len(columns)})); give at least one row")
     names = [c.name for c in columns]
     if names[0] is not None and len(set(names)) != len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = sorted({str(n) for n in names if names.count(n) > 1})
         raise DataError(f"{name} has the column name(s) {_shorten(twice)} more than once; give distinct names")
     return columns
 
@@ -409,7 +409,7 @@ def infer_schema(columns: Sequence[RawColumn], categorical_features: Sequence[st
     from isthmus.errors import ConfigError
 
     named = columns[0].name is not None
-    names = [c.name if named else f"x{j}" for j, c in enumerate(columns)]
+    names = [str(c.name) if named else f"x{j}" for j, c in enumerate(columns)]
     forced = list(categorical_features or ())
     unknown = [f for f in forced if f not in names]
     if unknown:

@@ -7,6 +7,7 @@ import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -89,7 +90,7 @@ def _write_parquet(path: Path, array: npt.NDArray[np.generic], overwrite: bool, 
         pq.write_table(table, tmp)
 
 
-def _write_table(path: Path, table: object, overwrite: bool) -> None:
+def _write_table(path: Path, table: Any, overwrite: bool) -> None:
     """A table with named columns of numbers or text (a DataFrame or an Arrow table) to .csv or .parquet;
     to .npy only when every column is numeric."""
     if not isinstance(table, pa.Table):

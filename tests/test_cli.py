@@ -254,7 +254,11 @@ def test_preset_values_reach_the_model_and_set_overrides_them(tmp_path: Path, pr
     model = tmp_path / "m.safetensors"
     overrides = {"max_iter": 1, "hidden_layer_sizes": [16], "verbose": 0, "random_state": 0}
     sets = [arg for name, value in overrides.items() for arg in ("--set", f"{name}={value}")]
-    invoke("train", "digits[:100]", "-o", model, "--preset", preset, *sets)
+    data = "digits[:100]"
+    if "window" in PRESETS[preset]:  # a series preset reads a series
+        data = str(tmp_path / "series.npy")
+        np.save(data, np.sin(np.arange(300) / 5.0))
+    invoke("train", data, "-o", model, "--preset", preset, *sets)
     params = info_json(model)["params"]
     for name, value in {**PRESETS[preset], **overrides}.items():
         assert params[name] == (list(value) if isinstance(value, tuple) else value), name

@@ -54,8 +54,25 @@ def check_matches(ae: Autoencoder, x: np.ndarray, folder: Path) -> None:
 # every table entry is exported, so a new architecture, bottleneck or penalty is tested without new code
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
 def test_every_architecture_exports(architecture: str, digits: np.ndarray, tmp_path: Path) -> None:
+    if architecture == "conv1d":  # windows of a series only: test_a_series_model_exports_its_windows
+        pytest.skip("conv1d takes a series; exported by test_a_series_model_exports_its_windows")
     ae = fit(digits[:200], n_components=3, architecture=architecture, hidden_layer_sizes=(4, 8))
     check_matches(ae, digits, tmp_path)
+
+
+@pytest.mark.parametrize("architecture", ["conv1d", "mlp"])
+def test_a_series_model_exports_its_windows(architecture: str, tmp_path: Path) -> None:
+    from isthmus.series import cut
+
+    series = (np.sin(np.arange(300) / 7.0) * 50 + 100).astype(np.float32)
+    ae = fit(series, n_components=3, architecture=architecture, window=16, hidden_layer_sizes=(4, 8))
+    encoder, decoder = tmp_path / "encoder.onnx", tmp_path / "decoder.onnx"
+    export_onnx(ae, encoder)
+    export_onnx(ae, decoder, part="decoder")
+    windows = np.ascontiguousarray(cut(series[:, None], 16, 1).x)  # (n_windows, 1, 16), as transform cuts them
+    code = run(encoder, "x", windows)
+    np.testing.assert_allclose(code, ae.transform(series), **TOLERANCE)
+    np.testing.assert_allclose(run(decoder, "code", code), ae.inverse_transform(code), **TOLERANCE)
 
 
 @pytest.mark.parametrize("bottleneck", sorted(BOTTLENECKS))

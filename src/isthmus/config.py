@@ -17,7 +17,7 @@ from isthmus.errors import ConfigError
 #: Allowed string values per field; the tables they come from live beside the code that implements
 #: them (``nets.ACTIVATIONS`` ...), and ``tests/test_config.py`` checks that the two agree.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "architecture": ("mlp", "conv", "resconv"),
+    "architecture": ("mlp", "conv", "resconv", "conv1d"),
     "activation": ("relu", "gelu", "silu", "elu", "leaky_relu", "tanh", "sigmoid"),
     "bottleneck": ("deterministic", "gaussian", "quantized"),
     "penalty": ("none", "l1", "kl_sparsity", "topk", "contractive", "tsne"),
@@ -73,9 +73,14 @@ class ModelConfig:
     column_weights: Mapping[str, float] | None = None
     cell_dropout: float = 0.2
 
+    # a series model: the timestamps per window (None: samples are rows), and the step between windows
+    window: int | None = None
+    window_stride: int = 1
+
     def __post_init__(self) -> None:
         _check_choices(self)
         _check_tables(self)
+        _check_window(self)
         _check_int("n_components", self.n_components, minimum=1)
         if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in self.hidden_layer_sizes):
             raise ConfigError(
@@ -223,6 +228,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_estimators": 5,
         "anomaly_score": "reconstruction_knn",
         "max_iter": 10,
+    },
+    # metric streams, one configuration for every series (bench/nab.py, tuned on NAB's realKnownCause and
+    # artificial series): a variational MLP on windows of 128 timestamps cut every 2, each scored by its
+    # negative ELBO (reconstruction error plus the KL of its code, so an unusual level or shape counts even
+    # where it is reconstructed well), every timestamp by the mean over the windows that cover it
+    "series": {
+        "window": 128,
+        "window_stride": 2,
+        "architecture": "mlp",
+        "hidden_layer_sizes": (64, 32),
+        "n_components": 8,
+        "bottleneck": "gaussian",
+        "anomaly_score": "elbo",
+        "scaling": "standard",
+        "loss": "mse",
+        "max_iter": 20,
+        "batch_size": 128,
     },
     # held-out MNIST SSE 2.76 per image in 60 epochs (bench/mnist_recon.py); needs (n, 1, 28, 28) images
     "mnist": {
@@ -386,6 +408,24 @@ def _check_choices(cfg: object) -> None:
         value = getattr(cfg, field.name)
         if allowed is not None and value not in allowed:
             raise ConfigError(f"{field.name}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def _check_window(cfg: ModelConfig) -> None:
+    if cfg.window is not None:
+        _check_int("window", cfg.window, minimum=2)
+    _check_int("window_stride", cfg.window_stride, minimum=1)
+    if cfg.window is not None and cfg.window_stride > cfg.window:
+        raise ConfigError(
+            f"window_stride={cfg.window_stride} is larger than window={cfg.window}, so the timestamps between "
+            "windows would never be seen; use window_stride <= window"
+        )
+    if cfg.architecture == "conv1d" and cfg.window is None:
+        raise ConfigError("architecture='conv1d' runs on windows of a series; set window (e.g. window=64)")
+    if cfg.architecture in ("conv", "resconv") and cfg.window is not None:
+        raise ConfigError(
+            f"architecture={cfg.architecture!r} is for images; a series cut into windows (window={cfg.window}) "
+            "takes architecture='conv1d' or 'mlp'"
+        )
 
 
 def _check_contamination(value: Any) -> None:

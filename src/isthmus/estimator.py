@@ -34,6 +34,7 @@ from isthmus.data.schema import (
     numeric_table,
     read_columns,
 )
+from isthmus.data.series import as_series
 from isthmus.data.stream import Rows, moments, sample_rows
 from isthmus.errors import ConfigError, DataError
 from isthmus.fitted import Fitted, check_fitted
@@ -42,6 +43,15 @@ from isthmus.model import AutoencoderNet, build_net, net_shape
 from isthmus.nets import ARCHITECTURES
 from isthmus.penalties import PENALTIES
 from isthmus.scaling import Scaler, fit_scaler, resolve_scaling, scaler_from_moments
+from isthmus.series import (
+    channel_scaler,
+    early_stopping_windows,
+    held_out_offset,
+    reconstruct_series,
+    score_series,
+    training_split,
+    windows_of,
+)
 from isthmus.shapes import any_size
 
 #: rows of a streamed source kept at hand for the PCA baseline, the coding tables and the anomaly threshold
@@ -197,7 +207,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     scaling : {"auto", "minmax", "standard", "robust", "none"}, default="auto"
         Fitted on the training data and stored; ``"auto"`` is min-max for images, standard otherwise.
         ``"robust"``: the median and the interquartile range (in standard deviations of a normal), which
-        the anomalies in the training data do not move; see ``isthmus.scaling.SCALINGS``.
+        the anomalies in the training data do not move; see ``isthmus.scaling.SCALINGS``. Per channel for a
+        series (``window``).
     fully_convolutional : bool, default=False
         With ``architecture="conv"`` or ``"resconv"``: no linear layer, so the code is a map of
         ``n_components`` channels, one position per ``2**len(hidden_layer_sizes)`` pixels a side, and the
@@ -227,6 +238,16 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         For tables with categorical columns or missing cells: the fraction of cells hidden from the
         encoder in training (marked missing, still in the loss), so that the model learns to fill
         missing cells (``impute``).
+    window : int or None, default=None
+        Make a series model: ``fit``, ``score_samples``, ``predict``, ``reconstruct`` and ``transform`` take a
+        series ``(n_timestamps,)`` or ``(n_timestamps, n_channels)`` (NumPy, a DataFrame with a datetime
+        index or column, a CSV/Parquet path) and cut it into overlapping windows of ``window`` timestamps
+        (``isthmus.series``). Scores, flags and reconstructions come back per timestamp, codes per window.
+        ``fit`` trains on the first ``1 - validation_fraction`` of the series and sets the threshold
+        ``offset_`` from the scores of the rest.
+    window_stride : int, default=1
+        Timestamps between the starts of consecutive windows (the last window always ends at the last
+        timestamp).
     max_iter, batch_size, learning_rate, weight_decay : training schedule (Adam).
     lr_schedule : {"constant", "cosine"}, default="constant"
         ``"cosine"`` anneals the learning rate to zero over ``max_iter`` epochs.
@@ -316,6 +337,8 @@ default="reconstruction"
         categorical_features: Sequence[str] | None = DEFAULTS["categorical_features"],
         column_weights: dict[str, float] | None = DEFAULTS["column_weights"],
         cell_dropout: float = DEFAULTS["cell_dropout"],
+        window: int | None = DEFAULTS["window"],
+        window_stride: int = DEFAULTS["window_stride"],
         max_iter: int = DEFAULTS["max_iter"],
         batch_size: int = DEFAULTS["batch_size"],
         learning_rate: float = DEFAULTS["learning_rate"],
@@ -361,6 +384,8 @@ default="reconstruction"
         self.categorical_features = categorical_features
         self.column_weights = column_weights
         self.cell_dropout = cell_dropout
+        self.window = window
+        self.window_stride = window_stride
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -422,7 +447,17 @@ default="reconstruction"
                 "train without streaming (drop --stream)"
             )
         cropping = train_cfg.crop_size is not None
-        if cropping:  # images of any sizes, trained on in crops (isthmus.crops)
+        split = None
+        if model_cfg.window is not None:  # a series: its windows are the samples
+            if streaming or cropping:
+                raise DataError(
+                    "a series model (window=...) reads its series whole; pass it without streaming or crops"
+                )
+            split = training_split(X, model_cfg.window, model_cfg.window_stride, train_cfg.validation_fraction)
+            x = split.train.x  # (n_windows, n_channels, window)
+            self._set_shape(x.shape[1:])
+            n_samples = len(x)
+        elif cropping:  # images of any sizes, trained on in crops (isthmus.crops)
             images, crop = crops.as_images(X), int(train_cfg.crop_size or 0)
             self._set_shape((images[0].shape[0], crop, crop))
             n_samples = len(images)
@@ -432,8 +467,8 @@ default="reconstruction"
         else:
             x = self._validate(X, reset=True)
             n_samples = len(x)
-        is_image = len(self.input_shape_) > 1
-        shape = net_shape(self.input_shape_)
+        is_image = len(self.input_shape_) > 1 and split is None
+        shape = net_shape(self.input_shape_) if split is None else tuple(self.input_shape_)
         arch = ARCHITECTURES[model_cfg.architecture]
         if len(shape) not in arch.input_ranks:
             raise ConfigError(
@@ -471,15 +506,21 @@ default="reconstruction"
             data_range = float(stats.maximum.max() - stats.minimum.min()) or 1.0
             x_train, x_val = _split_stream(X, scaler, shape, train_cfg, seed)
         else:
+            if split is not None:  # a series: one offset and scale per channel
+                scaler = channel_scaler(split.values, scaling, model_cfg.window)
             if self.schema_ is not None:  # the network sees missing cells when a table has them or categories
                 mask = self.schema_.categorical or bool(np.isnan(x).any())
                 self.schema_ = dataclasses.replace(self.schema_, missing_mask=mask)
             levels = None if self.schema_ is None else self.schema_.level_positions()
-            scaler = fit_scaler(x, scaling, is_image=is_image, unscaled=levels)
+            if split is None:
+                scaler = fit_scaler(x, scaling, is_image=is_image, unscaled=levels)
             scaled = scaler.transform(x)
             low, high = float(np.nanmin(scaled)), float(np.nanmax(scaled))
             data_range = float(np.nanmax(x) - np.nanmin(x)) or 1.0
-            train_rows, val_rows = _split(scaled, train_cfg, seed)
+            if split is None:
+                train_rows, val_rows = _split(scaled, train_cfg, seed)
+            else:
+                train_rows, val_rows = scaled, early_stopping_windows(split, scaler, train_cfg.early_stopping)
             x_train = torch.from_numpy(train_rows.reshape(len(train_rows), *shape))
             x_val = None  # rows held out for the threshold alone are not the training loop's
             if train_cfg.early_stopping and val_rows is not None:
@@ -540,10 +581,13 @@ default="reconstruction"
             train_rows, val_rows = scaled, None
         reference = train_rows.reshape(len(train_rows), *shape)
         fitted = fitted.replace(score_state=scoring.fit_state(fitted, reference, seed, train_cfg.anomaly_score))
-        # the threshold from rows the network did not train on, where the fit held some out: training rows'
-        # scores are optimistic, and a threshold on them flags more new normal rows than contamination says
-        unseen = scaled if val_rows is None else val_rows.reshape(len(val_rows), *shape)
-        offset = scoring.training_offset(fitted, unseen, seed, train_cfg.anomaly_score, train_cfg.contamination)
+        if split is not None:  # per-timestamp scores of the held-out end of the series (isthmus.series)
+            offset = held_out_offset(fitted, split, train_cfg.anomaly_score, train_cfg.contamination)
+        else:
+            # the threshold from rows the network did not train on, where the fit held some out: training rows'
+            # scores are optimistic, and a threshold on them flags more new normal rows than contamination says
+            unseen = scaled if val_rows is None else val_rows.reshape(len(val_rows), *shape)
+            offset = scoring.training_offset(fitted, unseen, seed, train_cfg.anomaly_score, train_cfg.contamination)
         self._set_fitted(fitted.replace(offset=offset))
         if not result.converged:
             warnings.warn(
@@ -657,17 +701,23 @@ default="reconstruction"
     # ------------------------------------------------------------------ using
 
     def _scaled(self, X: Any) -> np.ndarray:
-        return self._state().scale(self._validate(X, reset=False))
+        state = self._state()
+        if self.window is not None:  # the windows of a series, (n_windows, n_channels, window)
+            return state.scaler.transform(windows_of(state, X).x)
+        return state.scale(self._validate(X, reset=False))
 
     def transform(self, X: Any) -> np.ndarray:
         """Encode ``X`` into its deterministic code, shape (n_samples, n_components).
 
         ``X`` may also be a streamed source (:func:`isthmus.data.open_rows`), encoded a chunk at a time.
+        A series model (``window=W``) gives one code per window, shape (n_windows, n_components): the
+        windows start every ``window_stride`` timestamps, the last ends at the last timestamp, and each
+        code belongs to its window's end timestamp (``isthmus.series.Windows.ends``).
         """
         state = self._state()
         if isinstance(X, Rows):
             return np.concatenate(list(self.iter_transform(X)))
-        return state.encode(state.scale(self._validate(X, reset=False)))
+        return state.encode(self._scaled(X))
 
     def iter_transform(self, rows: Rows) -> Iterator[np.ndarray]:
         """Codes of a streamed source, one array per chunk, in row order: bounded memory for any size."""
@@ -712,6 +762,9 @@ default="reconstruction"
         For a table: the same kind of table as ``X`` (a DataFrame for a DataFrame, an Arrow table for an
         Arrow table, an array for an array) with the model's columns, categories as their most likely level.
         """
+        if self.window is not None:  # a series: (n_timestamps, n_channels), the mean over covering windows
+            state = self._state()
+            return reconstruct_series(state, windows_of(state, X))
         wide = self._decoded(self.transform(X))
         if self._state().spatial:  # the decoder covers the input padded to its stride: cut back to X's shape
             shape = as_input(X).shape
@@ -761,6 +814,9 @@ default="reconstruction"
         table, the same kind of table as ``X`` with one column per column of the model
             The per-feature errors sum to the per-sample ones.
         """
+        if self.window is not None:  # per timestamp (and channel) of the series
+            errors = np.square(self.reconstruct(X) - as_series(X).values)  # (n_timestamps, n_channels)
+            return errors if per_feature else errors.sum(axis=1)
         x = self._validate(X, reset=False)
         if self.schema_ is None:
             recon = self.reconstruct(X)  # X as given
@@ -781,6 +837,10 @@ default="reconstruction"
         ----------
         X : array-like of shape (n_samples, *sample shape)
 
+        A series model (``window=W``) scores each window, then gives each timestamp the mean score of the
+        windows that cover it (``isthmus.series``): shape (n_timestamps,), the first ``W - 1`` timestamps
+        included.
+
         Returns
         -------
         ndarray of shape (n_samples,)
@@ -789,6 +849,8 @@ default="reconstruction"
             Monte-Carlo scores use a fixed seed, so equal calls give equal scores.
         """
         state = self._state()
+        if self.window is not None:  # a series: window scores, then one score per timestamp
+            return score_series(state, windows_of(state, X), self.anomaly_score)
         return scoring.score_samples(state, state.scale(self._validate(X, reset=False)), self.anomaly_score)
 
     def score_contributions(self, X: Any) -> Any:

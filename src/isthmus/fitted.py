@@ -164,7 +164,7 @@ class Fitted:
         for a fully convolutional network, images of any height and width, with one global offset and scale."""
         if self.spatial:
             return any_size(self.scaler).transform(x).reshape(len(x), *net_shape(x.shape[1:]))
-        shape = net_shape(self.input_shape)
+        shape = self.net.input_shape  # net_shape(input_shape), or a series model's (n_channels, window) as it is
         return self.scaler.transform(x.reshape(len(x), *self.input_shape)).reshape(len(x), *shape)
 
     def encode(self, scaled: np.ndarray) -> np.ndarray:

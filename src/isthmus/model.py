@@ -273,7 +273,10 @@ def build_net(
     """Construct a network whose initial weights depend only on ``seed`` (global RNG untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return AutoencoderNet(config, net_shape(input_shape), schema)
+        # a window of a series (n_channels, window) is a sample as it is, not a lone image
+        return AutoencoderNet(
+            config, tuple(input_shape) if config.window is not None else net_shape(input_shape), schema
+        )
 
 
 # ---------------------------------------------------------------------------------------- inference

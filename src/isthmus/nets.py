@@ -192,6 +192,55 @@ def _with_residuals(plain: nn.Module, activation: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _conv1d_lengths(window: int, n_layers: int) -> list[int]:
+    # each stride-2 convolution with kernel k and padding k // 2 (k odd) maps a length s to ceil(s / 2)
+    lengths = [window]
+    for _ in range(n_layers):
+        lengths.append((lengths[-1] + 1) // 2)
+    return lengths
+
+
+#: kernel of the temporal convolutions: with stride 2, a unit of layer l sees 2**l * (KERNEL_1D - 1) + 1 steps
+KERNEL_1D = 7
+
+
+def conv1d_encoder(input_shape: tuple[int, ...], hidden: Sequence[int], n_out: int, activation: str) -> nn.Module:
+    """``(batch, channels, window) -> (batch, n_out)``: stride-2 temporal convolutions, then linear.
+
+    Any window length works: the lengths after each convolution are computed from it (ceil(s / 2) each).
+    """
+    channels, window = input_shape
+    lengths = _conv1d_lengths(window, len(hidden))
+    layers: list[nn.Module] = []
+    for c_in, c_out in zip([channels, *hidden[:-1]], hidden, strict=True):
+        layers += [nn.Conv1d(c_in, c_out, KERNEL_1D, stride=2, padding=KERNEL_1D // 2), ACTIVATIONS[activation]()]
+    layers += [nn.Flatten(), nn.Linear(hidden[-1] * lengths[-1], n_out)]
+    return nn.Sequential(*layers)
+
+
+def conv1d_decoder(input_shape: tuple[int, ...], hidden: Sequence[int], n_in: int, activation: str) -> nn.Module:
+    """``(batch, n_in) -> (batch, channels, window)``: linear, stride-2 transposed convolutions, a last convolution."""
+    channels, window = input_shape
+    lengths = _conv1d_lengths(window, len(hidden))
+    layers: list[nn.Module] = [
+        nn.Linear(n_in, hidden[-1] * lengths[-1]),
+        ACTIVATIONS[activation](),
+        nn.Unflatten(1, (hidden[-1], lengths[-1])),
+    ]
+    outs = [*reversed(hidden[:-1]), hidden[0]]
+    for i, (c_in, c_out) in enumerate(zip(reversed(hidden), outs, strict=True)):
+        target = lengths[len(hidden) - 1 - i]
+        # a transposed convolution gives 2 * s - 1 + output_padding; pad by one where the target is even
+        pad = KERNEL_1D // 2
+        layers += [
+            nn.ConvTranspose1d(c_in, c_out, KERNEL_1D, stride=2, padding=pad, output_padding=1 - target % 2),
+            ACTIVATIONS[activation](),
+        ]
+    # a stride-1 convolution to the channels smooths the upsampling's checkerboard, as in Keras's example
+    layers.append(nn.Conv1d(hidden[0], channels, KERNEL_1D, padding=KERNEL_1D // 2))
+    return nn.Sequential(*layers)
+
+
 Builder = Callable[[tuple[int, ...], Sequence[int], int, str], nn.Module]
 
 
@@ -211,4 +260,6 @@ ARCHITECTURES: dict[str, Architecture] = {
     "conv": Architecture(conv_encoder, conv_decoder, (3,), fcn_encoder, fcn_decoder),
     # the conv encoder, and a decoder with more depth for the same upsampling (compression's high end)
     "resconv": Architecture(conv_encoder, residual_conv_decoder, (3,), fcn_encoder, residual_fcn_decoder),
+    # windows of a series (channels, window): temporal convolutions (window=W in the estimator)
+    "conv1d": Architecture(conv1d_encoder, conv1d_decoder, (2,)),
 }

@@ -440,6 +440,8 @@ def write_report(
     index = out / "index.html"
     if index.exists() and not overwrite:
         raise OutputError(f"{index} already exists; pass --overwrite (overwrite=True) to replace it")
+    if ae.window is not None:  # a series model: its own figure (report_series), one label per timestamp
+        return _write_series_report(ae, out, X, y, model_name, data_name)
     # a table model reads its table as given (columns by name, categories, missing cells); else samples
     x = None if X is None else X if getattr(ae, "schema_", None) is not None else as_samples(X, ae.input_shape_)
     labels = None if y is None else np.asarray(y).reshape(-1)
@@ -448,31 +450,63 @@ def write_report(
         raise DataError(f"{len(labels)} labels were given for {got}; give one label per sample of the data")
     inputs = Inputs(ae, x, labels)
 
+    drawn = {name: (title, draw.__doc__, draw(inputs)) for name, (title, draw) in FIGURES.items()}
+    summary = _summary(ae, model_name, data_name, None if x is None else len(x))
+    return _write_page(out, model_name, summary + _metrics_table(ae, x, labels), drawn)
+
+
+def _write_page(
+    out: Path, model_name: str | None, head: str, drawn: dict[str, tuple[str, str | None, Figure | str]]
+) -> Report:
+    """index.html with ``head``, then each figure of ``drawn`` (name -> title, caption, figure or reason)."""
     images: dict[str, Path] = {}
     skipped: dict[str, str] = {}
     sections: list[str] = []
-    for name, (title, draw) in FIGURES.items():
-        drawn = draw(inputs)
-        if isinstance(drawn, str):
-            skipped[name] = drawn
+    titles = {name: title for name, (title, _, _) in drawn.items()}
+    for name, (title, doc, figure) in drawn.items():
+        if isinstance(figure, str):
+            skipped[name] = figure
             continue
         path = out / f"{name}.png"
-        write_bytes_atomic(path, _png(drawn))
+        write_bytes_atomic(path, _png(figure))
         images[name] = path
-        caption = html.escape((draw.__doc__ or "").strip())
+        caption = html.escape((doc or "").strip())
         sections.append(
             f'<h2>{html.escape(title)}</h2><p>{caption}</p><img src="{path.name}" alt="{html.escape(title)}">'
         )
     not_shown = "".join(
-        f"<li>{html.escape(FIGURES[name][0])}: {html.escape(reason)}</li>" for name, reason in skipped.items()
+        f"<li>{html.escape(titles[name])}: {html.escape(reason)}</li>" for name, reason in skipped.items()
     )
     page = (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         f"<title>isthmus report: {html.escape(model_name or 'model')}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>What the autoencoder learned</h1>{_summary(ae, model_name, data_name, None if x is None else len(x))}"
-        f"{_metrics_table(ae, x, labels)}{''.join(sections)}"
+        f"<h1>What the autoencoder learned</h1>{head}{''.join(sections)}"
         + (f"<h2>Not shown</h2><ul class=skip>{not_shown}</ul>" if not_shown else "")
         + "</body></html>\n"
     )
+    index = out / "index.html"
     write_bytes_atomic(index, page.encode("utf-8"))
     return Report(index, images, skipped)
+
+
+def _write_series_report(
+    ae: Autoencoder, out: Path, X: Any, y: Any, model_name: str | None, data_name: str | None
+) -> Report:
+    """The page of a series model: loss curves, then the series, its reconstruction, score and flags over time."""
+    from isthmus.data.series import as_series
+    from isthmus.report_series import series_over_time
+
+    data = None if X is None else as_series(X)
+    labels = None if y is None else np.asarray(y).reshape(-1)
+    n = None if data is None else len(data.values)
+    if labels is not None and (n is None or len(labels) != n):
+        got = "no series" if n is None else f"a series of {n} timestamps"
+        raise DataError(f"{len(labels)} labels were given for {got}; give one label per timestamp")
+    title = "The series over time"
+    figure = "no series was given" if data is None else series_over_time(ae, data, labels)
+    drawn = {
+        "loss": ("Loss per epoch", loss_curves.__doc__, loss_curves(Inputs(ae, None, None))),
+        "series": (title, series_over_time.__doc__, figure),
+    }
+    summary = _summary(ae, model_name, data_name or (None if data is None else data.name), n)
+    return _write_page(out, model_name, summary.replace(" samples</td>", " timestamps</td>"), drawn)

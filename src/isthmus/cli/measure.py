@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from isthmus.cli import _series
 from isthmus.cli._common import (
     db,
     image_size_opt,
@@ -158,6 +159,7 @@ def _train_labels(train: Any, spec: str | None, train_data: str) -> Any:
     metavar="K",
     help="Add the K columns that contribute most to each row's score: explain_1 .. explain_K.",
 )
+@_series.time_column_opt
 @image_size_opt
 @overwrite_opt
 def score_command(
@@ -166,6 +168,7 @@ def score_command(
     output: str,
     labels: str | None,
     explain: int | None,
+    time_column: str | None,
     image_size: str | None,
     overwrite: bool,
 ) -> None:
@@ -175,6 +178,10 @@ def score_command(
     depends on the model's anomaly_score) and flag (+1 normal, -1 anomaly: a score below the threshold
     offset_ that the model's contamination set from its training rows). With --explain K, also the names
     of the K columns (features) that add most to the row's score, most first (Autoencoder.score_contributions).
+
+    With a series model (trained with --window), DATA is a series and the output (.csv or .parquet) has
+    one row per timestamp: timestamp, score (the mean score of the windows covering the timestamp) and
+    flag (against the threshold set on the held-out end of the training series).
     """
     import numpy as np
 
@@ -184,20 +191,37 @@ def score_command(
     refuse_existing(output, overwrite)
     ae = load_model_file(model)
     threshold = offset(Fitted.of(ae))  # NotFittedError, saying what to do, for a file without offset_
-    dataset = read_table_spec(data, image_size)
-    truth = None if labels is None else anomaly_truth(_labels_for(labels, len(dataset.X), data), labels)
-    scores = ae.score_samples(dataset.X)  # (n_samples,)
+    _series.check_series_options(ae.window, time_column)
+    series = None if ae.window is None else _series.read(data, time_column)
+    X = series if series is not None else read_table_spec(data, image_size).X
+    n_rows = len(X) if series is None else len(series.values)
+    truth = None if labels is None else anomaly_truth(_labels_for(labels, n_rows, data), labels)
+    scores = ae.score_samples(X)  # (n_samples,), or (n_timestamps,) for a series
     flags = np.where(scores - threshold < 0, -1, 1)  # as predict, without scoring twice
-    if explain is None:
-        write_output(output, np.column_stack([scores, flags]), overwrite, columns=("score", "flag"))
-    else:
-        write_output(output, _explained(ae, dataset.X, scores, flags, explain), overwrite)
     n_flagged = int((flags == -1).sum())
-    click.echo(f"flagged {n_flagged} of {len(scores)} rows as anomalies (score < offset_ = {threshold:.6g})")
-    if truth is not None:
+    if series is None:
+        if explain is None:
+            write_output(output, np.column_stack([scores, flags]), overwrite, columns=("score", "flag"))
+        else:
+            write_output(output, _explained(ae, X, scores, flags, explain), overwrite)
+        click.echo(f"flagged {n_flagged} of {len(scores)} rows as anomalies (score < offset_ = {threshold:.6g})")
+    else:
+        _series.write_scores(output, series, scores, flags, overwrite)
+        click.echo(f"flagged {n_flagged} of {len(scores)} timestamps (score < offset_ = {threshold:.6g})")
+        for stretch in _series.flagged_stretches(series.timestamps, flags):
+            click.echo(f"  {stretch}")
+    if truth is not None and series is not None:  # per timestamp; the row baselines do not apply to a series
+        from isthmus.scoring import detection_metrics
+
+        m = detection_metrics(scores, truth)
+        click.echo(
+            f"ROC-AUC {m['roc_auc']:.4f}, average precision {m['average_precision']:.4f} "
+            f"({m['n_anomalies']} anomalous timestamps in {len(scores)})"
+        )
+    elif truth is not None:
         from isthmus.baselines import detection_baselines, print_rows
 
-        result = detection_baselines(Fitted.of(ae), np.asarray(dataset.X), truth, scores)
+        result = detection_baselines(Fitted.of(ae), np.asarray(X), truth, scores)
         click.echo(
             f"{result['autoencoder']['n_anomalies']} anomalies in {len(scores)} rows; beside baselines on the "
             "same scaled rows (IsolationForest fitted on them, PCA on the model's training rows):"
@@ -236,16 +260,25 @@ def _explained(ae: Any, x: Any, scores: Any, flags: Any, k: int) -> Any:
     default=None,
     help="Labels of DATA that colour the codes: a labels file or a labelled data spec (default: DATA's own).",
 )
+@_series.time_column_opt
 @image_size_opt
 @overwrite_opt
 def report(
-    model: str, data: str | None, output: str, labels: str | None, image_size: str | None, overwrite: bool
+    model: str,
+    data: str | None,
+    output: str,
+    labels: str | None,
+    time_column: str | None,
+    image_size: str | None,
+    overwrite: bool,
 ) -> None:
     """Write an HTML report with PNG plots of what MODEL learned, shown on DATA when given (needs isthmus[report]).
 
     Loss curves, originals beside reconstructions, the codes coloured by label, samples and an
     interpolation for variational models, anomaly scores, and reconstruction metrics beside PCA. The
-    folder's index.html opens from disk; it links nothing outside the folder.
+    folder's index.html opens from disk; it links nothing outside the folder. For a series model (DATA a
+    series): the loss curves and the series over time, with its reconstruction, the per-timestamp score
+    and threshold and the flagged stretches shaded (--labels: one 0/1 label per timestamp).
     """
     from isthmus.report import write_report
 
@@ -253,8 +286,16 @@ def report(
         raise click.UsageError("--labels needs DATA")
     refuse_existing(str(Path(output) / "index.html"), overwrite)
     ae = load_model_file(model)
-    dataset = None if data is None else read_table_spec(data, image_size)
-    y = None if dataset is None else dataset.y
+    _series.check_series_options(ae.window, time_column)
+    X: Any = None
+    y: Any = None
+    name = None
+    if data is not None and ae.window is not None:  # a series, with its timestamps
+        X = _series.read(data, time_column)
+        name = X.name
+    elif data is not None:
+        dataset = read_table_spec(data, image_size)
+        X, y, name = dataset.X, dataset.y, dataset.name
     if labels is not None:
         from isthmus.data import read_labels
 
@@ -262,10 +303,10 @@ def report(
     result = write_report(
         ae,
         output,
-        None if dataset is None else dataset.X,
+        X,
         y,
         model_name=Path(model).name,
-        data_name=None if dataset is None else dataset.name,
+        data_name=name,
         overwrite=overwrite,
     )
     for name, reason in result.skipped.items():

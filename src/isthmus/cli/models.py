@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from isthmus.cli import _series
 from isthmus.cli._common import (
     image_size_opt,
     is_images,
@@ -41,6 +42,11 @@ from isthmus.config import PRESETS, parse_assignment, resolve_params
     help="Train on random square crops of this many pixels from images of any sizes (sets crop_size; needs "
     "--set architecture=conv --set fully_convolutional=true).",
 )
+@click.option(
+    "--window", type=click.IntRange(min=2), default=None, help="Train a series model: windows of this many timestamps."
+)
+@_series.time_column_opt
+@click.option("--train-until", default=None, help="Series: train on the timestamps before this one, e.g. 2014-01-01.")
 @stream_opt
 @image_size_opt
 @overwrite_opt
@@ -52,6 +58,9 @@ def train(
     assignments: Sequence[str],
     resume: bool,
     crop_size: int | None,
+    window: int | None,
+    time_column: str | None,
+    train_until: str | None,
     stream: bool,
     image_size: str | None,
     overwrite: bool,
@@ -63,6 +72,10 @@ def train(
     image folder is read in chunks, never whole. A checkpoint (MODEL with suffix .ckpt) is written
     after every epoch, per-epoch metrics go to MODEL with suffix .log.jsonl.
 
+    A series (``--window 64``, or ``--preset series``): DATA is a CSV or Parquet file with a timestamp
+    column and value columns (or a .npy array), sorted by time; a row slice 'series.csv[:4000]' or
+    --train-until picks the part to train on.
+
     Under torchrun (torchrun --nproc_per_node=N -m isthmus train ...) every process trains its share
     of each batch with DistributedDataParallel, and rank 0 writes the files.
     """
@@ -71,11 +84,18 @@ def train(
     overrides = dict(parse_assignment(a) for a in assignments)
     if crop_size is not None:
         overrides["crop_size"] = crop_size
+    if window is not None:
+        overrides["window"] = window
     params = resolve_params(preset=preset, config_file=config_file, overrides=overrides)
+    _series.check_series_options(params.get("window"), time_column, train_until)
     refuse_existing(model, overwrite or resume)
     checkpoint = Path(model).with_suffix(".ckpt")
     log = Path(model).with_suffix(".log.jsonl")
-    if stream:
+    if params.get("window") is not None:
+        series = _series.read(data, time_column, train_until)
+        data_in, name = series, series.name
+        size = f"{len(series.values)} timestamps, windows of {params['window']},"
+    elif stream:
         rows = open_spec_rows(data, image_size)
         data_in, name = rows, rows.name
     elif params.get("crop_size") is not None and image_size is None and is_images(data):
@@ -114,7 +134,8 @@ def train(
     shown = ", ".join(f"{k}={v:.5g}" for k, v in last.items() if k.endswith("_loss"))
     world = int(os.environ.get("WORLD_SIZE", "1")) if joined else 1
     on = f" in {world} processes" if world > 1 else ""
-    click.echo(f"trained {ae.n_iter_} epochs on {len(data_in)} samples of {name}{on} ({shown})")
+    size = f"{len(data_in)} samples" if params.get("window") is None else size
+    click.echo(f"trained {ae.n_iter_} epochs on {size} of {name}{on} ({shown})")
     click.echo(f"saved {model}")
 
 

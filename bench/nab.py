@@ -28,7 +28,7 @@ ROC-AUC; the estimator's ``score_samples`` is negated):
 Every windowed method maps its window scores to timestamps the way the preset does: each timestamp gets
 the mean score of the windows that cover it (``isthmus.series.per_timestamp``).
 
-    .venv/bin/python bench/nab.py --data ../shared/data/nab-dev --out runs/nab
+    .venv/bin/python bench/nab.py --data DIR/nab-dev --out runs/nab    # or ISTHMUS_DATA=DIR, no --data
     .venv/bin/python bench/nab.py --series machine_temp --regimes b --methods preset,iforest   # a quick look
 
 It prints one line per series, regime and method, then ``{folder: {regime: {method: mean}}}`` and the
@@ -53,12 +53,12 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from _common import data_file, report
 from isthmus import Autoencoder
 from isthmus.config import PRESETS, parse_assignment
 from isthmus.data.series import read_series
 from isthmus.series import Windows, cut, per_timestamp
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab-dev"
 PROBATION = 0.15
 ZSCORE_WINDOW = 64
 KERAS_WINDOW = 288
@@ -192,18 +192,21 @@ def run_preset(values: np.ndarray, n_train: int, params: dict[str, Any]) -> np.n
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="NAB folder with combined_windows.json")
+    p.add_argument("--data", type=Path, default=None, help="NAB folder with combined_windows.json")
     p.add_argument("--out", type=Path, default=None, help="write the per-series figures there as JSON")
     p.add_argument("--series", default="", help="only series whose key contains one of these (comma-separated)")
     p.add_argument("--regimes", default="ab", help="a (whole series), b (first 15%%), or ab")
     p.add_argument("--methods", default="preset," + ",".join(REFERENCES), help="comma-separated")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="NAME=VALUE", help="over the preset")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--no-record", dest="record", action="store_false", help="print only (bench/results/nab.jsonl)")
     p.add_argument(
         "--merge", type=Path, nargs="+", default=[], help="summarize the rows of earlier runs' nab.json instead"
     )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.data is None:
+        args.data = data_file("nab-dev", "--data")
     params = {**PRESETS["series"], "random_state": 0, "verbose": 0}
     params.update(dict(parse_assignment(item) for item in args.overrides))
     methods = args.methods.split(",")
@@ -266,7 +269,19 @@ def main() -> None:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "nab.json").write_text(json.dumps({"params": params, "rows": rows}, indent=1, default=str))
-    print(json.dumps({"means": summary, **targets}))
+    figures = {"means": summary, **targets}
+    headline = None
+    if real.get("a", {}).get("preset") is not None and real.get("b", {}).get("preset") is not None:
+        best = {r: max((v for m, v in real[r].items() if m != "preset"), default=float("nan")) for r in "ab"}
+        headline = {
+            "what": "realKnownCause mean per-timestamp ROC-AUC, regimes a (whole series) / b (first 15%)",
+            "figure": f"series preset {real['a']['preset']:.3f} / {real['b']['preset']:.3f}",
+            "baseline": f"best reference {best['a']:.3f} / {best['b']:.3f}",
+        }
+    # a partial run (some series or methods) prints only; a whole one (or a merge of parts) is recorded
+    complete = not wanted and set(methods) == {"preset", *REFERENCES}
+    args.record = args.record and complete
+    report(figures, headline, args)
 
 
 if __name__ == "__main__":

@@ -229,10 +229,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "anomaly_score": "reconstruction_knn",
         "max_iter": 10,
     },
-    # metric streams, one configuration for every series (bench/nab.py, tuned on NAB's realKnownCause and
-    # artificial series): a variational MLP on windows of 128 timestamps cut every 2, each scored by its
-    # negative ELBO (reconstruction error plus the KL of its code, so an unusual level or shape counts even
-    # where it is reconstructed well), every timestamp by the mean over the windows that cover it
+    # metric streams, one configuration for every series (bench/nab.py, picked on NAB's realKnownCause): a
+    # variational MLP on windows of 128 timestamps cut every 2, each scored by its negative ELBO (reconstruction
+    # error plus the KL of its code, so an unusual level or shape counts even where it is reconstructed well),
+    # every timestamp by the mean over the windows that cover it. Mean per-timestamp ROC-AUC on realKnownCause,
+    # fit on the whole series / on the first 15%: 0.772 / 0.792 (IsolationForest on the same windows 0.753 /
+    # 0.754, Keras's Conv1D autoencoder 0.690 / 0.737); windows of 64 with a plain autoencoder: 0.681 / 0.752
+    # on four of the seven series, where these settings give 0.764 / 0.773
     "series": {
         "window": 128,
         "window_stride": 2,

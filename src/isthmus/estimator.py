@@ -833,13 +833,13 @@ default="reconstruction"
     def score_samples(self, X: Any) -> np.ndarray:
         """How normal each row of ``X`` is: higher for normal rows, as scikit-learn's outlier detectors.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, *sample shape)
-
         A series model (``window=W``) scores each window, then gives each timestamp the mean score of the
         windows that cover it (``isthmus.series``): shape (n_timestamps,), the first ``W - 1`` timestamps
         included.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, *sample shape), or a series for a series model
 
         Returns
         -------

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from isthmus.cli import _series
+from isthmus.cli import series as series_cli
 from isthmus.cli._common import (
     db,
     image_size_opt,
@@ -159,7 +159,7 @@ def _train_labels(train: Any, spec: str | None, train_data: str) -> Any:
     metavar="K",
     help="Add the K columns that contribute most to each row's score: explain_1 .. explain_K.",
 )
-@_series.time_column_opt
+@series_cli.time_column_opt
 @image_size_opt
 @overwrite_opt
 def score_command(
@@ -191,8 +191,8 @@ def score_command(
     refuse_existing(output, overwrite)
     ae = load_model_file(model)
     threshold = offset(Fitted.of(ae))  # NotFittedError, saying what to do, for a file without offset_
-    _series.check_series_options(ae.window, time_column)
-    series = None if ae.window is None else _series.read(data, time_column)
+    series_cli.check_series_options(ae.window, time_column)
+    series = None if ae.window is None else series_cli.read(data, time_column)
     X = series if series is not None else read_table_spec(data, image_size).X
     n_rows = len(X) if series is None else len(series.values)
     truth = None if labels is None else anomaly_truth(_labels_for(labels, n_rows, data), labels)
@@ -206,9 +206,9 @@ def score_command(
             write_output(output, _explained(ae, X, scores, flags, explain), overwrite)
         click.echo(f"flagged {n_flagged} of {len(scores)} rows as anomalies (score < offset_ = {threshold:.6g})")
     else:
-        _series.write_scores(output, series, scores, flags, overwrite)
+        series_cli.write_scores(output, series, scores, flags, overwrite)
         click.echo(f"flagged {n_flagged} of {len(scores)} timestamps (score < offset_ = {threshold:.6g})")
-        for stretch in _series.flagged_stretches(series.timestamps, flags):
+        for stretch in series_cli.flagged_stretches(series.timestamps, flags):
             click.echo(f"  {stretch}")
     if truth is not None and series is not None:  # per timestamp; the row baselines do not apply to a series
         from isthmus.scoring import detection_metrics
@@ -260,7 +260,7 @@ def _explained(ae: Any, x: Any, scores: Any, flags: Any, k: int) -> Any:
     default=None,
     help="Labels of DATA that colour the codes: a labels file or a labelled data spec (default: DATA's own).",
 )
-@_series.time_column_opt
+@series_cli.time_column_opt
 @image_size_opt
 @overwrite_opt
 def report(
@@ -286,12 +286,12 @@ def report(
         raise click.UsageError("--labels needs DATA")
     refuse_existing(str(Path(output) / "index.html"), overwrite)
     ae = load_model_file(model)
-    _series.check_series_options(ae.window, time_column)
+    series_cli.check_series_options(ae.window, time_column)
     X: Any = None
     y: Any = None
     name = None
     if data is not None and ae.window is not None:  # a series, with its timestamps
-        X = _series.read(data, time_column)
+        X = series_cli.read(data, time_column)
         name = X.name
     elif data is not None:
         dataset = read_table_spec(data, image_size)

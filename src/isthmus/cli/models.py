@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from isthmus.cli import _series
+from isthmus.cli import series as series_cli
 from isthmus.cli._common import (
     image_size_opt,
     is_images,
@@ -45,7 +45,7 @@ from isthmus.config import PRESETS, parse_assignment, resolve_params
 @click.option(
     "--window", type=click.IntRange(min=2), default=None, help="Train a series model: windows of this many timestamps."
 )
-@_series.time_column_opt
+@series_cli.time_column_opt
 @click.option("--train-until", default=None, help="Series: train on the timestamps before this one, e.g. 2014-01-01.")
 @stream_opt
 @image_size_opt
@@ -87,12 +87,12 @@ def train(
     if window is not None:
         overrides["window"] = window
     params = resolve_params(preset=preset, config_file=config_file, overrides=overrides)
-    _series.check_series_options(params.get("window"), time_column, train_until)
+    series_cli.check_series_options(params.get("window"), time_column, train_until)
     refuse_existing(model, overwrite or resume)
     checkpoint = Path(model).with_suffix(".ckpt")
     log = Path(model).with_suffix(".log.jsonl")
     if params.get("window") is not None:
-        series = _series.read(data, time_column, train_until)
+        series = series_cli.read(data, time_column, train_until)
         data_in, name = series, series.name
         size = f"{len(series.values)} timestamps, windows of {params['window']},"
     elif stream:

@@ -101,16 +101,32 @@ def test_resolve_params_precedence(tmp_path: Path) -> None:
         ("penalty=kl_sparsity", ("penalty", "kl_sparsity")),
         ('corruption="salt_pepper"', ("corruption", "salt_pepper")),
         ("hidden_layer_sizes=[64, 32]", ("hidden_layer_sizes", [64, 32])),
-        ("hidden_layer_sizes=64,32", ("hidden_layer_sizes", [64, 32])),
+        ("hidden_layer_sizes=64,32", ("hidden_layer_sizes", (64, 32))),  # a Python tuple without brackets
+        ("hidden_layer_sizes=(64,32)", ("hidden_layer_sizes", (64, 32))),
+        ("hidden_layer_sizes=(64,)", ("hidden_layer_sizes", (64,))),
+        ("early_stopping=False", ("early_stopping", False)),  # Python's spelling
+        ("early_stopping=false", ("early_stopping", False)),  # TOML's
+        ("target_loss=None", ("target_loss", None)),
+        ("learning_rate=1e-3", ("learning_rate", 1e-3)),
+        ("target_loss=-inf", ("target_loss", float("-inf"))),  # TOML only
         ("target_loss=none", ("target_loss", None)),
         ("random_state=null", ("random_state", None)),
         ("corruption=none", ("corruption", "none")),  # a table entry, not a missing value
-        ("penalty=None", ("penalty", "None")),  # then refused by validation, naming the choices
+        ("penalty=None", ("penalty", None)),  # then refused by validation, naming the choices
         ("sparsity_target=0.02", ("sparsity_target", 0.02)),
     ],
 )
 def test_parse_assignment(text: str, expected: tuple[str, Any]) -> None:
     assert parse_assignment(text) == expected
+
+
+def test_python_literals_pass_validation() -> None:
+    overrides = dict(parse_assignment(a) for a in ("early_stopping=False", "hidden_layer_sizes=(64,32)"))
+    params = resolve_params(overrides=overrides)
+    model, train = split_params(params)
+    assert model.hidden_layer_sizes == (64, 32) and train.early_stopping is False
+    with pytest.raises(ConfigError, match="penalty=None is not allowed; choose one of: none"):
+        resolve_params(overrides=dict([parse_assignment("penalty=None")]))
 
 
 @pytest.mark.parametrize("text", ["n_components", "=3", ""])

@@ -96,7 +96,9 @@ def test_scaler_fitted_on_training_data(tabular: np.ndarray, scaling: str) -> No
 
 def test_images_default_to_global_minmax(digits: np.ndarray) -> None:
     ae = fit(digits[:100], n_components=4)
-    assert ae.resolved_ == {"loss": "bce", "scaling": "minmax", "pca": "scaled"}
+    # the digits' values are integers 0..16: 8-bit images, which the command line writes back as such
+    assert ae.resolved_ == {"loss": "bce", "scaling": "minmax", "pca": "scaled", "dtype": "uint8"}
+    assert "dtype" not in fit(digits[:100] / 16.0, n_components=4).resolved_
     assert np.unique(ae.scaler_.scale).size == 1  # one scale for every pixel
 
 

@@ -151,6 +151,12 @@ def test_csv_and_plot(result: rd.RateDistortion, tmp_path: Path) -> None:
         assert image.format == "PNG" and image.width > image.height > 100
 
 
+def test_cli_codec_names_match_the_table() -> None:
+    from isthmus.cli.coding import CODEC_NAMES
+
+    assert tuple(rd.CODECS) == CODEC_NAMES
+
+
 def test_every_installed_codec_round_trips(images: np.ndarray) -> None:
     """Each codec's files decode to images of the input's shape (the codecs that are not installed are named)."""
     available, skipped = classical_codecs()

@@ -92,7 +92,7 @@ def test_cli_report_refuses_to_overwrite_and_checks_labels(
     labels = tmp_path / "labels.npy"
     np.save(labels, np.arange(7))
     message = fails(capsys, "report", model_file, "digits[:10]", "-o", out, "--overwrite", "--labels", labels)
-    assert "7 labels were given for 10 samples" in message
+    assert "has 7 labels but digits[:10] has 10 rows" in message
     invoke("report", model_file, "digits[:10]", "-o", out, "--overwrite", "--labels", "digits[10:20]")
     assert "accuracies of the codes are not shown" in (out / "index.html").read_text(encoding="utf-8")  # 1 per class
     fails(capsys, "report", model_file, "-o", out, "--overwrite", "--labels", labels, code=2)  # labels need data

@@ -34,6 +34,16 @@ def check_output(path: str | os.PathLike[str], *, overwrite: bool) -> None:
         raise OutputError(f"cannot write {target}: the folder {folder} is not writable; choose another output path")
 
 
+def check_suffix(path: str | os.PathLike[str], suffix: str, what: str) -> None:
+    """Raise OutputError unless ``path`` ends in ``suffix``: a file whose name says another format misleads."""
+    target = Path(path)
+    if target.suffix.lower() != suffix:
+        raise OutputError(
+            f"{what} {target} must end in {suffix} (it is written in that format); "
+            f"name it {target.with_suffix(suffix).name} instead"
+        )
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.

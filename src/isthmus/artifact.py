@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from isthmus import version
-from isthmus._files import write_bytes_atomic
+from isthmus._files import check_suffix, write_bytes_atomic
 from isthmus.config import DEFAULTS, split_params
 from isthmus.data.schema import Schema
 from isthmus.entropy import CdfTables, check_cdf_tables
@@ -182,7 +182,8 @@ def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str
 
 
 def save(fitted: Fitted, path: str | os.PathLike[str], *, encoder_only: bool = False, overwrite: bool = True) -> None:
-    """Write a fitted model to ``path`` atomically; ``encoder_only`` leaves the decoder out."""
+    """Write a fitted model to ``path`` (``.safetensors``) atomically; ``encoder_only`` leaves the decoder out."""
+    check_suffix(path, ".safetensors", "the model file")
     encoder_only = encoder_only or fitted.encoder_only  # an encoder-only model can only be saved as such
     tensors = model_tensors(fitted, encoder_only=encoder_only)
     metadata = model_metadata(fitted, encoder_only=encoder_only)

@@ -6,6 +6,8 @@ file's metadata keys are one and the same set of names. Presets are named bundle
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import dataclasses
 import tomllib
 from collections.abc import Mapping
@@ -316,25 +318,22 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """Parse ``name=value`` (the value as a TOML literal, else a plain string)."""
+    """Parse ``name=value``: the value as a Python literal (``True``, ``None``, ``(64, 32)``), else as a TOML
+    one (``true``, ``[64, 32]``), else as a plain string (``mlp``)."""
     name, sep, raw = text.partition("=")
     name = name.strip()
     if not sep or not name:
         raise ConfigError(f"--set {text!r} must look like name=value, e.g. --set n_components=30")
     raw = raw.strip()
+    value: Any = raw
     try:
-        value: Any = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    if isinstance(value, str) and name == "hidden_layer_sizes" and "," in value:
-        value = [int(v) for v in value.split(",") if v.strip()] if _all_ints(value) else value
+        value = ast.literal_eval(raw)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        with contextlib.suppress(tomllib.TOMLDecodeError):  # neither: a plain string such as mlp
+            value = tomllib.loads(f"v = {raw}")["v"]
     if isinstance(value, str) and value.lower() in ("none", "null") and DEFAULTS.get(name, "") is None:
         value = None  # only where None is a real setting (random_state, target_loss); "none" is a choice elsewhere
     return name, value
-
-
-def _all_ints(text: str) -> bool:
-    return all(part.strip().lstrip("-").isdigit() for part in text.split(",") if part.strip())
 
 
 def _normalize(name: str, value: Any) -> Any:

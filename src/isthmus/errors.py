@@ -18,7 +18,7 @@ Every error a user can cause is an :class:`IsthmusError`; the command line print
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+from typing import Any
 
 
 class IsthmusError(Exception):
@@ -45,10 +45,6 @@ class EncoderOnlyError(IsthmusError):
     """A model file holding only the encoder was asked to decode or reconstruct."""
 
 
-class NotFittedError(IsthmusError, _SklearnNotFittedError):
-    """The estimator was used before ``fit`` (also scikit-learn's ``NotFittedError``)."""
-
-
 class TrainingError(IsthmusError):
     """Training cannot go on, for example because the loss became NaN or infinite."""
 
@@ -59,3 +55,23 @@ class OutputError(IsthmusError):
 
 class DependencyError(IsthmusError, ImportError):
     """A feature needs an optional dependency that is not installed; the message names the extra."""
+
+
+def _not_fitted_error() -> type:
+    """NotFittedError, made on first use: its scikit-learn base costs a second to import, and the command
+    line's ``--help`` must not pay for it."""
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+    class NotFittedError(IsthmusError, _SklearnNotFittedError):
+        """The estimator was used before ``fit`` (also scikit-learn's ``NotFittedError``)."""
+
+    NotFittedError.__module__ = __name__
+    NotFittedError.__qualname__ = "NotFittedError"  # so that pickle finds it again
+    return NotFittedError
+
+
+def __getattr__(name: str) -> Any:
+    if name == "NotFittedError":
+        cls = globals()["NotFittedError"] = _not_fitted_error()  # made once, then a plain module attribute
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

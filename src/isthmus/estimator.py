@@ -143,6 +143,11 @@ def _finish_coding(fitted: Fitted, x: np.ndarray, scaled: np.ndarray) -> Fitted:
     return fitted.replace(fingerprint=artifact.fingerprint(fitted))
 
 
+def _is_8bit(x: np.ndarray) -> bool:
+    """Every value an integer in 0..255 (with streamed data, every value of the sample at hand)."""
+    return bool(x.size) and float(x.min()) >= 0.0 and float(x.max()) <= 255.0 and bool(np.all(x == np.rint(x)))
+
+
 class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """An autoencoder with a bottleneck of ``n_components`` units, used like scikit-learn's PCA.
 
@@ -563,8 +568,14 @@ default="reconstruction"
             net=net,
             scaler=scaler,
             input_shape=self.input_shape_,
-            # "pca": the baseline lives in the scaled space (files written before it: the caller's units)
-            resolved={"loss": loss, "scaling": scaling, "pca": "standardized" if table else "scaled"},
+            # "pca": the baseline lives in the scaled space (files written before it: the caller's units); "dtype":
+            # 8-bit images, which the command line writes back as 8-bit images, like decompress
+            resolved={
+                "loss": loss,
+                "scaling": scaling,
+                "pca": "standardized" if table else "scaled",
+                **({"dtype": "uint8"} if is_image and _is_8bit(x) else {}),
+            },
             data_range=data_range,
             history=result.history,
             n_iter=result.n_iter,
@@ -891,8 +902,18 @@ default="reconstruction"
 
         A model trained with a ``corruption`` learned to map corrupted inputs to the clean ones (the
         noise is applied in training only), so denoising is exactly ``reconstruct``; use it on data
-        corrupted like the training noise.
+        corrupted like the training noise. A model trained without corruption warns: its reconstruction
+        was never taught to remove noise.
         """
+        self._check_fitted()
+        if self.corruption == "none":
+            warnings.warn(
+                "this model was trained without corruption (corruption='none'), so denoise is its plain "
+                "reconstruction, never taught to remove noise; train with corruption='gaussian' (the preset "
+                "'denoising') and a noise_level like the data's noise",
+                UserWarning,
+                stacklevel=2,
+            )
         return self.reconstruct(X)
 
     def sample(self, n_samples: int = 1, *, random_state: int | np.random.RandomState | None = None) -> np.ndarray:

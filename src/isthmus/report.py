@@ -20,6 +20,7 @@ import html
 import io
 import math
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -306,6 +307,12 @@ FIGURES: dict[str, tuple[str, Callable[[Inputs], Figure | str]]] = {
 # ---------------------------------------------------------------- the page
 
 
+def _text(doc: str) -> str:
+    """A docstring or message as HTML: escaped, one line, reST literals (two backquotes) shown as code."""
+    escaped = html.escape(" ".join(doc.split()))
+    return re.sub(r"``(.+?)``", r"<code>\1</code>", escaped)
+
+
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
@@ -324,19 +331,30 @@ _METRIC_NAMES = {
 }
 
 
-def _metrics_table(ae: Autoencoder, x: np.ndarray | None, y: np.ndarray | None) -> str:
+def _metrics_table(
+    ae: Autoencoder, x: np.ndarray | None, y: np.ndarray | None, metrics: dict[str, Any] | None, note: str
+) -> str:
     if x is None:
         return "<p class=skip>Metrics: not shown, no data was given.</p>"
     if ae.encoder_only_:
         return "<p class=skip>Metrics: not shown, the model file holds only the encoder.</p>"
     from isthmus.metrics import evaluate
 
-    note = ""
-    try:
-        result = evaluate(ae, x) if y is None else evaluate(ae, x, y=y)
-    except IsthmusError as exc:  # too few labelled rows per class to cross-validate the accuracies
-        result = evaluate(ae, x)
-        note = f" The accuracies of the codes are not shown: {exc}."
+    result = metrics
+    if result is None:
+        try:
+            result = evaluate(ae, x) if y is None else evaluate(ae, x, y=y)
+        except IsthmusError as exc:  # too few labelled rows per class to cross-validate the accuracies
+            result = evaluate(ae, x)
+            note = f"the accuracies of the codes are not shown: {exc}"
+    fitted = result.get("classifiers")
+    if fitted is not None and fitted["fit_on"] == "train":
+        how = f" The kNN-5 classifier and the probe were fitted on the codes of {fitted['n_train']} training rows."
+    elif fitted is not None:
+        how = f" The kNN-5 and probe accuracies are {fitted['n_splits']}-fold cross-validated on these samples."
+    else:
+        how = ""
+    note = how + (f" {note[0].upper()}{note[1:]}." if note else "")
     k = result["n_components"]
     models = (("autoencoder", result["autoencoder"]), (f"PCA-{k}", result["pca"]))
     keys = [key for key in result["autoencoder"] if any(m.get(key) is not None for _, m in models)]
@@ -404,6 +422,8 @@ def write_report(
     model_name: str | None = None,
     data_name: str | None = None,
     overwrite: bool = True,
+    metrics: dict[str, Any] | None = None,
+    metrics_note: str | None = None,
 ) -> Report:
     """Write ``folder/index.html`` and a PNG per figure that applies.
 
@@ -421,6 +441,11 @@ def write_report(
         Shown at the top of the page.
     overwrite : bool, default=True
         Replace an existing ``index.html``; if False, it raises OutputError.
+    metrics : dict, optional
+        What :func:`isthmus.metrics.evaluate` returned for ``ae`` on ``X`` (the command line passes the
+        result that ``isthmus evaluate`` prints); computed here from ``X`` and ``y`` when not given.
+    metrics_note : str, optional
+        Said beside the metrics, e.g. why the accuracies are missing.
 
     Returns
     -------
@@ -452,7 +477,8 @@ def write_report(
 
     drawn = {name: (title, draw.__doc__, draw(inputs)) for name, (title, draw) in FIGURES.items()}
     summary = _summary(ae, model_name, data_name, None if x is None else len(x))
-    return _write_page(out, model_name, summary + _metrics_table(ae, x, labels), drawn)
+    table = _metrics_table(ae, x, labels, metrics, metrics_note or "")
+    return _write_page(out, model_name, summary + table, drawn)
 
 
 def _write_page(
@@ -470,12 +496,12 @@ def _write_page(
         path = out / f"{name}.png"
         write_bytes_atomic(path, _png(figure))
         images[name] = path
-        caption = html.escape((doc or "").strip())
+        caption = _text(doc or "")
         sections.append(
             f'<h2>{html.escape(title)}</h2><p>{caption}</p><img src="{path.name}" alt="{html.escape(title)}">'
         )
     not_shown = "".join(
-        f"<li>{html.escape(titles[name])}: {html.escape(reason)}</li>" for name, reason in skipped.items()
+        f"<li>{html.escape(titles[name])}: {_text(reason)}</li>" for name, reason in skipped.items()
     )
     page = (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"

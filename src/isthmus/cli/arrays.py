@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,7 +19,21 @@ from isthmus.cli._common import (
     stream_opt,
     write_output,
 )
-from isthmus.estimator import Autoencoder
+from isthmus.errors import OutputError
+
+if TYPE_CHECKING:  # torch is imported by the commands that run, never by --help
+    from isthmus.estimator import Autoencoder
+
+
+_DATA_OUTPUT = (
+    "Output file: .npy, .csv or .parquet{stream}; for a model trained on 8-bit images, values are rounded to "
+    "0..255 and OUTPUT may also be a .png (one image) or a folder of PNG files."
+)
+
+
+def _call(method: str) -> Callable[[Autoencoder, Any], Any]:
+    """``Autoencoder.<method>`` by name: the estimator (and torch) is imported only when a command runs."""
+    return lambda ae, x: getattr(ae, method)(x)
 
 
 def _map_rows(
@@ -30,25 +45,64 @@ def _map_rows(
     overwrite: bool,
     stream: bool = False,
     table: bool = True,
+    as_data: bool = False,
 ) -> None:
     """Load MODEL, pass DATA's rows through ``method`` and write the result to OUTPUT.
 
     A CSV or Parquet DATA is read as a table (``table``): its columns are matched by name, text columns
     are categories, and a table result is written with the column names. Streamed, DATA is read and
-    OUTPUT (.npy) written a chunk at a time.
+    OUTPUT (.npy) written a chunk at a time. With ``as_data`` the result is data like the training data:
+    for a model trained on 8-bit images it is clipped and rounded to 0..255 (uint8), and OUTPUT may be a
+    .png (one image) or a folder of PNG files, as ``decompress`` writes.
     """
-    refuse_existing(output, overwrite)
+    from pathlib import Path
+
+    target = Path(output)
+    pngs = as_data and (target.suffix.lower() == ".png" or not target.suffix)
+    if not pngs:
+        refuse_existing(output, overwrite)
+    elif target.exists() and not overwrite:
+        raise OutputError(f"{output} already exists; pass --overwrite to replace it")
     ae = load_model_file(model)
+    eight_bit = as_data and ae.resolved_.get("dtype") == "uint8"
+    if pngs and (stream or not eight_bit):
+        why = "--stream writes a .npy file" if stream else "the model was not trained on 8-bit images"
+        raise OutputError(f"{output}: PNG output needs 8-bit images, and {why}; write a .npy file instead")
+
+    def run(x: Any) -> Any:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = method(ae, x)
+        for warning in caught:  # once per command, not once per chunk
+            if str(warning.message) not in shown:
+                shown.add(str(warning.message))
+                click.echo(f"warning: {warning.message}", err=True)
+        return _as_8bit(out) if eight_bit else out
+
+    shown: set[str] = set()
+    if pngs:
+        from isthmus.cli.coding import _write_pngs
+
+        _write_pngs(target, run(read_spec(data, image_size).X), sample_ndim=len(ae.input_shape_), overwrite=overwrite)
+        click.echo(f"wrote {output}", err=True)
+        return
     if not stream:
         read = read_table_spec if table else read_spec
-        write_output(output, method(ae, read(data, image_size).X), overwrite)
+        write_output(output, run(read(data, image_size).X), overwrite)
         return
     from isthmus.data import write_npy_chunks
 
     rows = open_spec_rows(data, image_size)
-    chunks = (method(ae, chunk) for chunk in rows.iter_chunks())
+    chunks = (run(chunk) for chunk in rows.iter_chunks())
     shape = write_npy_chunks(output, chunks, len(rows), overwrite=overwrite)
     click.echo(f"wrote {output} {shape}", err=True)
+
+
+def _as_8bit(x: Any) -> Any:
+    """Values in the units of 8-bit training images, clipped and rounded to 0..255 (uint8)."""
+    import numpy as np
+
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 @click.command()
@@ -60,44 +114,45 @@ def _map_rows(
 @overwrite_opt
 def encode(model: str, data: str, output: str, stream: bool, image_size: str | None, overwrite: bool) -> None:
     """Encode DATA with MODEL into codes (n_samples, n_components)."""
-    _map_rows(Autoencoder.transform, model, data, output, image_size, overwrite, stream)
+    _map_rows(_call("transform"), model, data, output, image_size, overwrite, stream)
 
 
 @click.command()
 @click.argument("model")
 @click.argument("codes")
-@click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet.")
+@click.option("-o", "--output", required=True, help=_DATA_OUTPUT.format(stream=""))
 @overwrite_opt
 def decode(model: str, codes: str, output: str, overwrite: bool) -> None:
     """Decode CODES with MODEL back into data in the training data's units."""
-    _map_rows(Autoencoder.inverse_transform, model, codes, output, None, overwrite, table=False)
+    _map_rows(_call("inverse_transform"), model, codes, output, None, overwrite, table=False, as_data=True)
 
 
 @click.command()
 @click.argument("model")
 @click.argument("data")
-@click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet (.npy with --stream).")
+@click.option("-o", "--output", required=True, help=_DATA_OUTPUT.format(stream=" (.npy with --stream)"))
 @stream_opt
 @image_size_opt
 @overwrite_opt
 def reconstruct(model: str, data: str, output: str, stream: bool, image_size: str | None, overwrite: bool) -> None:
     """Encode and decode DATA: its reconstruction through the bottleneck."""
-    _map_rows(Autoencoder.reconstruct, model, data, output, image_size, overwrite, stream)
+    _map_rows(_call("reconstruct"), model, data, output, image_size, overwrite, stream, as_data=True)
 
 
 @click.command()
 @click.argument("model")
 @click.argument("data")
-@click.option("-o", "--output", required=True, help="Output file: .npy, .csv or .parquet.")
+@click.option("-o", "--output", required=True, help=_DATA_OUTPUT.format(stream=""))
 @image_size_opt
 @overwrite_opt
 def denoise(model: str, data: str, output: str, image_size: str | None, overwrite: bool) -> None:
     """Clean DATA with MODEL, a model trained with a corruption (e.g. --preset denoising).
 
     The output is DATA's reconstruction in DATA's units: the network learned to map corrupted inputs to
-    clean ones, so give it data corrupted like its training noise.
+    clean ones, so give it data corrupted like its training noise. A model trained without corruption
+    gets a warning.
     """
-    _map_rows(Autoencoder.denoise, model, data, output, image_size, overwrite)
+    _map_rows(_call("denoise"), model, data, output, image_size, overwrite, as_data=True)
 
 
 @click.command()
@@ -112,7 +167,7 @@ def impute(model: str, data: str, output: str, overwrite: bool) -> None:
     encoded with its missing cells marked as missing and decoded: a numeric cell gets the reconstruction,
     a categorical cell its most likely level. The output has MODEL's columns, with their names.
     """
-    _map_rows(Autoencoder.impute, model, data, output, None, overwrite)
+    _map_rows(_call("impute"), model, data, output, None, overwrite)
 
 
 @click.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -20,24 +20,74 @@ from isthmus.cli._common import (
     write_output,
 )
 
-
-@click.command()
-@click.argument("model")
-@click.argument("data")
-@click.option(
+_labels_opt = click.option(
     "--labels",
     default=None,
-    help="Class labels of DATA (a labels file, or a data spec such as 'digits[:500]' whose source has labels): "
-    "adds kNN and probe accuracies of the codes; two-valued labels (0/1, +1/-1) also read as anomaly flags: "
-    "ROC-AUC of score_samples beside IsolationForest's and PCA's on the same scaled rows.",
+    help="Class labels of DATA (a labels file, or a data spec such as 'digits[:500]' whose source has labels; "
+    "default: those DATA carries): adds kNN and probe accuracies of the codes; in evaluate, two-valued labels "
+    "(0/1, +1/-1) also read as anomaly flags: ROC-AUC of score_samples beside IsolationForest's and PCA's on "
+    "the same scaled rows.",
 )
-@click.option(
+_train_opt = click.option(
     "--train",
     "train_data",
     default=None,
     help="Labelled data to fit the kNN classifier and the probe on (default: 5-fold cross-validation on DATA).",
 )
-@click.option("--train-labels", default=None, help="Labels of --train (default: those its source carries).")
+_train_labels_opt = click.option("--train-labels", default=None, help="Labels of --train (default: its own).")
+
+
+class _Measured(NamedTuple):
+    """DATA as read, its labels, and the metrics beside PCA that evaluate prints and report shows."""
+
+    dataset: Any
+    labels: Any
+    result: dict[str, Any]
+    note: str  # why the accuracies are missing, when labels were given but could not be used
+
+
+def _measure(
+    ae: Any,
+    data: str,
+    labels: str | None,
+    train_data: str | None,
+    train_labels: str | None,
+    image_size: str | None,
+) -> _Measured:
+    """The one computation behind evaluate and report: :func:`isthmus.metrics.evaluate` of MODEL on DATA.
+
+    Labels are --labels, else those DATA carries. Labels too few per class to cross-validate drop the
+    accuracies, with a note that says so.
+    """
+    from isthmus.errors import IsthmusError
+    from isthmus.metrics import evaluate as run
+
+    if train_labels is not None and train_data is None:
+        raise click.UsageError("--train-labels gives the labels of --train; give --train too")
+    dataset = read_table_spec(data, image_size)
+    y = dataset.y if labels is None else _labels_for(labels, len(dataset.X), data)
+    if train_data is not None and y is None:
+        raise click.UsageError(f"--train fits the kNN classifier and the probe, which also need labels for {data}")
+    x_train = y_train = None
+    if train_data is not None:
+        train = read_table_spec(train_data, image_size)
+        x_train = train.X
+        y_train = _train_labels(train, train_labels, train_data)
+    try:
+        result = run(ae, dataset.X, y, X_train=x_train, y_train=y_train)
+    except IsthmusError as exc:
+        if y is None or train_data is not None:
+            raise
+        return _Measured(dataset, y, run(ae, dataset.X), f"the accuracies of the codes are not shown: {exc}")
+    return _Measured(dataset, y, result, "")
+
+
+@click.command()
+@click.argument("model")
+@click.argument("data")
+@_labels_opt
+@_train_opt
+@_train_labels_opt
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @image_size_opt
 def evaluate(
@@ -52,26 +102,19 @@ def evaluate(
     """MODEL on DATA beside PCA with the same n_components, fitted on the same training data.
 
     Reports reconstruction (MSE, SSE per sample, PSNR, explained variance) and the trustworthiness of the
-    codes; with --labels also the accuracy of a 5-nearest-neighbour classifier and of a logistic-regression
-    probe reading the codes, fitted on --train's codes or, without --train, cross-validated on DATA.
+    codes; with labels (--labels, or those DATA carries) also the accuracy of a 5-nearest-neighbour
+    classifier and of a logistic-regression probe reading the codes, fitted on --train's codes or, without
+    --train, cross-validated on DATA. ``report`` shows the same numbers.
     """
-    from isthmus.metrics import evaluate as run
-
-    if train_data is not None and labels is None:
-        raise click.UsageError("--train fits the kNN classifier and the probe, which also need --labels for DATA")
-    if train_labels is not None and train_data is None:
-        raise click.UsageError("--train-labels gives the labels of --train; give --train too")
     ae = load_model_file(model)
     if ae.encoder_only_:
         raise_encoder_only()
-    dataset = read_table_spec(data, image_size)
-    y = None if labels is None else _labels_for(labels, len(dataset.X), data)
-    x_train = y_train = None
-    if train_data is not None:
-        train = read_table_spec(train_data, image_size)
-        x_train = train.X
-        y_train = _train_labels(train, train_labels, train_data)
-    result = {"model": model, "data": dataset.name, **run(ae, dataset.X, y, X_train=x_train, y_train=y_train)}
+    measured = _measure(ae, data, labels, train_data, train_labels, image_size)
+    dataset = measured.dataset
+    result = {"model": model, "data": dataset.name, **measured.result}
+    if measured.note:
+        click.echo(f"note: {measured.note}", err=True)
+    y = measured.labels
     import numpy as np
 
     from isthmus.baselines import detection_baselines, is_anomaly_labels, print_rows
@@ -255,11 +298,9 @@ def _explained(ae: Any, x: Any, scores: Any, flags: Any, k: int) -> Any:
 @click.argument("model")
 @click.argument("data", required=False)
 @click.option("-o", "--output", required=True, help="Folder to write index.html and its PNG files into.")
-@click.option(
-    "--labels",
-    default=None,
-    help="Labels of DATA that colour the codes: a labels file or a labelled data spec (default: DATA's own).",
-)
+@_labels_opt
+@_train_opt
+@_train_labels_opt
 @series_cli.time_column_opt
 @image_size_opt
 @overwrite_opt
@@ -268,6 +309,8 @@ def report(
     data: str | None,
     output: str,
     labels: str | None,
+    train_data: str | None,
+    train_labels: str | None,
     time_column: str | None,
     image_size: str | None,
     overwrite: bool,
@@ -275,31 +318,37 @@ def report(
     """Write an HTML report with PNG plots of what MODEL learned, shown on DATA when given (needs isthmus[report]).
 
     Loss curves, originals beside reconstructions, the codes coloured by label, samples and an
-    interpolation for variational models, anomaly scores, and reconstruction metrics beside PCA. The
-    folder's index.html opens from disk; it links nothing outside the folder. For a series model (DATA a
-    series): the loss curves and the series over time, with its reconstruction, the per-timestamp score
-    and threshold and the flagged stretches shaded (--labels: one 0/1 label per timestamp).
+    interpolation for variational models, anomaly scores, and the metrics beside PCA that ``evaluate``
+    prints for the same options. The folder's index.html opens from disk; it links nothing outside the
+    folder. For a series model (DATA a series): the loss curves and the series over time, with its
+    reconstruction, the per-timestamp score and threshold and the flagged stretches shaded (--labels: one
+    0/1 label per timestamp).
     """
     from isthmus.report import write_report
 
-    if labels is not None and data is None:
-        raise click.UsageError("--labels needs DATA")
+    if data is None and (labels or train_data or train_labels):
+        raise click.UsageError("--labels, --train and --train-labels need DATA")
     refuse_existing(str(Path(output) / "index.html"), overwrite)
     ae = load_model_file(model)
     series_cli.check_series_options(ae.window, time_column)
     X: Any = None
     y: Any = None
     name = None
+    measured = None
     if data is not None and ae.window is not None:  # a series, with its timestamps
         X = series_cli.read(data, time_column)
         name = X.name
-    elif data is not None:
-        dataset = read_table_spec(data, image_size)
-        X, y, name = dataset.X, dataset.y, dataset.name
-    if labels is not None:
-        from isthmus.data import read_labels
+        if labels is not None:
+            from isthmus.data import read_labels
 
-        y = read_labels(labels)
+            y = read_labels(labels)
+    elif data is not None and ae.encoder_only_:
+        dataset = read_table_spec(data, image_size)
+        X, name = dataset.X, dataset.name
+        y = dataset.y if labels is None else _labels_for(labels, len(dataset.X), data)
+    elif data is not None:  # the metrics evaluate prints, from the same computation
+        measured = _measure(ae, data, labels, train_data, train_labels, image_size)
+        X, y, name = measured.dataset.X, measured.labels, measured.dataset.name
     result = write_report(
         ae,
         output,
@@ -308,6 +357,8 @@ def report(
         model_name=Path(model).name,
         data_name=name,
         overwrite=overwrite,
+        metrics=None if measured is None else measured.result,
+        metrics_note=None if measured is None else measured.note,
     )
     for name, reason in result.skipped.items():
         click.echo(f"not shown: {name} ({reason})", err=True)

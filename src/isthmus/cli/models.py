@@ -80,7 +80,9 @@ def train(
     of each batch with DistributedDataParallel, and rank 0 writes the files.
     """
     from isthmus import Autoencoder, distributed
+    from isthmus._files import check_suffix
 
+    check_suffix(model, ".safetensors", "the model file")  # before any training
     overrides = dict(parse_assignment(a) for a in assignments)
     if crop_size is not None:
         overrides["crop_size"] = crop_size
@@ -185,6 +187,9 @@ def _metadata_value(key: str, text: str) -> Any:
 @overwrite_opt
 def export_encoder(model: str, output: str, overwrite: bool) -> None:
     """Write MODEL's encoder alone: it can encode but not decode."""
+    from isthmus._files import check_suffix
+
+    check_suffix(output, ".safetensors", "the encoder file")
     refuse_existing(output, overwrite)
     load_model_file(model).export_encoder(output, overwrite=overwrite)
     click.echo(f"saved {output}")

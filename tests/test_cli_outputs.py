@@ -40,7 +40,9 @@ def test_model_outputs_must_end_in_safetensors(capsys: pytest.CaptureFixture[str
     assert list(tmp_path.iterdir()) == []  # refused before training: no model, checkpoint or log
 
 
-def test_saving_under_another_suffix_is_refused(capsys: pytest.CaptureFixture[str], model8: Path, tmp_path: Path) -> None:
+def test_saving_under_another_suffix_is_refused(
+    capsys: pytest.CaptureFixture[str], model8: Path, tmp_path: Path
+) -> None:
     assert ".safetensors" in fails(capsys, "export-encoder", model8, "-o", tmp_path / "enc.pt")
     with pytest.raises(OutputError, match=r"must end in \.safetensors"):
         isthmus.load(model8).save(tmp_path / "m.pt")

@@ -175,10 +175,12 @@ def test_cli_evaluate_fits_the_classifiers_on_train(trained: Path, tmp_path: Pat
     assert "trustw." in text.output and "probe" in text.output
 
 
-def test_cli_evaluate_text_says_how_accuracies_were_measured(trained: Path) -> None:
+def test_cli_evaluate_text_says_how_accuracies_were_measured(trained: Path, tmp_path: Path) -> None:
     output = invoke("evaluate", trained, "digits[300:400]", "--labels", "digits[300:400]").output
     assert "kNN-5 and probe accuracies: 5-fold cross-validation on digits[300:400]" in output
-    without = invoke("evaluate", trained, "digits[300:400]").output
+    assert invoke("evaluate", trained, "digits[300:400]").output == output  # the labels DATA carries by default
+    np.save(tmp_path / "x.npy", first_digits(100))
+    without = invoke("evaluate", trained, tmp_path / "x.npy").output
     assert "kNN-5" in without and "cross-validation" not in without  # the columns are there, empty
 
 
@@ -188,8 +190,8 @@ def test_cli_evaluate_refuses_labels_of_another_length(capsys: pytest.CaptureFix
 
 
 def test_cli_evaluate_train_without_labels(capsys: pytest.CaptureFixture[str], trained: Path, tmp_path: Path) -> None:
-    fails(capsys, "evaluate", trained, "digits[300:400]", "--train", "digits[:300]", code=2)
     np.save(tmp_path / "train.npy", first_digits(50))
+    fails(capsys, "evaluate", trained, tmp_path / "train.npy", "--train", "digits[:300]", code=2)  # no labels
     output = fails(
         capsys, "evaluate", trained, "digits[300:400]", "--labels", "digits[300:400]", "--train", tmp_path / "train.npy"
     )

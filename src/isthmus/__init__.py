@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 def load(path: str | os.PathLike[str]) -> Autoencoder:
     """Load a model file written by ``Autoencoder.save`` or ``export_encoder`` (no unpickling)."""
+    from isthmus.estimator import Autoencoder
+
     return Autoencoder.load(path)
 
 

@@ -29,8 +29,8 @@ def test_all_extra_names_every_optional_extra() -> None:
     (requirement,) = extras["all"]
     named = re.fullmatch(r"isthmus\[([a-z0-9_,\-]+)\]", requirement)
     assert named is not None, f"'all' must be one self-reference isthmus[...], got {requirement!r}"
-    # "test" is the developers' extra (pytest, ruff, mypy), not a feature of the library
-    assert set(named.group(1).split(",")) == set(extras) - {"all", "test"}
+    # "test" and "docs" are the developers' extras (pytest, ruff, mypy; mkdocs), not features of the library
+    assert set(named.group(1).split(",")) == set(extras) - {"all", "test", "docs"}
 
 
 def _run(*args: str, code: str | None = None) -> tuple[float, str]:

@@ -84,6 +84,32 @@ def test_searched_streams_decode_as_any_other_and_trade_as_asked(model: Autoenco
     assert model.decompress(model.compress(x[:1], search=2)).shape == (1, 8, 8)
 
 
+@pytest.mark.parametrize("lmbda", [0.0, None, 0.3, 3.0])
+def test_search_is_never_larger_at_equal_or_lower_quality(model: Autoencoder, images: np.ndarray, lmbda: Any) -> None:
+    """At any price of a bit, the searched stream is no larger than plain rounding's, or decodes closer to X."""
+    for x in (images[1400:1430], images[1500:1501], images[1600:1700]):
+        plain = model.compress(x)
+        error = np.square(model.decompress(plain).astype(np.float64) - x).sum()
+        for sweeps in (1, 3):
+            searched = model.compress(x, search=sweeps, lmbda=lmbda)
+            searched_error = np.square(model.decompress(searched).astype(np.float64) - x).sum()
+            assert len(searched) <= len(plain) or searched_error < error, (lmbda, sweeps, len(x))
+
+
+def test_a_losing_search_gives_the_plain_stream(
+    model: Autoencoder, images: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search whose codes cost more bits and decode worse (here, rounding moved by 30) is never written."""
+    import isthmus.codec
+
+    x = images[1400:1450]
+    plain, lossless = model.compress(x), model.compress(x, lossless=True)
+    rounded = np.rint(model.transform(x)).astype(np.int64)
+    monkeypatch.setattr(isthmus.codec, "search_code", lambda *args, **kwargs: rounded + 30)
+    assert model.compress(x, search=3) == plain
+    assert model.compress(x, search=3, lossless=True) == lossless
+
+
 def test_lossless_streams_take_the_searched_code_too(model: Autoencoder, images: np.ndarray) -> None:
     x = images[1400:1450]
     np.testing.assert_array_equal(model.decompress(model.compress(x, lossless=True, search=2)), x)

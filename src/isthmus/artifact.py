@@ -95,7 +95,14 @@ def model_metadata(fitted: Fitted, *, encoder_only: bool) -> dict[str, str]:
         "input_shape": json.dumps(list(fitted.input_shape)),
         "data_range": json.dumps(fitted.data_range),
         "encoder_only": json.dumps(encoder_only),
-        "training": json.dumps({"n_iter": fitted.n_iter, "best_loss": fitted.best_loss, "history": fitted.history}),
+        "training": json.dumps(
+            {
+                "n_iter": fitted.n_iter,
+                "best_loss": fitted.best_loss,
+                "history": fitted.history,
+                **({"stop_reason": fitted.stop_reason} if fitted.stop_reason is not None else {}),
+            }
+        ),
         **({"fingerprint": str(fitted.fingerprint)} if fitted.fingerprint else {}),
         **({"offset": json.dumps(float(fitted.offset))} if fitted.offset is not None else {}),
         **({"feature_names_in": json.dumps([str(n) for n in names])} if names is not None else {}),
@@ -296,6 +303,7 @@ def load(path: str | os.PathLike[str]) -> Fitted:
         history=training["history"],
         n_iter=training["n_iter"],
         best_loss=training["best_loss"],
+        stop_reason=training.get("stop_reason"),
         pca_mean=tensors["pca.mean"].numpy(),
         pca_components=tensors["pca.components"].numpy(),
         encoder_only=meta["encoder_only"],
@@ -472,8 +480,12 @@ def _parse_metadata(path: str | os.PathLike[str], metadata: dict[str, str]) -> d
         or not number(training.get("best_loss"))
         or not isinstance(training.get("history"), list)
         or not all(isinstance(r, dict) for r in training["history"])
+        or not isinstance(training.get("stop_reason", ""), str)  # optional: files before it lack it
     ):
-        raise bad("training", 'a JSON object {"n_iter": int, "best_loss": number, "history": [objects]}')
+        raise bad(
+            "training",
+            'a JSON object {"n_iter": int, "best_loss": number, "history": [objects], "stop_reason": string}',
+        )
     training["best_loss"] = float(training["best_loss"])
     if "columns" in metadata:  # optional: a table's column schema, absent from files written before it
         try:

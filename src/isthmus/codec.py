@@ -364,7 +364,8 @@ def compress(fitted: Fitted, X: Any, *, lossless: bool = False, search: int = 0,
     """The model's bitstream of ``X``: the rounded code of every sample, entropy-coded with its tables;
     with ``lossless``, also every value of 8-bit ``X``, coded given the code's reconstruction. With
     ``search`` > 0, :func:`isthmus.rdo.search_code` (gradient steps, then up to ``search`` greedy sweeps)
-    improves the rounded code for ``loss + lmbda * bits`` (default: the model's own ``lmbda``). A fully
+    improves the rounded code for ``loss + lmbda * bits`` (default: the model's own ``lmbda``), and the
+    plainly rounded code's stream is kept when the searched one is larger at no smaller squared error. A fully
     convolutional model writes a version-5 stream of images of any sizes (:func:`compress_images`)."""
     tables, tag = coding_state(fitted)
     if fitted.spatial:
@@ -394,19 +395,48 @@ def compress(fitted: Fitted, X: Any, *, lossless: bool = False, search: int = 0,
     code = fitted.encode(scaled)  # (m, n_components)
     if not np.all(np.isfinite(code)) or np.abs(code).max(initial=0.0) >= 2**31 - 1:
         raise DataError("the code of X is not finite or exceeds int32; X is far outside the training data's range")
-    if search:
-        code = search_code(fitted.net, tables, scaled, lmbda=weight, sweeps=search)
-    values = np.rint(code).astype(np.int64).ravel()
     index = np.tile(np.arange(code.shape[1]), m)
-    payload = encode_symbols(values, tables, index, tag=tag)
-    version = 1
-    if pixel_tables is not None:
-        version = LOSSLESS_VERSION
-        pixels = _encode_pixels(fitted, x.reshape(m, -1), code, pixel_tables, exact=version >= EXACT_SINCE)
-        payload = _varint(len(payload)) + payload + pixels
+
+    def payload_of(code: np.ndarray) -> bytes:
+        payload = encode_symbols(np.rint(code).astype(np.int64).ravel(), tables, index, tag=tag)
+        if pixel_tables is None:
+            return payload
+        pixels = _encode_pixels(fitted, x.reshape(m, -1), code, pixel_tables, exact=LOSSLESS_VERSION >= EXACT_SINCE)
+        return _varint(len(payload)) + payload + pixels
+
+    payload = payload_of(np.rint(code))
+    if search:
+        searched = search_code(fitted.net, tables, scaled, lmbda=weight, sweeps=search)
+        payload = _never_worse(fitted, samples, np.rint(code), payload, searched, payload_of(searched), lossless)
+    version = LOSSLESS_VERSION if pixel_tables is not None else 1  # the lossless version codes exact contexts
     return write_stream(
         payload, dtype=x.dtype, shape=shape, sample_shape=sample_shape, lossless=lossless, version=version
     )
+
+
+def _never_worse(
+    fitted: Fitted,
+    samples: np.ndarray,
+    plain: np.ndarray,
+    plain_payload: bytes,
+    searched: np.ndarray,
+    searched_payload: bytes,
+    lossless: bool,
+) -> bytes:
+    """The searched payload, unless the plainly rounded one is no larger at no lower quality.
+
+    The search keeps, per sample, whichever code scores better under the model's own objective (its loss
+    plus ``lmbda`` times the ideal bits), which need not be the squared error that PSNR measures, nor the
+    real bytes of the stream. This settles it on those: a searched stream that is larger without a smaller
+    squared error (in the caller's units) is never returned; a lossless stream, exact either way, is the
+    smaller of the two.
+    """
+    if len(searched_payload) <= len(plain_payload):
+        return searched_payload
+    if lossless:
+        return plain_payload
+    errors = [float(np.square(fitted.decode(c).astype(np.float64) - samples).sum()) for c in (plain, searched)]
+    return searched_payload if errors[1] < errors[0] else plain_payload
 
 
 def decompress(fitted: Fitted, data: bytes) -> np.ndarray | list[np.ndarray]:

@@ -48,7 +48,8 @@ class ModelConfig:
     activation: str = "relu"
     bottleneck: str = "deterministic"
     penalty: str = "none"
-    penalty_weight: float = 1e-3
+    # "auto": the penalty's own working weight, from its table entry (penalties.PENALTIES)
+    penalty_weight: float | str = "auto"
     sparsity_target: float = 0.05
     sparsity_k: int = 10
     corruption: str = "none"
@@ -89,7 +90,8 @@ class ModelConfig:
                 f"hidden_layer_sizes={list(self.hidden_layer_sizes)} must be positive integers, "
                 "e.g. hidden_layer_sizes=[1000, 500, 250]"
             )
-        _check_float("penalty_weight", self.penalty_weight, minimum=0.0)
+        if self.penalty_weight != "auto":
+            _check_float("penalty_weight", self.penalty_weight, minimum=0.0, also="'auto' or ")
         _check_float("noise_level", self.noise_level, minimum=0.0)
         _check_float("beta", self.beta, minimum=0.0)
         _check_float("free_bits", self.free_bits, minimum=0.0)
@@ -185,21 +187,23 @@ DEFAULTS: dict[str, Any] = {
     **{f.name: f.default for f in dataclasses.fields(TrainConfig)},
 }
 
-#: Named recipes: a preset is a set of parameter values, applied before the user's own. A variant
+#: Named recipes: a preset is a set of parameter values, applied before the user's own (penalty weights
+#: come from the penalty table, penalty_weight="auto"). A variant
 #: preset names only what makes the variant, so it composes with any other setting: a denoising
 #: sparse autoencoder is ``--preset sparse-kl --set corruption=gaussian``.
 PRESETS: dict[str, dict[str, Any]] = {
     "undercomplete": {"bottleneck": "deterministic", "penalty": "none", "corruption": "none"},
     # weight decay on every weight and an L1 activity penalty on the code
-    "regularized": {"penalty": "l1", "penalty_weight": 1e-3, "weight_decay": 1e-5},
-    # trained to undo Gaussian noise (in scaled units); the target is the clean input
+    "regularized": {"penalty": "l1", "weight_decay": 1e-5},
+    # trained to undo Gaussian noise of standard deviation noise_level in the data's own units (0.3 suits
+    # values in [0, 1]; set it to your data's noise); the target is the clean input
     "denoising": {"corruption": "gaussian", "noise_level": 0.3},
     # overcomplete sigmoid code whose units fire 5% of the time on average (KL to the target rate)
-    "sparse-kl": {"n_components": 128, "penalty": "kl_sparsity", "sparsity_target": 0.05, "penalty_weight": 1.0},
+    "sparse-kl": {"n_components": 128, "penalty": "kl_sparsity", "sparsity_target": 0.05},
     # overcomplete code with exactly sparsity_k non-zero units per sample
     "sparse-topk": {"n_components": 128, "penalty": "topk", "sparsity_k": 16},
     # sigmoid code whose encoder Jacobian is kept small (Rifai et al., 2011)
-    "contractive": {"penalty": "contractive", "penalty_weight": 0.1},
+    "contractive": {"penalty": "contractive"},
     # negative ELBO: reconstruction log-likelihood + KL to N(0, I), the KL weight ramped over 5 epochs
     "vae": {"bottleneck": "gaussian", "beta": 1.0, "kl_warmup": 5},
     # the KL weighted beta=4 for a more factorized code (Higgins et al., 2017)
@@ -212,7 +216,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "embed-2d": {
         "n_components": 2,
         "penalty": "tsne",
-        "penalty_weight": 3000.0,
         "batch_size": 500,
         "learning_rate": 3e-3,
         "lr_schedule": "cosine",
@@ -445,10 +448,12 @@ def _check_int(name: str, value: Any, *, minimum: int) -> None:
         raise ConfigError(f"{name}={value!r} must be an integer >= {minimum}")
 
 
-def _check_float(name: str, value: Any, *, minimum: float | None = None, strict: bool = False) -> None:
+def _check_float(
+    name: str, value: Any, *, minimum: float | None = None, strict: bool = False, also: str = ""
+) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
     if ok and minimum is not None:
         ok = value > minimum if strict else value >= minimum
     if not ok:
         bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum}"
-        raise ConfigError(f"{name}={value!r} must be a number{bound}")
+        raise ConfigError(f"{name}={value!r} must be {also}a number{bound}")

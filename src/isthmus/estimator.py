@@ -36,6 +36,7 @@ from isthmus.data.schema import (
 )
 from isthmus.data.series import as_series
 from isthmus.data.stream import Rows, moments, sample_rows
+from isthmus.diagnostics import constant_predictor_warning
 from isthmus.errors import ConfigError, DataError
 from isthmus.fitted import Fitted, check_fitted
 from isthmus.inputs import as_input, check_shape
@@ -172,8 +173,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         A code regularizer from ``penalties.PENALTIES``. All but ``"none"`` allow an overcomplete code
         (``n_components`` >= n_features). ``"kl_sparsity"`` and ``"contractive"`` make the code a sigmoid;
         ``"tsne"`` keeps each batch's neighbourhoods in the code.
-    penalty_weight : float, default=1e-3
-        Weight of the penalty term (unused by ``"topk"``, which is a constraint).
+    penalty_weight : float or "auto", default="auto"
+        Weight of the penalty term (unused by ``"topk"``, which is a constraint). ``"auto"`` is the
+        penalty's own working weight, the ``weight`` of its entry in ``penalties.PENALTIES``.
     sparsity_target : float, default=0.05
         Target mean activation of each code unit for ``penalty="kl_sparsity"``.
     sparsity_k : int, default=10
@@ -181,8 +183,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     corruption : {"none", "gaussian", "gaussian_clipped", "masking", "salt_pepper"}, default="none"
         Noise on the encoder's input in training only; the loss is against the clean input.
     noise_level : float, default=0.1
-        Standard deviation (scaled units) of the Gaussian corruptions, or the probability that a value
-        is masked or salted.
+        Standard deviation of the Gaussian corruptions in the data's own units (the units of ``X``, as
+        the noise of the data to be denoised is measured), or the probability that a value is masked
+        or salted.
     binarize : bool, default=False
         Dynamic binarization: in training, each scaled value in [0, 1] is replaced, every time its sample
         is used, by a Bernoulli draw with that probability (input and target alike). Needs ``loss="bce"``.
@@ -297,6 +300,11 @@ default="reconstruction"
         Per-epoch named metrics.
     n_iter_ : int
     best_loss_ : float
+    stop_reason_ : str
+        Why training stopped, in one sentence with its numbers: early stopping (the epoch, the best
+        epoch and the patience ``n_iter_no_change``), ``target_loss`` reached, or ``max_iter`` run out. A
+        diverging run raises TrainingError instead, whose message says why. ``fit`` also warns when the
+        model reconstructs its training data no better than their mean row does.
     n_features_in_ : int
         Columns of a table (or values per sample of other data).
     feature_names_in_ : ndarray of str
@@ -321,7 +329,7 @@ default="reconstruction"
         activation: str = DEFAULTS["activation"],
         bottleneck: str = DEFAULTS["bottleneck"],
         penalty: str = DEFAULTS["penalty"],
-        penalty_weight: float = DEFAULTS["penalty_weight"],
+        penalty_weight: float | str = DEFAULTS["penalty_weight"],
         sparsity_target: float = DEFAULTS["sparsity_target"],
         sparsity_k: int = DEFAULTS["sparsity_k"],
         corruption: str = DEFAULTS["corruption"],
@@ -535,6 +543,7 @@ default="reconstruction"
             loss = "bce" if low >= 0.0 and high <= 1.0 else "mse"
 
         net = build_net(dataclasses.replace(model_cfg, loss=loss), self.input_shape_, seed, self.schema_)
+        net.set_data_scale(torch.from_numpy(scaler.scale.reshape(shape)))  # noise_level is in the data's units
         scoring.check_score(net, train_cfg.anomaly_score)  # before training, not after
         result = training.train(
             net,
@@ -586,6 +595,7 @@ default="reconstruction"
             members=members,
             schema=self.schema_,
             pca_scale=pca_scale,
+            stop_reason=result.stop_reason,
         )
         fitted = _finish_coding(fitted, x, scaled)
         if streaming or cropping:  # the rows at hand are a sample
@@ -600,6 +610,9 @@ default="reconstruction"
             unseen = scaled if val_rows is None else val_rows.reshape(len(val_rows), *shape)
             offset = scoring.training_offset(fitted, unseen, seed, train_cfg.anomaly_score, train_cfg.contamination)
         self._set_fitted(fitted.replace(offset=offset))
+        useless = constant_predictor_warning(net, scaled, train_cfg.precision)
+        if useless is not None:
+            warnings.warn(useless, UserWarning, stacklevel=2)
         if not result.converged:
             warnings.warn(
                 f"max_iter={train_cfg.max_iter} epochs ran out before the loss stopped improving by "
@@ -1034,7 +1047,8 @@ default="reconstruction"
             code, then up to this many greedy sweeps that move code values by +-1, all while that lowers
             the reconstruction loss plus ``lmbda`` times the real bits. Smaller files at the same quality
             for more encoding time (about 0.3 s per image alone, 30 ms per image in batches, on one
-            CPU thread; 3 is plenty); the stream decodes as any other.
+            CPU thread; 3 is plenty); the stream decodes as any other. It never loses: a searched stream
+            larger than plain rounding's without a smaller squared error is replaced by plain rounding's.
         lmbda : float, optional
             The search's price of a bit in units of the reconstruction loss; default: the ``lmbda`` the
             model was trained with. Larger values give smaller files of lower quality.

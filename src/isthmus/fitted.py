@@ -79,6 +79,9 @@ class Fitted:
     pca_scale : ndarray or None
         ``(n_features,)`` float32: a table's PCA baseline works on its encoding divided by this (the
         standardized one-hot table); None for other data.
+    stop_reason : str or None
+        Why training stopped, in one sentence (early stopping, target_loss, max_iter); None for a file
+        written before it was stored.
     """
 
     params: dict[str, Any]
@@ -101,6 +104,7 @@ class Fitted:
     score_state: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     schema: Schema | None = None
     pca_scale: np.ndarray | None = None
+    stop_reason: str | None = None
 
     @property
     def n_features_in(self) -> int:

@@ -15,11 +15,11 @@ from torch import Tensor, nn
 from isthmus.bottlenecks import BOTTLENECKS, Bottleneck, Deterministic
 from isthmus.columns import make_head
 from isthmus.config import ModelConfig
-from isthmus.corruptions import CORRUPTIONS
+from isthmus.corruptions import CORRUPTIONS, LEVEL_IN_DATA_UNITS
 from isthmus.data.schema import Schema
 from isthmus.errors import ConfigError
 from isthmus.nets import ARCHITECTURES, Builder, crop_like
-from isthmus.penalties import PENALTIES, PenaltyContext
+from isthmus.penalties import PENALTIES, PenaltyContext, penalty_weight
 
 #: smallest standard deviation of the learned Gaussian likelihood (scaled units): a constant feature
 #: then costs a finite log(MIN_SIGMA) nats instead of driving the likelihood to infinity
@@ -116,6 +116,8 @@ class AutoencoderNet(nn.Module):
         (:mod:`isthmus.columns`): missing-cell indicators in, a softmax per categorical column out.
     """
 
+    noise_units: Tensor  # a buffer, registered in __init__
+
     def __init__(self, config: ModelConfig, input_shape: tuple[int, ...], schema: Schema | None = None) -> None:
         super().__init__()
         if config.loss not in RECONSTRUCTION:
@@ -136,13 +138,24 @@ class AutoencoderNet(nn.Module):
         self.encoder = encoder(encoder_shape, config.hidden_layer_sizes, width, config.activation)
         self.decoder = decoder(self.input_shape, config.hidden_layer_sizes, config.n_components, config.activation)
         self._penalty = PENALTIES[config.penalty]
+        self._penalty_weight = penalty_weight(config)
         self._corrupt = CORRUPTIONS[config.corruption]
         self._reconstruction, self._output = self.head.loss, self.head.output
+        # (*input_shape) scaled units per data unit of a noise standard deviation (1 / the scaler's scale),
+        # set by set_data_scale; training only, so not saved with the weights
+        self.register_buffer("noise_units", torch.ones(self.input_shape), persistent=False)
+        self._noise_in_data_units = config.corruption in LEVEL_IN_DATA_UNITS
         # raw per-feature scale of the "gaussian" likelihood; sigma = MIN_SIGMA + softplus(raw)
         self.output_scale = (
             nn.Parameter(torch.full(self.input_shape, _SOFTPLUS_OF_ONE)) if self._rec.learned_sigma else None
         )
         _check_composition(config, self.bottleneck, schema)
+
+    def set_data_scale(self, scale: Tensor) -> None:
+        """Tell the network the scaler's per-feature ``scale`` (data units per scaled unit, broadcastable to
+        one sample's shape), so that a Gaussian ``noise_level`` given in the data's units is applied as such."""
+        units = 1.0 / scale.to(self.noise_units).expand_as(self.noise_units)
+        self.noise_units.copy_(units)
 
     def sigma(self) -> Tensor | None:
         """Per-feature standard deviation ``(*input_shape)`` of a learned Gaussian likelihood, else None."""
@@ -217,7 +230,8 @@ class AutoencoderNet(nn.Module):
         """
         if self.training and self.config.binarize:
             x = torch.bernoulli(x.float().clamp(0.0, 1.0), generator=generator).to(x.dtype)
-        x_in = self._corrupt(self.head.hide(x, generator), self.config.noise_level, generator) if self.training else x
+        level = self.config.noise_level * self.noise_units if self._noise_in_data_units else self.config.noise_level
+        x_in = self._corrupt(self.head.hide(x, generator), level, generator) if self.training else x
         x_in = self.head.inputs(x_in)  # a table's values and missing-cell indicators
         out = self.bottleneck(self.encoder(x_in), generator=generator, epoch=epoch)
         code = self.constrain(out.code)
@@ -228,7 +242,7 @@ class AutoencoderNet(nn.Module):
             ctx = PenaltyContext(
                 x=x_in, code=code, encode=self._encode_inputs, config=self.config, affine=self._affine()
             )
-            terms["penalty"] = self.config.penalty_weight * self._penalty.term(ctx)
+            terms["penalty"] = self._penalty_weight * self._penalty.term(ctx)
         total = None
         for term in terms.values():  # a plain sum: one term costs no extra operation, unlike torch.stack
             total = term.float() if total is None else total + term.float()

@@ -42,6 +42,7 @@ class TrainResult(NamedTuple):
     n_iter: int  # epochs run
     best_loss: float  # best monitored loss (validation loss with early stopping, else training loss)
     converged: bool  # stopped by early stopping or target_loss rather than by running out of epochs
+    stop_reason: str = ""  # why the run stopped, in words (stop_reason() below)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -202,7 +203,33 @@ def train(
     if config.early_stopping and state.best_weights is not None:
         net.load_state_dict(state.best_weights)
     net.eval()
-    return TrainResult(state.history, state.epoch, state.best_loss, converged)
+    reason = stop_reason(config, state, monitor, settle_epochs)
+    return TrainResult(state.history, state.epoch, state.best_loss, converged, reason)
+
+
+def stop_reason(config: TrainConfig, state: State, monitor: str, settle_epochs: int = 0) -> str:
+    """Why a run that ended after ``state.epoch`` epochs stopped, in one sentence that names the numbers.
+
+    A diverging run does not get here: it raises TrainingError, whose message is its reason.
+    """
+    if not state.history:
+        return "no epoch ran"
+    epoch = state.epoch
+    current = state.history[-1].get(monitor, math.nan)
+    if config.target_loss is not None and current <= config.target_loss:
+        return f"{monitor}={current:.6g} reached target_loss={config.target_loss:g} at epoch {epoch}"
+    if epoch > settle_epochs and state.bad_epochs >= config.n_iter_no_change:
+        best = epoch - state.bad_epochs  # the last epoch that improved on the best by more than tol
+        kept = "; the weights of that epoch were kept" if config.early_stopping and best >= 1 else ""
+        return (
+            f"early stopping at epoch {epoch}: {monitor} has not improved by tol={config.tol:g} for "
+            f"n_iter_no_change={config.n_iter_no_change} epochs since its best epoch {best} "
+            f"({monitor}={state.best_loss:.6g}){kept}"
+        )
+    return (
+        f"max_iter={config.max_iter} epochs ran out while {monitor} was still improving (by more than "
+        f"tol={config.tol:g} last at epoch {epoch - state.bad_epochs}, {monitor}={state.best_loss:.6g})"
+    )
 
 
 def make_optimizer(net: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:

@@ -81,9 +81,9 @@ def _map_rows(
 
     shown: set[str] = set()
     if pngs:
-        from isthmus.cli.coding import _write_pngs
+        from isthmus.cli.coding import write_pngs
 
-        _write_pngs(target, run(read_spec(data, image_size).X), sample_ndim=len(ae.input_shape_), overwrite=overwrite)
+        write_pngs(target, run(read_spec(data, image_size).X), sample_ndim=len(ae.input_shape_), overwrite=overwrite)
         click.echo(f"wrote {output}", err=True)
         return
     if not stream:

@@ -30,7 +30,8 @@ _search_opt = click.option(
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Rate-distortion optimized encoding: sweeps of a search for a cheaper code of the same quality (try 3).",
+    help="Rate-distortion optimized encoding: sweeps of a search for a code of lower rate-distortion cost (try 3); "
+    "a stream larger than plain rounding's without a smaller squared error is never written.",
 )
 
 
@@ -95,7 +96,7 @@ def decompress(model: str, stream: str, output: str, overwrite: bool) -> None:
         _write_image_list(target, x, overwrite=overwrite)
         click.echo(f"wrote {output}: {len(x)} images", err=True)
     elif target.suffix.lower() == ".png" or not target.suffix:
-        _write_pngs(target, x, sample_ndim=len(ae.input_shape_), overwrite=overwrite)
+        write_pngs(target, x, sample_ndim=len(ae.input_shape_), overwrite=overwrite)
         click.echo(f"wrote {output} {tuple(x.shape)}", err=True)
     else:
         write_output(output, x, overwrite)
@@ -185,7 +186,7 @@ def rd(
         )
 
 
-def _write_pngs(target: Path, x: Any, *, sample_ndim: int, overwrite: bool) -> None:
+def write_pngs(target: Path, x: Any, *, sample_ndim: int, overwrite: bool) -> None:
     """Samples as 8-bit PNG files: one file when ``target`` ends in .png, else a folder of them."""
     import numpy as np
     from PIL import Image

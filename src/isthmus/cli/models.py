@@ -138,6 +138,7 @@ def train(
     on = f" in {world} processes" if world > 1 else ""
     size = f"{len(data_in)} samples" if params.get("window") is None else size
     click.echo(f"trained {ae.n_iter_} epochs on {size} of {name}{on} ({shown})")
+    click.echo(f"stopped: {ae.stop_reason_}")
     click.echo(f"saved {model}")
 
 
@@ -155,6 +156,7 @@ def info(model: str, as_json: bool) -> None:
     training = training if isinstance(training, dict) else {}
     described["n_iter"] = training.get("n_iter")
     described["best_loss"] = training.get("best_loss")
+    described["stop_reason"] = training.get("stop_reason")
     described["n_parameters"] = sum(t.numel() for k, t in tensors.items() if not k.startswith(("scaler.", "pca.")))
     if as_json:
         click.echo(json.dumps(described, sort_keys=True))

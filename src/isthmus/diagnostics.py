@@ -1,0 +1,51 @@
+"""Checks of a finished fit: a model that learned nothing must not look like one that did.
+
+A run can end normally (its epochs ran out, or the loss stopped improving) with a network that only
+predicts the average sample. :func:`constant_predictor_warning` compares the model's reconstruction
+with that constant guess, the mean row of the training data, and says so when it is no better.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from isthmus.model import AutoencoderNet, batched, device_of
+
+#: training rows reconstructed for the check: enough for a stable mean, cheap beside the training itself
+_ROWS = 4096
+
+
+def constant_predictor_warning(net: AutoencoderNet, scaled: np.ndarray, precision: str = "auto") -> str | None:
+    """A warning when ``net`` reconstructs ``scaled`` no better than the mean row does, else None.
+
+    Parameters
+    ----------
+    net : AutoencoderNet
+        The trained network (evaluated in inference mode).
+    scaled : ndarray of shape (n_samples, *input_shape)
+        Training samples in the network's scaled units; the first ``_ROWS`` are used.
+    precision : str
+        The inference precision, as in training.
+
+    Returns
+    -------
+    str or None
+        The message, naming both errors (sum of squares per sample, in scaled units).
+    """
+    x = np.ascontiguousarray(scaled[:_ROWS], dtype=np.float32)
+    if len(x) < 2:
+        return None
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    constant = float(np.square(flat - flat.mean(axis=0)).sum(axis=1).mean())  # (n_samples,) -> mean
+    if constant <= 0.0:  # constant data: the mean row is exact, and so is any sensible model
+        return None
+    net.eval()
+    recon = batched(net.forward, x, device_of(net), precision)  # (n_samples, *input_shape)
+    model = float(np.square(recon.reshape(len(x), -1).astype(np.float64) - flat).sum(axis=1).mean())
+    if model < constant:
+        return None
+    return (
+        f"the model reconstructs its training data no better than their mean row does (squared error "
+        f"{model:.4g} against {constant:.4g} per sample, in scaled units): it learned nothing beyond the "
+        "average sample; train longer (max_iter), change learning_rate, or give more data"
+    )

@@ -448,9 +448,7 @@ def _check_int(name: str, value: Any, *, minimum: int) -> None:
         raise ConfigError(f"{name}={value!r} must be an integer >= {minimum}")
 
 
-def _check_float(
-    name: str, value: Any, *, minimum: float | None = None, strict: bool = False, also: str = ""
-) -> None:
+def _check_float(name: str, value: Any, *, minimum: float | None = None, strict: bool = False, also: str = "") -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
     if ok and minimum is not None:
         ok = value > minimum if strict else value >= minimum

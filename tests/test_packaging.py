@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: the issue's bound for ``isthmus --help``; importing torch alone takes several seconds on this machine
 HELP_SECONDS = 0.5
 #: modules that a command imports when it runs, never for --help
-HEAVY = ("torch", "sklearn", "scipy", "pandas", "pyarrow", "PIL", "constriction")
+HEAVY = ("torch", "sklearn", "numpy", "scipy", "pandas", "pyarrow", "PIL", "constriction")
 
 
 def _extras() -> dict[str, list[str]]:

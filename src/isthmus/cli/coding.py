@@ -19,7 +19,6 @@ from isthmus.cli._common import (
     write_output,
 )
 from isthmus.errors import OutputError
-from isthmus.shapes import same_sample
 
 #: the names of ``isthmus.rd.CODECS``, written out so that ``--help`` need not import NumPy (tests/test_rd.py
 #: checks that the two agree)
@@ -55,6 +54,7 @@ def compress(
     import numpy as np
 
     from isthmus._files import write_bytes_atomic
+    from isthmus.shapes import same_sample  # here, not at the top: --help imports no NumPy
 
     refuse_existing(output, overwrite)
     ae = load_model_file(model)

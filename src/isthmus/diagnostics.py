@@ -36,13 +36,20 @@ def constant_predictor_warning(net: AutoencoderNet, scaled: np.ndarray, precisio
     if len(x) < 2:
         return None
     flat = x.reshape(len(x), -1).astype(np.float64)
-    constant = float(np.square(flat - flat.mean(axis=0)).sum(axis=1).mean())  # (n_samples,) -> mean
-    if constant <= 0.0:  # constant data: the mean row is exact, and so is any sensible model
+    observed = ~np.isnan(flat)  # a table's missing cells count for neither
+    if not observed.any(axis=0).all():
+        return None
+    mean = np.nanmean(flat, axis=0)
+    constant = float(np.where(observed, np.square(flat - mean), 0.0).sum(axis=1).mean())  # per sample
+    if not np.isfinite(constant) or constant <= 0.0:  # constant data: the mean row is exact, as is any model
         return None
     net.eval()
-    recon = batched(net.forward, x, device_of(net), precision)  # (n_samples, *input_shape)
-    model = float(np.square(recon.reshape(len(x), -1).astype(np.float64) - flat).sum(axis=1).mean())
-    if model < constant:
+    recon = batched(net.forward, np.nan_to_num(x), device_of(net), precision)  # (n_samples, *input_shape)
+    if recon.size != flat.size:  # a network whose output is not one value per input value
+        return None
+    errors = np.where(observed, np.square(recon.reshape(len(x), -1).astype(np.float64) - flat), 0.0)
+    model = float(errors.sum(axis=1).mean())
+    if not np.isfinite(model) or model < constant:
         return None
     return (
         f"the model reconstructs its training data no better than their mean row does (squared error "

@@ -500,9 +500,7 @@ def _write_page(
         sections.append(
             f'<h2>{html.escape(title)}</h2><p>{caption}</p><img src="{path.name}" alt="{html.escape(title)}">'
         )
-    not_shown = "".join(
-        f"<li>{html.escape(titles[name])}: {_text(reason)}</li>" for name, reason in skipped.items()
-    )
+    not_shown = "".join(f"<li>{html.escape(titles[name])}: {_text(reason)}</li>" for name, reason in skipped.items())
     page = (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         f"<title>isthmus report: {html.escape(model_name or 'model')}</title><style>{_STYLE}</style></head><body>"

@@ -159,9 +159,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     hidden_layer_sizes : tuple of int, default=(256, 128)
         Encoder widths from the input toward the code (the decoder mirrors them); channel counts of
         the stride-2 convolutions when ``architecture="conv"`` or ``"resconv"``.
-    architecture : {"mlp", "conv", "resconv"}, default="mlp"
+    architecture : {"mlp", "conv", "resconv", "conv1d"}, default="mlp"
         ``"conv"`` needs image data ``(n_samples, channels, height, width)``; ``"resconv"`` is ``"conv"``
         with a residual 3x3 convolution at each of the decoder's hidden resolutions (a deeper decoder).
+        ``"conv1d"`` is for series windows (``window``): stride-2 temporal convolutions over
+        ``(n_windows, channels, window)``.
     activation : {"relu", "gelu", "silu", "elu", "leaky_relu", "tanh", "sigmoid"}, default="relu"
         Hidden-layer activation (``nets.ACTIVATIONS``).
     bottleneck : {"deterministic", "gaussian", "quantized"}, default="deterministic"

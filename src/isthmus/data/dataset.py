@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from isthmus.data import limits
+import isthmus.data.limits as limits
 from isthmus.errors import DataError
 
 NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats

@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
 from conftest import TINY, fit
-from isthmus import Autoencoder, estimator, evaluate
+from isthmus import Autoencoder, evaluate, fitting
 from isthmus.config import TrainConfig
 from isthmus.errors import ConfigError, DataError, NotFittedError
 from isthmus.nets import Residual, residual_conv_decoder
@@ -165,7 +165,7 @@ def test_early_stopping_restores_best_weights(tabular: np.ndarray) -> None:
     # the restored weights are the best epoch's: evaluated on the held-out rows, their loss is the minimum
     seed = int(np.random.RandomState(TINY["random_state"]).randint(2**31 - 2))  # fit's seed
     config = TrainConfig(early_stopping=True, validation_fraction=ae.validation_fraction)
-    _, held_out = estimator._split(ae.scaler_.transform(tabular), config, seed)
+    _, held_out = fitting.split_rows(ae.scaler_.transform(tabular), config, seed)
     assert held_out is not None
     ae.net_.eval()
     with torch.no_grad():

@@ -28,6 +28,28 @@ if TYPE_CHECKING:
 BASELINES = ("isolation_forest", "pca")
 
 
+def pca_baseline(
+    x: np.ndarray, n_components: int, *, table: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(mean, components, scale or None) float32 of a PCA of ``x``'s flattened samples, at most ``n_components``
+    wide. The estimator gives it the scaled rows, as the network sees them: on raw columns, one in dollars
+    would own every axis. A table's PCA (``table``) is of its one-hot encoding in the caller's units,
+    standardized (``scale``), missing cells at the mean."""
+    from sklearn.decomposition import PCA
+
+    flat = x.reshape(len(x), -1)
+    scale = None
+    if table:
+        mean, spread = np.nanmean(flat, axis=0), np.nanstd(flat, axis=0)
+        scale = np.where(spread > 0, spread, 1.0).astype(np.float32)
+        flat = np.nan_to_num((flat - mean) / scale)
+    k = min(n_components, *flat.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):  # constant data: zero total variance
+        pca = PCA(n_components=k, random_state=0).fit(flat)
+    centre = pca.mean_ if scale is None else mean
+    return centre.astype(np.float32), pca.components_.astype(np.float32), scale
+
+
 def is_anomaly_labels(labels: npt.ArrayLike) -> bool:
     """Whether ``labels`` read as anomaly flags: two values, 0/1 or +1/-1, both present."""
     found = set(np.unique(np.asarray(labels)).tolist())

@@ -16,10 +16,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, validate_data
 
-from isthmus import artifact, codec, crops, distributed, generative, scoring
+from isthmus import artifact, codec, crops, distributed, fitting, generative, scoring
 from isthmus import fitted as fitted_module
 from isthmus import train as training
-from isthmus.batches import ChunkSource
+from isthmus.baselines import pca_baseline
 from isthmus.checkpoint import checkpoint_seed
 from isthmus.config import DEFAULTS, ModelConfig, TrainConfig, split_params
 from isthmus.data import check_finite
@@ -35,118 +35,20 @@ from isthmus.data.schema import (
     read_columns,
 )
 from isthmus.data.series import as_series
-from isthmus.data.stream import Rows, moments, sample_rows
+from isthmus.data.stream import Rows
 from isthmus.diagnostics import constant_predictor_warning
 from isthmus.errors import ConfigError, DataError
 from isthmus.fitted import Fitted, check_fitted
 from isthmus.inputs import as_input, check_shape
-from isthmus.model import AutoencoderNet, build_net, net_shape
-from isthmus.nets import ARCHITECTURES
-from isthmus.penalties import PENALTIES
-from isthmus.scaling import Scaler, fit_scaler, resolve_scaling, scaler_from_moments
+from isthmus.model import build_net, net_shape
+from isthmus.scaling import resolve_scaling
 from isthmus.series import (
-    channel_scaler,
-    early_stopping_windows,
-    held_out_offset,
     reconstruct_series,
     score_series,
     training_split,
     windows_of,
 )
 from isthmus.shapes import any_size
-
-#: rows of a streamed source kept at hand for the PCA baseline, the coding tables and the anomaly threshold
-_STREAM_SAMPLE = 20000
-
-
-def _split_stream(
-    rows: Rows, scaler: Scaler, shape: tuple[int, ...], cfg: TrainConfig, seed: int
-) -> tuple[ChunkSource, ChunkSource | None]:
-    """Training and validation chunk sources of a streamed ``rows``, scaled into the net's ``shape``."""
-
-    def transform(raw: np.ndarray) -> np.ndarray:  # in place: the window's array is the loader's own
-        return scaler.transform_in_place(raw).reshape(len(raw), *shape)
-
-    chunks = list(range(len(rows.chunks)))
-    if not cfg.early_stopping:
-        return ChunkSource(rows, chunks, transform), None
-
-    def held_out(chunk: int) -> np.ndarray:  # a seeded draw per row, the same on every pass and rank
-        start, stop = rows.chunks[chunk]
-        return np.random.default_rng([seed, start]).random(stop - start) < cfg.validation_fraction
-
-    train = ChunkSource(rows, chunks, transform, keep=lambda chunk: ~held_out(chunk))
-    val = ChunkSource(rows, chunks, transform, keep=held_out)
-    if len(train) == 0 or len(val) == 0:
-        raise DataError(
-            f"holding out validation_fraction={cfg.validation_fraction} of {len(rows)} rows left "
-            f"{len(train)} for training and {len(val)} for validation; give more rows or set early_stopping=False"
-        )
-    return train, val
-
-
-def _split(x: np.ndarray, cfg: TrainConfig, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """(training rows, validation rows or None): a seeded permutation holds out ``validation_fraction``, for
-    early stopping and for the threshold of a numeric ``contamination``."""
-    if not cfg.early_stopping and (isinstance(cfg.contamination, str) or len(x) < 3):
-        return x, None
-    order = np.random.RandomState(seed).permutation(len(x))
-    n_val = min(max(1, round(cfg.validation_fraction * len(x))), len(x) - 1)
-    return x[order[n_val:]], x[order[:n_val]]
-
-
-def _pca_baseline(
-    x: np.ndarray, n_components: int, *, table: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(mean, components, scale or None) float32 of a PCA of ``x``'s flattened samples, at most ``n_components``
-    wide. The estimator gives it the scaled rows, as the network sees them: on raw columns, one in dollars
-    would own every axis. A table's PCA (``table``) is of its one-hot encoding in the caller's units,
-    standardized (``scale``), missing cells at the mean."""
-    from sklearn.decomposition import PCA
-
-    flat = x.reshape(len(x), -1)
-    scale = None
-    if table:
-        mean, spread = np.nanmean(flat, axis=0), np.nanstd(flat, axis=0)
-        scale = np.where(spread > 0, spread, 1.0).astype(np.float32)
-        flat = np.nan_to_num((flat - mean) / scale)
-    k = min(n_components, *flat.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):  # constant data: zero total variance
-        pca = PCA(n_components=k, random_state=0).fit(flat)
-    centre = pca.mean_ if scale is None else mean
-    return centre.astype(np.float32), pca.components_.astype(np.float32), scale
-
-
-def _train_member(
-    config: ModelConfig,
-    input_shape: tuple[int, ...],
-    x_train: Any,
-    x_val: Any,
-    train_cfg: TrainConfig,
-    seed: int,
-    schema: Schema | None = None,
-) -> AutoencoderNet:
-    """One more network of an ensemble: the same data and split, another seed; no checkpoint, no log."""
-    net = build_net(config, input_shape, seed, schema)
-    training.train(
-        net, x_train, x_val, dataclasses.replace(train_cfg, verbose=0), seed=seed, settle_epochs=config.kl_warmup
-    )
-    return net
-
-
-def _finish_coding(fitted: Fitted, x: np.ndarray, scaled: np.ndarray) -> Fitted:
-    """``fitted`` with a quantized bottleneck's integer coding tables built now, from the training codes, so
-    that no separate "update" step can be forgotten; for 8-bit data also the pixel model of lossless
-    streams; then the fingerprint, which identifies the whole model."""
-    if not fitted.net.after_fit(torch.from_numpy(scaled)):
-        return fitted
-    fitted = fitted.replace(lossless_tables=codec.build_lossless_tables(fitted, x))
-    return fitted.replace(fingerprint=artifact.fingerprint(fitted))
-
-
-def _is_8bit(x: np.ndarray) -> bool:
-    """Every value an integer in 0..255 (with streamed data, every value of the sample at hand)."""
-    return bool(x.size) and float(x.min()) >= 0.0 and float(x.max()) <= 255.0 and bool(np.all(x == np.rint(x)))
 
 
 class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -455,19 +357,10 @@ default="reconstruction"
         self : Autoencoder
         """
         model_cfg, train_cfg = self._configs()
-        streaming = isinstance(X, Rows)
-        if train_cfg.crop_size is not None and streaming:
-            raise ConfigError(
-                f"crop_size={train_cfg.crop_size} crops images held whole in memory, but the data are streamed; "
-                "train without streaming (drop --stream)"
-            )
-        cropping = train_cfg.crop_size is not None
+        streaming, cropping = isinstance(X, Rows), train_cfg.crop_size is not None
+        fitting.check_form(model_cfg, train_cfg, streaming)
         split = None
         if model_cfg.window is not None:  # a series: its windows are the samples
-            if streaming or cropping:
-                raise DataError(
-                    "a series model (window=...) reads its series whole; pass it without streaming or crops"
-                )
             split = training_split(X, model_cfg.window, model_cfg.window_stride, train_cfg.validation_fraction)
             x = split.train.x  # (n_windows, n_channels, window)
             self._set_shape(x.shape[1:])
@@ -484,73 +377,39 @@ default="reconstruction"
             n_samples = len(x)
         is_image = len(self.input_shape_) > 1 and split is None
         shape = net_shape(self.input_shape_) if split is None else tuple(self.input_shape_)
-        arch = ARCHITECTURES[model_cfg.architecture]
-        if len(shape) not in arch.input_ranks:
-            raise ConfigError(
-                f"architecture={model_cfg.architecture!r} needs image data (n_samples, channels, height, "
-                f"width); got samples of shape {self.input_shape_}; use architecture='mlp'"
-            )
-        n_values = math.prod(self.input_shape_)
-        if not PENALTIES[model_cfg.penalty].overcomplete and model_cfg.n_components >= n_values:
-            raise ConfigError(
-                f"n_components={model_cfg.n_components} must be smaller than n_features={n_values} "
-                "for an undercomplete autoencoder; lower n_components or pick a sparse penalty"
-            )
-        min_samples = 3 if train_cfg.early_stopping else 1
-        if n_samples < min_samples:
-            raise DataError(f"fit needs at least {min_samples} samples, got {n_samples}")
+        fitting.check_sizes(model_cfg, train_cfg, self.input_shape_, shape, n_samples)
         checkpoint = resume if resume is not None else checkpoint
         seed = self._seed(resume)
 
         scaling = resolve_scaling(model_cfg.scaling, is_image)
-        x_train: torch.Tensor | ChunkSource | crops.CropSource
-        x_val: torch.Tensor | ChunkSource | crops.CropSource | None
         if cropping:
-            held_out = train_cfg.validation_fraction if train_cfg.early_stopping else None
-            cropped = crops.crop_training(images, crop, scaling, validation_fraction=held_out, seed=seed)
-            scaler, low, high, data_range = cropped.scaler, cropped.low, cropped.high, cropped.data_range
-            x, x_train, x_val = cropped.sample, cropped.train, cropped.val
-        elif streaming:  # one pass for the scaler; a seeded sample for what needs rows at hand
-            stats = moments(X)
-            x = sample_rows(X, _STREAM_SAMPLE, seed).reshape(-1, *self.input_shape_)
-            scaler = scaler_from_moments(
-                stats.minimum, stats.maximum, stats.mean, stats.std, scaling, is_image=is_image, sample=x
-            )
-            low = float(scaler.transform(stats.minimum.astype(np.float32)).min())
-            high = float(scaler.transform(stats.maximum.astype(np.float32)).max())
-            data_range = float(stats.maximum.max() - stats.minimum.min()) or 1.0
-            x_train, x_val = _split_stream(X, scaler, shape, train_cfg, seed)
+            data = fitting.cropped(images, crop, scaling, shape, train_cfg, seed)
+        elif streaming:
+            data = fitting.streamed(X, scaling, shape, train_cfg, seed, is_image=is_image)
         else:
-            if split is not None:  # a series: one offset and scale per channel
-                scaler = channel_scaler(split.values, scaling, model_cfg.window)
             if self.schema_ is not None:  # the network sees missing cells when a table has them or categories
                 mask = self.schema_.categorical or bool(np.isnan(x).any())
                 self.schema_ = dataclasses.replace(self.schema_, missing_mask=mask)
             levels = None if self.schema_ is None else self.schema_.level_positions()
-            if split is None:
-                scaler = fit_scaler(x, scaling, is_image=is_image, unscaled=levels)
-            scaled = scaler.transform(x)
-            low, high = float(np.nanmin(scaled)), float(np.nanmax(scaled))
-            data_range = float(np.nanmax(x) - np.nanmin(x)) or 1.0
-            if split is None:
-                train_rows, val_rows = _split(scaled, train_cfg, seed)
-            else:
-                train_rows, val_rows = scaled, early_stopping_windows(split, scaler, train_cfg.early_stopping)
-            x_train = torch.from_numpy(train_rows.reshape(len(train_rows), *shape))
-            x_val = None  # rows held out for the threshold alone are not the training loop's
-            if train_cfg.early_stopping and val_rows is not None:
-                x_val = torch.from_numpy(val_rows.reshape(len(val_rows), *shape))
-        loss = model_cfg.loss
-        if loss == "auto":
-            loss = "bce" if low >= 0.0 and high <= 1.0 else "mse"
-
-        net = build_net(dataclasses.replace(model_cfg, loss=loss), self.input_shape_, seed, self.schema_)
-        net.set_data_scale(torch.from_numpy(scaler.scale.reshape(shape)))  # noise_level is in the data's units
+            data = fitting.in_memory(
+                x,
+                scaling,
+                shape,
+                train_cfg,
+                seed,
+                is_image=is_image,
+                levels=levels,
+                split=split,
+                window=model_cfg.window,
+            )
+        config = dataclasses.replace(model_cfg, loss=data.loss(model_cfg.loss))
+        net = build_net(config, self.input_shape_, seed, self.schema_)
+        net.set_data_scale(torch.from_numpy(data.scaler.scale.reshape(shape)))  # noise_level is in the data's units
         scoring.check_score(net, train_cfg.anomaly_score)  # before training, not after
         result = training.train(
             net,
-            x_train,
-            x_val,
+            data.train,
+            data.val,
             train_cfg,
             seed=seed,
             checkpoint=checkpoint,
@@ -559,35 +418,26 @@ default="reconstruction"
             callbacks=callbacks,
             settle_epochs=model_cfg.kl_warmup,  # the KL weight ramps up: the loss is not comparable before
         )
-        members = [
-            _train_member(
-                dataclasses.replace(model_cfg, loss=loss),
-                self.input_shape_,
-                x_train,
-                x_val,
-                train_cfg,
-                seed + i,
-                self.schema_,
-            )
-            for i in range(1, model_cfg.n_estimators)
-        ]
-        scaled = scaler.transform(x).reshape(len(x), *shape)  # x: with streamed or cropped data, a sample
+        members = fitting.train_members(config, self.input_shape_, data, train_cfg, seed, self.schema_)
+        scaled = data.scaled_sample()  # with streamed or cropped data, of a sample
         table = self.schema_ is not None  # a table's baseline: PCA of the one-hot table, standardized
-        pca_mean, pca_components, pca_scale = _pca_baseline(x if table else scaled, model_cfg.n_components, table=table)
+        pca_mean, pca_components, pca_scale = pca_baseline(
+            data.sample if table else scaled, model_cfg.n_components, table=table
+        )
         fitted = Fitted(
             params=self.get_params(),
             net=net,
-            scaler=scaler,
+            scaler=data.scaler,
             input_shape=self.input_shape_,
             # "pca": the baseline lives in the scaled space (files written before it: the caller's units); "dtype":
             # 8-bit images, which the command line writes back as 8-bit images, like decompress
             resolved={
-                "loss": loss,
+                "loss": config.loss,
                 "scaling": scaling,
                 "pca": "standardized" if table else "scaled",
-                **({"dtype": "uint8"} if is_image and _is_8bit(x) else {}),
+                **({"dtype": "uint8"} if is_image and fitting.is_8bit(data.sample) else {}),
             },
-            data_range=data_range,
+            data_range=data.data_range,
             history=result.history,
             n_iter=result.n_iter,
             best_loss=result.best_loss,
@@ -599,19 +449,7 @@ default="reconstruction"
             pca_scale=pca_scale,
             stop_reason=result.stop_reason,
         )
-        fitted = _finish_coding(fitted, x, scaled)
-        if streaming or cropping:  # the rows at hand are a sample
-            train_rows, val_rows = scaled, None
-        reference = train_rows.reshape(len(train_rows), *shape)
-        fitted = fitted.replace(score_state=scoring.fit_state(fitted, reference, seed, train_cfg.anomaly_score))
-        if split is not None:  # per-timestamp scores of the held-out end of the series (isthmus.series)
-            offset = held_out_offset(fitted, split, train_cfg.anomaly_score, train_cfg.contamination)
-        else:
-            # the threshold from rows the network did not train on, where the fit held some out: training rows'
-            # scores are optimistic, and a threshold on them flags more new normal rows than contamination says
-            unseen = scaled if val_rows is None else val_rows.reshape(len(val_rows), *shape)
-            offset = scoring.training_offset(fitted, unseen, seed, train_cfg.anomaly_score, train_cfg.contamination)
-        self._set_fitted(fitted.replace(offset=offset))
+        self._set_fitted(fitting.finish(fitted, data, scaled, train_cfg, seed))
         useless = constant_predictor_warning(net, scaled, train_cfg.precision)
         if useless is not None:
             warnings.warn(useless, UserWarning, stacklevel=2)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from isthmus import Autoencoder
+from isthmus import Autoencoder, config
 from isthmus.bottlenecks import BOTTLENECKS
 from isthmus.codec import PIXEL_MODELS
 from isthmus.config import (
@@ -29,29 +29,42 @@ from isthmus.model import RECONSTRUCTION
 from isthmus.nets import ACTIVATIONS, ARCHITECTURES
 from isthmus.penalties import PENALTIES
 from isthmus.scaling import SCALINGS
+from isthmus.scoring import SCORES
+
+TABLES = [
+    ("bottleneck", BOTTLENECKS),
+    ("penalty", PENALTIES),
+    ("corruption", CORRUPTIONS),
+    ("activation", ACTIVATIONS),
+    ("architecture", ARCHITECTURES),
+    ("pixel_model", PIXEL_MODELS),
+    ("loss", RECONSTRUCTION),
+    ("scaling", SCALINGS),
+    ("anomaly_score", SCORES),
+]
 
 
-@pytest.mark.parametrize(
-    ("field", "table"),
-    [
-        ("bottleneck", BOTTLENECKS),
-        ("penalty", PENALTIES),
-        ("corruption", CORRUPTIONS),
-        ("activation", ACTIVATIONS),
-        ("architecture", ARCHITECTURES),
-        ("pixel_model", PIXEL_MODELS),
-    ],
-)
-def test_choices_agree_with_the_tables(field: str, table: dict[str, Any]) -> None:
-    assert CHOICES[field] == tuple(table)
+@pytest.mark.parametrize(("field", "table"), TABLES)
+def test_a_new_table_entry_is_a_choice_with_nothing_else_to_edit(
+    field: str, table: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert set(table) <= set(CHOICES[field])
+    monkeypatch.setitem(table, "brand_new", next(iter(table.values())))
+    assert "brand_new" in config.CHOICES[field]
+    model, train = split_params({field: "brand_new"})
+    assert getattr(model, field, getattr(train, field, None)) == "brand_new"
 
 
-def test_loss_choices_are_auto_and_the_reconstruction_table() -> None:
+def test_loss_and_scaling_choices_add_auto_to_their_tables() -> None:
     assert CHOICES["loss"] == ("auto", *RECONSTRUCTION)
-
-
-def test_scaling_choices_are_auto_and_the_scaling_table() -> None:
     assert CHOICES["scaling"] == ("auto", *SCALINGS)
+
+
+def test_named_penalty_hyper_parameters_default_to_their_table_entries() -> None:
+    named = {name: p for entry in PENALTIES.values() for name, p in entry.params.items() if name in DEFAULTS}
+    assert set(named) == {"sparsity_target", "sparsity_k"}
+    for name, param in named.items():
+        assert DEFAULTS[name] == param.default, name
 
 
 def test_every_choice_field_is_a_config_field() -> None:

@@ -10,16 +10,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
 from conftest import fit
 from isthmus import Autoencoder, load
 from isthmus.bottlenecks import BOTTLENECKS, Bottleneck, Gaussian, kl_weight
-from isthmus.config import ModelConfig
+from isthmus.config import ModelConfig, choices, split_params
 from isthmus.corruptions import CORRUPTIONS
 from isthmus.errors import ConfigError
 from isthmus.metrics import reconstruction_metrics
 from isthmus.model import RECONSTRUCTION, build_net
-from isthmus.penalties import PENALTIES, PenaltyContext, contractive, jacobian_norm_sq, top_k, tsne_affinities
+from isthmus.penalties import (
+    PENALTIES,
+    Param,
+    Penalty,
+    PenaltyContext,
+    contractive,
+    jacobian_norm_sq,
+    penalty_params,
+    top_k,
+    tsne_affinities,
+)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +200,7 @@ def test_topk_leaves_exactly_k_units_active(digits_flat: np.ndarray) -> None:
 def test_topk_counts_ties_and_zeros_exactly() -> None:
     config = ModelConfig(n_components=6, penalty="topk", sparsity_k=3)
     code = torch.tensor([[0.0] * 6, [1.0] * 6, [2.0, 2.0, 2.0, 2.0, -1.0, 0.0]])
-    out = top_k(code, config)
+    out = top_k(code, penalty_params(config))
     assert ((out != 0).sum(dim=1) == 3).all()
 
 
@@ -200,7 +211,7 @@ def test_contractive_closed_form_matches_autograd() -> None:
     config = ModelConfig(n_components=5, hidden_layer_sizes=(), penalty="contractive", loss="mse")
     net = build_net(config, (12,), seed=0)
     x = torch.randn(7, 12, generator=torch.Generator().manual_seed(0))
-    ctx = PenaltyContext(x=x, code=net.encode(x), encode=net.encode, config=config, affine=net._affine())
+    ctx = PenaltyContext(x, net.encode(x), net.encode, config, penalty_params(config), affine=net._affine())
     assert ctx.affine is not None
     closed = contractive(ctx)
     exact = jacobian_norm_sq(net.encode, x).mean()
@@ -403,3 +414,66 @@ def test_every_bottleneck_keeps_the_promises_it_declares(name: str) -> None:
     if bottleneck.integer_code:
         assert bottleneck.tables is tables and len(tables.cdf) == 3
         assert torch.equal(out.mean, out.mean.round())  # an integer code
+
+
+# ---------------------------------------------------------------------------------------------- a new penalty
+
+
+def _power(ctx: PenaltyContext) -> torch.Tensor:
+    """A made-up penalty: the batch mean of sum_j |code_j| ** power."""
+    return ctx.code.abs().pow(ctx.params["power"]).sum(dim=1).mean()
+
+
+def _at_least_one(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 1
+
+
+MADE_UP = Penalty(term=_power, weight=1.0, params={"power": Param(2.0, "the exponent", _at_least_one, "a number >= 1")})
+
+
+def test_a_penalty_with_a_hyper_parameter_is_one_table_entry(
+    monkeypatch: pytest.MonkeyPatch, tabular: np.ndarray, tmp_path: Path
+) -> None:
+    # the table entry alone, nothing else registered: the choices, the checks, the estimator, the model file follow
+    monkeypatch.setitem(PENALTIES, "made_up", MADE_UP)
+    assert "made_up" in choices()["penalty"]
+    seen: list[float] = []
+
+    def power(ctx: PenaltyContext) -> torch.Tensor:
+        seen.append(ctx.params["power"])
+        return _power(ctx)
+
+    monkeypatch.setitem(PENALTIES, "made_up", MADE_UP._replace(term=power))
+    params = {"n_components": 3, "penalty": "made_up", "penalty_weight": 10.0, "max_iter": 20}
+    ae = fit(tabular, **params, penalty_params={"power": 1})
+    assert set(seen) == {1}  # the value given reached the term
+    plain = fit(tabular, **{**params, "penalty": "none"})
+    # the term acts: an L1 pull of weight 10 shrinks the code well below the unpenalized one's
+    assert np.abs(ae.transform(tabular)).mean() < 0.5 * np.abs(plain.transform(tabular)).mean()
+    seen.clear()
+    fit(tabular, **{**params, "max_iter": 1})
+    assert set(seen) == {2.0}  # the entry's default
+    # scikit-learn's parameter contract and the model file keep the hyper-parameters
+    assert clone(ae).get_params()["penalty_params"] == {"power": 1}
+    assert ae.set_params(penalty_params={"power": 3}).penalty_params == {"power": 3}
+    ae.set_params(penalty_params={"power": 1}).save(tmp_path / "m.safetensors")
+    loaded = load(tmp_path / "m.safetensors")
+    assert loaded.penalty_params == {"power": 1}
+    np.testing.assert_allclose(loaded.transform(tabular), ae.transform(tabular), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("penalty_params", "message"),
+    [
+        ({"power": 0.5}, r"power=0.5 must be a number >= 1"),
+        ({"gamma": 2}, r"penalty_params sets gamma, but penalty='made_up' takes power"),
+        ({"sparsity_target": 0.1}, r"sparsity_target, which is a parameter of its own: set sparsity_target=0.1"),
+        (["power"], r"must map the penalty's hyper-parameter names to values"),
+    ],
+)
+def test_a_penalty_refuses_hyper_parameters_it_does_not_take(
+    monkeypatch: pytest.MonkeyPatch, penalty_params: object, message: str
+) -> None:
+    monkeypatch.setitem(PENALTIES, "made_up", MADE_UP)
+    with pytest.raises(ConfigError, match=message):
+        split_params({"penalty": "made_up", "penalty_params": penalty_params})

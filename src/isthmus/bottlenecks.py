@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from isthmus.config import ModelConfig
 from isthmus.entropy import CdfTables, build_cdf_tables
+from isthmus.settings import ModelConfig
 
 #: log-variances are kept in this range so that exp() neither underflows to a zero scale nor overflows
 LOG_VAR_RANGE = (-30.0, 20.0)

@@ -21,7 +21,7 @@ from isthmus import fitted as fitted_module
 from isthmus import train as training
 from isthmus.baselines import pca_baseline
 from isthmus.checkpoint import checkpoint_seed
-from isthmus.config import DEFAULTS, ModelConfig, TrainConfig, split_params
+from isthmus.config import split_params
 from isthmus.data import check_finite
 from isthmus.data.schema import (
     Schema,
@@ -48,6 +48,7 @@ from isthmus.series import (
     training_split,
     windows_of,
 )
+from isthmus.settings import DEFAULTS, ModelConfig, TrainConfig
 from isthmus.shapes import any_size
 
 
@@ -84,6 +85,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Target mean activation of each code unit for ``penalty="kl_sparsity"``.
     sparsity_k : int, default=10
         Non-zero code units per sample for ``penalty="topk"``; at most ``n_components``.
+    penalty_params : dict of str to value, optional
+        The penalty's other hyper-parameters by name. Each entry of ``penalties.PENALTIES`` declares its own
+        (``Penalty.params``: default, meaning, allowed values), so a new penalty needs no new parameter
+        here; ``sparsity_target`` and ``sparsity_k`` are parameters of their own.
     corruption : {"none", "gaussian", "gaussian_clipped", "masking", "salt_pepper"}, default="none"
         Noise on the encoder's input in training only; the loss is against the clean input.
     noise_level : float, default=0.1
@@ -236,6 +241,7 @@ default="reconstruction"
         penalty_weight: float | str = DEFAULTS["penalty_weight"],
         sparsity_target: float = DEFAULTS["sparsity_target"],
         sparsity_k: int = DEFAULTS["sparsity_k"],
+        penalty_params: dict[str, Any] | None = DEFAULTS["penalty_params"],
         corruption: str = DEFAULTS["corruption"],
         noise_level: float = DEFAULTS["noise_level"],
         binarize: bool = DEFAULTS["binarize"],
@@ -283,6 +289,7 @@ default="reconstruction"
         self.penalty_weight = penalty_weight
         self.sparsity_target = sparsity_target
         self.sparsity_k = sparsity_k
+        self.penalty_params = penalty_params
         self.corruption = corruption
         self.noise_level = noise_level
         self.binarize = binarize

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from isthmus.config import DEFAULTS
 from isthmus.errors import EncoderOnlyError, NotFittedError
 from isthmus.model import AutoencoderNet, batched, device_of, net_shape, seeded_generator
 from isthmus.scaling import Scaler
+from isthmus.settings import DEFAULTS
 from isthmus.shapes import any_size
 
 if TYPE_CHECKING:

@@ -28,9 +28,9 @@ from isthmus.scaling import Scaler, fit_scaler, scaler_from_moments
 from isthmus.series import Split, channel_scaler, early_stopping_windows, held_out_offset
 
 if TYPE_CHECKING:
-    from isthmus.config import ModelConfig, TrainConfig
     from isthmus.data.schema import Schema
     from isthmus.fitted import Fitted
+    from isthmus.settings import ModelConfig, TrainConfig
 
 #: rows of a streamed source kept at hand for the PCA baseline, the coding tables and the anomaly threshold
 STREAM_SAMPLE = 20000

@@ -14,12 +14,12 @@ from torch import Tensor, nn
 
 from isthmus.bottlenecks import BOTTLENECKS, Bottleneck, Deterministic
 from isthmus.columns import make_head
-from isthmus.config import ModelConfig
 from isthmus.corruptions import CORRUPTIONS, LEVEL_IN_DATA_UNITS
 from isthmus.data.schema import Schema
 from isthmus.errors import ConfigError
 from isthmus.nets import ARCHITECTURES, Builder, crop_like
-from isthmus.penalties import PENALTIES, PenaltyContext, penalty_weight
+from isthmus.penalties import PENALTIES, PenaltyContext, penalty_params, penalty_weight
+from isthmus.settings import ModelConfig
 
 #: smallest standard deviation of the learned Gaussian likelihood (scaled units): a constant feature
 #: then costs a finite log(MIN_SIGMA) nats instead of driving the likelihood to infinity
@@ -139,6 +139,7 @@ class AutoencoderNet(nn.Module):
         self.decoder = decoder(self.input_shape, config.hidden_layer_sizes, config.n_components, config.activation)
         self._penalty = PENALTIES[config.penalty]
         self._penalty_weight = penalty_weight(config)
+        self._penalty_params = penalty_params(config)
         self._corrupt = CORRUPTIONS[config.corruption]
         self._reconstruction, self._output = self.head.loss, self.head.output
         # (*input_shape) scaled units per data unit of a noise standard deviation (1 / the scaler's scale),
@@ -164,7 +165,7 @@ class AutoencoderNet(nn.Module):
     def constrain(self, code: Tensor) -> Tensor:
         """The penalty's constraint on a code ``(batch, n_components)`` (``topk`` keeps k values), else the code."""
         constrain = self._penalty.constrain
-        return code if constrain is None else constrain(code, self.config)
+        return code if constrain is None else constrain(code, self._penalty_params)
 
     def output(self, h: Tensor) -> Tensor:
         """The decoder's output activation: its last layer's values ``(batch, *input_shape)`` -> scaled units."""
@@ -240,7 +241,12 @@ class AutoencoderNet(nn.Module):
         terms = {"reconstruction": trimmed_mean(per_row, self.config.trim_fraction), **out.terms}
         if self._penalty.term is not None:
             ctx = PenaltyContext(
-                x=x_in, code=code, encode=self._encode_inputs, config=self.config, affine=self._affine()
+                x=x_in,
+                code=code,
+                encode=self._encode_inputs,
+                config=self.config,
+                params=self._penalty_params,
+                affine=self._affine(),
             )
             terms["penalty"] = self._penalty_weight * self._penalty.term(ctx)
         total = None

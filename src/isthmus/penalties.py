@@ -1,22 +1,27 @@
 """Code regularizers: loss terms on the code and activation constraints that shape it.
 
-A penalty has an optional loss ``term`` (weighted by ``penalty_weight`` in the loss; ``"auto"`` is the entry's
-own ``weight``) and an optional
-``constrain`` applied to the code wherever it is computed (training and ``transform`` alike), and says
-whether the code may be wider than the input (``overcomplete``): a regularized code need not be a
-bottleneck to learn something.
+A penalty is one entry of ``PENALTIES``: an optional loss ``term`` (weighted by ``penalty_weight`` in the
+loss; ``"auto"`` is the entry's own ``weight``) and an optional ``constrain`` applied to the code wherever it
+is computed (training and ``transform`` alike); it says whether the code may be wider than the input
+(``overcomplete``): a regularized code need not be a bottleneck to learn something. An entry declares its
+hyper-parameters (``params``: default, meaning, allowed values); the estimator takes them by name in
+``penalty_params`` (``sparsity_target`` and ``sparsity_k`` are also parameters of their own), and the term
+and the constraint read them resolved, from ``ctx.params``. So a new penalty, hyper-parameters included,
+is a function and a table line here; ``config.CHOICES`` follows the table, and the estimator's docstring
+lists the name (``tests/test_choices.py`` fails until it does).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from isthmus.config import ModelConfig
+from isthmus.errors import ConfigError
+from isthmus.settings import ModelConfig
 
 #: keeps the mean activation away from 0 and 1, where the KL divergence's logarithms blow up
 _RATE_EPS = 1e-6
@@ -41,21 +46,77 @@ class PenaltyContext(NamedTuple):
     code: Tensor  # (batch, n_components): the constrained code
     encode: Callable[[Tensor], Tensor]  # input -> code, differentiable, for Jacobian penalties
     config: ModelConfig
+    params: Mapping[str, Any]  # the penalty's hyper-parameters, resolved (``penalty_params``)
     # (weight (n_components, n_features), bias) when the code is constrain(weight @ x.flatten() + bias)
     # exactly (a one-layer encoder and a deterministic bottleneck): penalties may use closed forms then
     affine: tuple[Tensor, Tensor] | None = None
 
 
+class Param(NamedTuple):
+    """A penalty's hyper-parameter: its default, what it means (one line), and which values it takes."""
+
+    default: Any
+    doc: str
+    allowed: Callable[[Any], bool]
+    must_be: str  # what ``allowed`` accepts, for the error: "an integer >= 1"
+
+
 class Penalty(NamedTuple):
-    """A table entry: loss term, code constraint, whether the code may be wider than the input, and the
-    weight of the term that ``penalty_weight="auto"`` stands for."""
+    """A table entry: loss term, code constraint, whether the code may be wider than the input, the
+    weight of the term that ``penalty_weight="auto"`` stands for, and the hyper-parameters."""
 
     term: Callable[[PenaltyContext], Tensor] | None = None
-    constrain: Callable[[Tensor, ModelConfig], Tensor] | None = None
+    constrain: Callable[[Tensor, Mapping[str, Any]], Tensor] | None = None
     overcomplete: bool = False
     # a weight at which the term does its job on its own, beside a reconstruction loss summed over the
     # features of a sample (see each entry); 0 for entries without a term
     weight: float = 0.0
+    params: Mapping[str, Param] = {}
+    # a check of the resolved hyper-parameters against the rest of the config: None, or what is wrong
+    check: Callable[[Mapping[str, Any], ModelConfig], str | None] | None = None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_rate(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 < value < 1.0
+
+
+def penalty_params(config: ModelConfig) -> dict[str, Any]:
+    """The hyper-parameters of ``config.penalty``: each from ``penalty_params``, else from the config field
+    of its name, else its default."""
+    given = config.penalty_params or {}
+    declared = PENALTIES[config.penalty].params
+    return {name: given.get(name, getattr(config, name, p.default)) for name, p in declared.items()}
+
+
+def check_params(config: ModelConfig) -> None:
+    """Refuse hyper-parameters that the penalty does not declare or whose values it does not take.
+
+    The hyper-parameters that are config fields of their own (``sparsity_target``) are checked whatever the
+    penalty, as every field is; ``penalty_params`` must name the chosen penalty's own.
+    """
+    fields = {name: p for entry in PENALTIES.values() for name, p in entry.params.items() if hasattr(config, name)}
+    for name, p in fields.items():
+        _check_value(name, getattr(config, name), p)
+    entry, given = PENALTIES[config.penalty], dict(config.penalty_params or {})
+    for name, value in given.items():
+        if name in fields:
+            raise ConfigError(f"penalty_params sets {name}, which is a parameter of its own: set {name}={value!r}")
+        if name not in entry.params:
+            takes = ", ".join(entry.params) or "no hyper-parameters"
+            raise ConfigError(f"penalty_params sets {name}, but penalty={config.penalty!r} takes {takes}")
+        _check_value(name, value, entry.params[name])
+    problem = None if entry.check is None else entry.check(penalty_params(config), config)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
+def _check_value(name: str, value: Any, param: Param) -> None:
+    if not param.allowed(value):
+        raise ConfigError(f"{name}={value!r} must be {param.must_be}")
 
 
 def penalty_weight(config: ModelConfig) -> float:
@@ -70,7 +131,7 @@ def l1_activity(ctx: PenaltyContext) -> Tensor:
     return ctx.code.abs().sum(dim=1).mean()
 
 
-def sigmoid_code(code: Tensor, config: ModelConfig) -> Tensor:
+def sigmoid_code(code: Tensor, params: Mapping[str, Any]) -> Tensor:
     """Squash the code into (0, 1): unit activations that a rate can describe."""
     return torch.sigmoid(code)
 
@@ -78,20 +139,20 @@ def sigmoid_code(code: Tensor, config: ModelConfig) -> Tensor:
 def kl_sparsity(ctx: PenaltyContext) -> Tensor:
     """``sum_j KL(rho || rho_hat_j)``: each unit's batch-mean activation ``rho_hat_j`` pulled toward the
     target rate ``rho = sparsity_target`` (Ng, "Sparse autoencoder", CS294A notes)."""
-    rho = ctx.config.sparsity_target
+    rho = ctx.params["sparsity_target"]
     rho_hat = ctx.code.float().mean(dim=0).clamp(_RATE_EPS, 1.0 - _RATE_EPS)  # (n_components,)
     kl = rho * torch.log(rho / rho_hat) + (1.0 - rho) * torch.log((1.0 - rho) / (1.0 - rho_hat))
     return kl.sum()
 
 
-def top_k(code: Tensor, config: ModelConfig) -> Tensor:
+def top_k(code: Tensor, params: Mapping[str, Any]) -> Tensor:
     """Keep each row's ``sparsity_k`` largest values and zero the rest (Makhzani & Frey, 2013).
 
     The winners are picked by index (``topk`` + ``scatter``), so ties still leave exactly k entries; a
     winner that is exactly zero becomes the smallest normal float, so the support is always k wide
     without changing any output measurably. Gradients flow through the winners only.
     """
-    values, index = code.topk(config.sparsity_k, dim=1)  # (batch, k)
+    values, index = code.topk(params["sparsity_k"], dim=1)  # (batch, k)
     tiny = torch.finfo(code.dtype).tiny
     values = torch.where(values == 0, torch.full_like(values, tiny), values)
     return torch.zeros_like(code).scatter(1, index, values)
@@ -185,13 +246,36 @@ def tsne(ctx: PenaltyContext) -> Tensor:
     return (torch.xlogy(p, p) - p * log_q.masked_fill(eye, 0.0)).sum()
 
 
+_RATE = "a number strictly between 0 and 1 (the target mean activation of a code unit), e.g. sparsity_target=0.05"
+
+
+def _k_fits(params: Mapping[str, Any], config: ModelConfig) -> str | None:
+    if params["sparsity_k"] <= config.n_components:
+        return None
+    return (
+        f"sparsity_k={params['sparsity_k']} must be <= n_components={config.n_components} with penalty='topk'; "
+        "lower sparsity_k or raise n_components"
+    )
+
+
 PENALTIES: dict[str, Penalty] = {
     "none": Penalty(),
     "l1": Penalty(term=l1_activity, overcomplete=True, weight=1e-3),
     # 1.0: 100 units on the digits reach a mean activation of 0.05 +- 0.02 for sparsity_target=0.05
     # (tests/test_defaults.py); 1e-3 left them at 0.43
-    "kl_sparsity": Penalty(term=kl_sparsity, constrain=sigmoid_code, overcomplete=True, weight=1.0),
-    "topk": Penalty(constrain=top_k, overcomplete=True),
+    "kl_sparsity": Penalty(
+        term=kl_sparsity,
+        constrain=sigmoid_code,
+        overcomplete=True,
+        weight=1.0,
+        params={"sparsity_target": Param(0.05, "target mean activation of each code unit", _is_rate, _RATE)},
+    ),
+    "topk": Penalty(
+        constrain=top_k,
+        overcomplete=True,
+        params={"sparsity_k": Param(10, "non-zero code units per sample", _is_count, "an integer >= 1")},
+        check=_k_fits,
+    ),
     "contractive": Penalty(term=contractive, constrain=sigmoid_code, overcomplete=True, weight=0.1),
     # the KL of t-SNE is a few nats per batch: 3000 makes it dominate the reconstruction (preset embed-2d)
     "tsne": Penalty(term=tsne, weight=3000.0),

@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 from isthmus import distributed
 from isthmus.batches import BatchSource, Shard, TensorSource
 from isthmus.checkpoint import Run, State, load_checkpoint, save_checkpoint
-from isthmus.config import TrainConfig
 from isthmus.errors import ModelFileError, TrainingError
 from isthmus.model import autocast, autocast_dtype
+from isthmus.settings import TrainConfig
 
 #: restarts from the last good epoch, each with half the learning rate, before a diverging run gives up
 MAX_RETRIES = 3

@@ -134,10 +134,17 @@ class CropData(NamedTuple):
 
 
 def crop_training(
-    images: list[np.ndarray], crop: int, scaling: str, *, validation_fraction: float | None, seed: int
+    images: list[np.ndarray],
+    crop: int,
+    scaling: str,
+    *,
+    validation_fraction: float | None,
+    seed: int,
+    noise: float = 0.0,
 ) -> CropData:
     """The scaler of every pixel of ``images``, and crop sources of the scaled images (a seeded share of the
-    images held out for validation when ``validation_fraction`` is given).
+    images held out for validation when ``validation_fraction`` is given); ``noise`` as in
+    :func:`isthmus.scaling.with_noise`.
 
     Raises
     ------
@@ -158,7 +165,7 @@ def crop_training(
     var = sum(float(np.square(image - mean, dtype=np.float64).sum()) for image in images) / pixels
     lo, hi = min(float(image.min()) for image in images), max(float(image.max()) for image in images)
     low, high, mu, sd = (np.full(shape, v, np.float64) for v in (lo, hi, mean, math.sqrt(var)))
-    scaler = scaler_from_moments(low, high, mu, sd, scaling, is_image=True)
+    scaler = scaler_from_moments(low, high, mu, sd, scaling, is_image=True, noise=noise)
     offset, scale = float(scaler.offset.flat[0]), float(scaler.scale.flat[0])
     scaled = [torch.from_numpy(((image - offset) / scale).astype(np.float32)) for image in images]
     train, val = list(range(len(images))), None

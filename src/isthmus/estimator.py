@@ -389,10 +389,11 @@ default="reconstruction"
         seed = self._seed(resume)
 
         scaling = resolve_scaling(model_cfg.scaling, is_image)
+        noise = fitting.training_noise(model_cfg)  # data units
         if cropping:
-            data = fitting.cropped(images, crop, scaling, shape, train_cfg, seed)
+            data = fitting.cropped(images, crop, scaling, shape, train_cfg, seed, noise)
         elif streaming:
-            data = fitting.streamed(X, scaling, shape, train_cfg, seed, is_image=is_image)
+            data = fitting.streamed(X, scaling, shape, train_cfg, seed, is_image=is_image, noise=noise)
         else:
             if self.schema_ is not None:  # the network sees missing cells when a table has them or categories
                 mask = self.schema_.categorical or bool(np.isnan(x).any())
@@ -408,6 +409,7 @@ default="reconstruction"
                 levels=levels,
                 split=split,
                 window=model_cfg.window,
+                noise=noise,
             )
         config = dataclasses.replace(model_cfg, loss=data.loss(model_cfg.loss))
         net = build_net(config, self.input_shape_, seed, self.schema_)

@@ -19,6 +19,7 @@ import torch
 from isthmus import artifact, codec, crops, scoring
 from isthmus import train as training
 from isthmus.batches import ChunkSource
+from isthmus.corruptions import LEVEL_IN_DATA_UNITS
 from isthmus.data.stream import Rows, moments, sample_rows
 from isthmus.errors import ConfigError, DataError
 from isthmus.model import AutoencoderNet, build_net
@@ -130,6 +131,12 @@ def split_stream(
     return train, val
 
 
+def training_noise(config: ModelConfig) -> float:
+    """The training noise's standard deviation in the data's units, which the scaler makes room for
+    (:func:`isthmus.scaling.with_noise`): a Gaussian corruption's ``noise_level``, else 0."""
+    return config.noise_level if config.corruption in LEVEL_IN_DATA_UNITS else 0.0
+
+
 def in_memory(
     x: np.ndarray,
     scaling: str,
@@ -141,13 +148,15 @@ def in_memory(
     levels: Any = None,
     split: Split | None = None,
     window: int | None = None,
+    noise: float = 0.0,
 ) -> TrainingData:
     """Rows (or a series' training windows, ``split``) held in memory: the scaler fitted on all of them
-    (per channel for a series; ``levels``: a table's one-hot positions, left unscaled), then split."""
+    (per channel for a series; ``levels``: a table's one-hot positions, left unscaled; ``noise``:
+    :func:`training_noise`), then split."""
     if split is not None:  # a series: one offset and scale per channel
-        scaler = channel_scaler(split.values, scaling, int(window or 0))
+        scaler = channel_scaler(split.values, scaling, int(window or 0), noise)
     else:
-        scaler = fit_scaler(x, scaling, is_image=is_image, unscaled=levels)
+        scaler = fit_scaler(x, scaling, is_image=is_image, unscaled=levels, noise=noise)
     scaled = scaler.transform(x)
     low, high = float(np.nanmin(scaled)), float(np.nanmax(scaled))
     data_range = float(np.nanmax(x) - np.nanmin(x)) or 1.0
@@ -163,13 +172,20 @@ def in_memory(
 
 
 def streamed(
-    rows: Rows, scaling: str, shape: tuple[int, ...], cfg: TrainConfig, seed: int, *, is_image: bool
+    rows: Rows,
+    scaling: str,
+    shape: tuple[int, ...],
+    cfg: TrainConfig,
+    seed: int,
+    *,
+    is_image: bool,
+    noise: float = 0.0,
 ) -> TrainingData:
     """A streamed source: one pass for the scaler, a seeded sample for what needs rows at hand."""
     stats = moments(rows)
     x = sample_rows(rows, STREAM_SAMPLE, seed).reshape(-1, *rows.sample_shape)
     scaler = scaler_from_moments(
-        stats.minimum, stats.maximum, stats.mean, stats.std, scaling, is_image=is_image, sample=x
+        stats.minimum, stats.maximum, stats.mean, stats.std, scaling, is_image=is_image, sample=x, noise=noise
     )
     low = float(scaler.transform(stats.minimum.astype(np.float32)).min())
     high = float(scaler.transform(stats.maximum.astype(np.float32)).max())
@@ -179,11 +195,17 @@ def streamed(
 
 
 def cropped(
-    images: list[np.ndarray], crop: int, scaling: str, shape: tuple[int, ...], cfg: TrainConfig, seed: int
+    images: list[np.ndarray],
+    crop: int,
+    scaling: str,
+    shape: tuple[int, ...],
+    cfg: TrainConfig,
+    seed: int,
+    noise: float = 0.0,
 ) -> TrainingData:
     """Images of any sizes, trained on in crops (:mod:`isthmus.crops`)."""
     held_out = cfg.validation_fraction if cfg.early_stopping else None
-    data = crops.crop_training(images, crop, scaling, validation_fraction=held_out, seed=seed)
+    data = crops.crop_training(images, crop, scaling, validation_fraction=held_out, seed=seed, noise=noise)
     return TrainingData(data.scaler, shape, data.train, data.val, data.sample, data.low, data.high, data.data_range)
 
 

@@ -73,18 +73,20 @@ def _none(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]
 
 
 class Scaling(NamedTuple):
-    """A table entry: ``fit(x, axes) -> (offset, spread)``, and whether per-feature minimum, maximum, mean
-    and standard deviation determine it (so that a streamed source needs one pass and no sample)."""
+    """A table entry: ``fit(x, axes) -> (offset, spread)``, whether per-feature minimum, maximum, mean
+    and standard deviation determine it (so that a streamed source needs one pass and no sample), and
+    whether its spread is a standard deviation (so that training noise adds to it, :func:`with_noise`)."""
 
     fit: Callable[[np.ndarray, tuple[int, ...]], tuple[np.ndarray, np.ndarray]]
     from_moments: bool = True
+    deviation: bool = False
 
 
 #: ``scaling`` name -> its entry; ``config.CHOICES["scaling"]`` is ``"auto"`` and these names
 SCALINGS: dict[str, Scaling] = {
     "minmax": Scaling(_minmax),
-    "standard": Scaling(_standard),
-    "robust": Scaling(_robust, from_moments=False),
+    "standard": Scaling(_standard, deviation=True),
+    "robust": Scaling(_robust, from_moments=False, deviation=True),
     "none": Scaling(_none),
 }
 
@@ -95,12 +97,28 @@ def _entry(scaling: str) -> Scaling:
     return SCALINGS[scaling]
 
 
-def fit_scaler(x: np.ndarray, scaling: str, *, is_image: bool, unscaled: np.ndarray | None = None) -> Scaler:
+def with_noise(span: np.ndarray, scaling: str, noise: float) -> np.ndarray:
+    """The spread of what a network trained on noisy inputs sees: ``sqrt(span**2 + noise**2)`` for a scaling
+    whose spread is a standard deviation, ``span`` unchanged for any other (or ``noise`` 0).
+
+    ``noise`` is the standard deviation of the training noise in the data's units (a Gaussian corruption's
+    ``noise_level``), independent of the data, so the variances add. A near-constant feature (a pixel that is
+    blank in most images) then gets a scale of about the noise, not its own tiny deviation, which would blow
+    the noise up to dozens of units and make the loss weigh that feature thousands of times over the others.
+    """
+    if noise <= 0 or not _entry(scaling).deviation:
+        return span
+    return np.sqrt(np.square(span) + noise**2)
+
+
+def fit_scaler(
+    x: np.ndarray, scaling: str, *, is_image: bool, unscaled: np.ndarray | None = None, noise: float = 0.0
+) -> Scaler:
     """Fit a scaler on ``x`` (n_samples, *sample_shape); images get one global offset and scale.
 
     Missing values (NaN, a table's missing cells) are left out of each feature's statistics; features where
     ``unscaled`` (a boolean array of one sample's shape) is True keep offset 0 and scale 1 (a table's
-    one-hot levels).
+    one-hot levels). ``noise``: the training noise's standard deviation in the data's units (:func:`with_noise`).
     """
     axes = tuple(range(x.ndim)) if is_image else (0,)
     entry = _entry(scaling)
@@ -110,6 +128,7 @@ def fit_scaler(x: np.ndarray, scaling: str, *, is_image: bool, unscaled: np.ndar
         span = np.array([float(np.asarray(p[1]).reshape(-1)[0]) for p in parts])
     else:
         low, span = entry.fit(x, axes)
+    span = with_noise(span, scaling, noise)
     span = np.where(span > 0, span, 1.0)  # constant features pass through unscaled
     if unscaled is not None:
         low, span = np.where(unscaled, 0.0, low), np.where(unscaled, 1.0, span)
@@ -129,13 +148,14 @@ def scaler_from_moments(
     *,
     is_image: bool,
     sample: np.ndarray | None = None,
+    noise: float = 0.0,
 ) -> Scaler:
     """The scaler :func:`fit_scaler` would fit, from per-feature statistics gathered in one streaming pass;
     a scaling that moments do not determine (``"robust"``) is fitted on ``sample``, rows drawn from the source."""
     if not _entry(scaling).from_moments:
         if sample is None:
             raise ConfigError(f"scaling={scaling!r} needs a sample of rows, not only their moments")
-        return fit_scaler(sample, scaling, is_image=is_image)
+        return fit_scaler(sample, scaling, is_image=is_image, noise=noise)
     if is_image:  # one global offset and scale: pool the per-pixel statistics (every pixel has equal count)
         pooled_mean = mean.mean()
         pooled_std = np.sqrt((std**2 + (mean - pooled_mean) ** 2).mean())
@@ -147,5 +167,6 @@ def scaler_from_moments(
         offset, span = mean, std
     else:  # "none"
         offset, span = np.zeros_like(mean), np.ones_like(mean)
+    span = with_noise(span, scaling, noise)
     span = np.where(span > 0, span, 1.0)
     return Scaler(offset=offset.astype(np.float32), scale=span.astype(np.float32))

@@ -137,10 +137,11 @@ def hold_out_end(
     return Split(head, cut(head, window, stride, name), cut(end, window, stride, name))
 
 
-def channel_scaler(values: npt.NDArray[np.float32], scaling: str, window: int) -> Scaler:
+def channel_scaler(values: npt.NDArray[np.float32], scaling: str, window: int, noise: float = 0.0) -> Scaler:
     """A scaler per channel, fitted on ``values`` (n_timestamps, n_channels), shaped (n_channels, window)
-    like one window: every position of a window scales alike, so a window means the same wherever it starts."""
-    per_channel = fit_scaler(values, scaling, is_image=False)  # offset, scale: (n_channels,)
+    like one window: every position of a window scales alike, so a window means the same wherever it starts
+    (``noise`` as in :func:`isthmus.scaling.with_noise`)."""
+    per_channel = fit_scaler(values, scaling, is_image=False, noise=noise)  # offset, scale: (n_channels,)
     return Scaler(
         offset=np.repeat(per_channel.offset[:, None], window, axis=1),
         scale=np.repeat(per_channel.scale[:, None], window, axis=1),

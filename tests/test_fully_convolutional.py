@@ -117,6 +117,23 @@ def test_interpolate_and_score_any_size(model: Autoencoder) -> None:
     assert scores.shape == (2,) and np.all(np.isfinite(scores))
 
 
+def test_scores_of_any_size_are_on_the_scale_of_the_training_crops(model: Autoencoder) -> None:
+    """offset_ is set on 32x32 crops: a larger image like the training ones must not score as an anomaly
+    because it has more pixels to sum errors over."""
+    rng = np.random.default_rng(17)
+    mean_score = {}
+    for side in (32, 64, 128):
+        x = np.stack([smooth(rng, side, side)[None] for _ in range(6)])  # (6, 1, side, side)
+        mean_score[side] = float(model.score_samples(x).mean())
+        assert np.mean(model.predict(x) == 1) >= 0.5, side
+    for side in (64, 128):  # a sum over 4 or 16 times the pixels, were it not per crop
+        assert 0.5 < mean_score[side] / mean_score[32] < 2.0, mean_score
+    odd = np.stack([smooth(rng, 37, 29)[None] for _ in range(2)])
+    parts = model.score_contributions(odd)
+    assert parts.shape == odd.shape
+    np.testing.assert_allclose(parts.reshape(2, -1).sum(axis=1), -model.score_samples(odd), rtol=1e-6)
+
+
 def test_early_stopping_holds_out_whole_images(images: list[np.ndarray]) -> None:
     settings_ = {**FC, "max_iter": 2, "early_stopping": True, "validation_fraction": 0.25}
     with warnings.catch_warnings():
@@ -243,6 +260,92 @@ def test_cli_trains_on_crops_of_a_folder_of_mixed_sizes_and_round_trips_it(tmp_p
             assert a.size == b.size
     npy = CliRunner().invoke(cli, ["decompress", str(model), str(stream), "-o", str(tmp_path / "x.npy")])
     assert npy.exit_code == 1 and "give a folder" in npy.output
+
+
+def _mixed_folder(tmp_path: Path) -> tuple[Path, list[np.ndarray]]:
+    """Three 8-bit PNGs of three sizes, none the crop's, and their pixels (height, width) in sorted name order."""
+    rng = np.random.default_rng(13)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    pixels = [smooth(rng, h, w).astype(np.uint8) for h, w in ((40, 56), (37, 29), (20, 24))]
+    for name, image in zip("abc", pixels, strict=True):
+        Image.fromarray(image).save(folder / f"{name}.png")
+    return folder, pixels
+
+
+def _one_error_line(result: object, *needles: str) -> None:
+    output = result.output.strip()  # type: ignore[attr-defined]
+    assert result.exit_code == 1, output  # type: ignore[attr-defined]
+    assert output.startswith("error: ") and "\n" not in output and "Traceback" not in output, output
+    for needle in needles:
+        assert needle in output, (needle, output)
+
+
+def test_cli_maps_a_folder_of_mixed_sizes_one_image_at_a_time(model: Autoencoder, tmp_path: Path) -> None:
+    folder, pixels = _mixed_folder(tmp_path)
+    path = tmp_path / "fc.safetensors"
+    model.save(path)
+    for command in ("reconstruct", "denoise"):
+        out = tmp_path / command
+        result = CliRunner().invoke(cli, [command, str(path), str(folder), "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png", "00002.png"]
+        for i, image in enumerate(pixels):
+            with Image.open(out / f"{i:05d}.png") as written:
+                got = np.asarray(written)
+            assert got.shape == image.shape  # each image at its own size
+            expected = np.clip(np.rint(model.reconstruct(image[None, None].astype(np.float32))[0, 0]), 0, 255)
+            np.testing.assert_array_equal(got, expected)  # the model's own reconstruction of that image
+            assert psnr(got, image) > _baseline(image) + 3.0
+    model_, data = str(path), str(folder)
+    array_file = CliRunner().invoke(cli, ["reconstruct", model_, data, "-o", str(tmp_path / "x.npy")])
+    _one_error_line(array_file, "differ in size", "give a folder")
+    one_png = CliRunner().invoke(cli, ["denoise", model_, data, "-o", str(tmp_path / "x.png")])
+    _one_error_line(one_png, "give a folder")
+    streamed = CliRunner().invoke(cli, ["reconstruct", model_, data, "-o", str(tmp_path / "s.npy"), "--stream"])
+    _one_error_line(streamed, "3 sizes", "--stream")
+    codes = CliRunner().invoke(cli, ["encode", model_, data, "-o", str(tmp_path / "codes.npy")])
+    _one_error_line(codes, "a.png is 56x40", "code", "--image-size")
+    scores = CliRunner().invoke(cli, ["score", model_, data, "-o", str(tmp_path / "scores.csv")])
+    assert scores.exit_code == 0, scores.output
+    table = np.loadtxt(tmp_path / "scores.csv", delimiter=",", skiprows=1)  # (3, 2): score, flag
+    expected = [model.score_samples(image[None, None].astype(np.float32))[0] for image in pixels]
+    np.testing.assert_allclose(table[:, 0], expected, rtol=1e-5)
+    explained = CliRunner().invoke(cli, ["score", model_, data, "-o", str(tmp_path / "e.csv"), "--explain", "2"])
+    _one_error_line(explained, "3 sizes", "--explain", "--image-size")
+    resized = CliRunner().invoke(
+        cli, ["reconstruct", model_, data, "-o", str(tmp_path / "r.npy"), "--image-size", "32x24"]
+    )
+    assert resized.exit_code == 0, resized.output
+    assert np.load(tmp_path / "r.npy").shape == (3, 1, 24, 32)
+    stream = tmp_path / "all.isth"
+    assert CliRunner().invoke(cli, ["compress", model_, data, "-o", str(stream)]).exit_code == 0
+    decoded = CliRunner().invoke(cli, ["decompress", model_, str(stream), "-o", str(tmp_path / "decoded")])
+    assert decoded.exit_code == 0, decoded.output
+    for i, image in enumerate(pixels):
+        with Image.open(tmp_path / "decoded" / f"{i:05d}.png") as written:
+            assert np.asarray(written).shape == image.shape
+
+
+def test_cli_refuses_a_folder_of_mixed_sizes_for_a_fixed_size_model(tmp_path: Path) -> None:
+    folder, _ = _mixed_folder(tmp_path)
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one epoch: what it learned does not matter here, only its input size
+        fixed = Autoencoder(2, hidden_layer_sizes=(8,), max_iter=1, verbose=0, random_state=0)
+        fixed.fit(np.stack([smooth(rng, 12, 16)[None] for _ in range(40)]))  # (40, 1, 12, 16)
+    path = tmp_path / "fixed.safetensors"
+    fixed.save(path)
+    for command in ("reconstruct", "denoise", "encode", "compress", "score", "interpolate"):
+        out = tmp_path / f"{command}.npy"
+        result = CliRunner().invoke(cli, [command, str(path), str(folder), "-o", str(out)])
+        _one_error_line(result, "3 sizes", "a.png is 56x40", "fixed input size", "--image-size 16x12", "--crop")
+        assert not out.exists()
+    resized = CliRunner().invoke(
+        cli, ["reconstruct", str(path), str(folder), "-o", str(tmp_path / "r"), "--image-size", "16x12"]
+    )
+    assert resized.exit_code == 0, resized.output
+    assert len(list((tmp_path / "r").iterdir())) == 3
 
 
 # ------------------------------------------------------------------------------ the version-5 stream

@@ -739,9 +739,10 @@ default="reconstruction"
         missing cell); else an ndarray of shape (n_samples, *sample shape).
         """
         state = self._state()
-        parts = scoring.contributions(state, state.scale(self._validate(X, reset=False)), self.anomaly_score)
-        if self.schema_ is None:
-            return parts.reshape(len(parts), *self.input_shape_)
+        x = self._validate(X, reset=False)
+        parts = scoring.contributions(state, state.scale(x), self.anomaly_score)
+        if self.schema_ is None:  # a fully convolutional model's images keep their own size
+            return parts.reshape(len(parts), *(x.shape[1:] if state.spatial else self.input_shape_))
         return self._as_table(dict(zip(self.schema_.names, parts.T, strict=True)), X)
 
     def decision_function(self, X: Any) -> np.ndarray:

@@ -16,7 +16,8 @@ estimator and scaled samples ``(n_samples, *net shape)`` to ``(n_samples,)`` flo
   a numeric cell's squared error in standard deviations, a categorical cell's cross-entropy divided by
   the training entropy of its levels, each times its column's weight; missing cells count nothing and
   the row's sum is scaled by columns / observed columns. ``Autoencoder.score_contributions`` gives each
-  column's part.
+  column's part. A fully convolutional model's sums are taken per training crop: times the crop's area over
+  the image's, so that images of every size are on the scale of the crops ``offset_`` was set on.
 - ``"reconstruction_l4"``: minus the sum of the fourth powers of the same scaled errors. It weighs a
   few large errors (a stroke missing or added) above many small ones (a stroke drawn a little
   thicker or shifted), which is what tells an image of another kind from a sloppy one: on one-class
@@ -250,15 +251,24 @@ def contributions(fitted: Fitted, scaled: npt.NDArray[np.float32], name: str) ->
     missing = np.isnan(errors)
     if missing.any():
         errors = errors * (errors.shape[1] / np.maximum((~missing).sum(axis=1), 1))[:, None]
-    return errors
+    return errors * per_crop(fitted, scaled)
+
+
+def per_crop(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> float:
+    """1, or for a fully convolutional model the training crop's area over the area of the images ``scaled``
+    ``(n, ..., height, width)``: a sum of errors over a 512x512 image would otherwise be 256 times a 32x32
+    crop's, and every large image an anomaly against the threshold set on crops."""
+    if not fitted.spatial:
+        return 1.0
+    return (fitted.input_shape[-2] * fitted.input_shape[-1]) / (scaled.shape[-2] * scaled.shape[-1])
 
 
 def _reconstruction(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Scores:
-    return -row_totals(cell_errors(fitted, scaled))
+    return -row_totals(cell_errors(fitted, scaled)) * per_crop(fitted, scaled)
 
 
 def _reconstruction_l4(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Scores:
-    return -row_totals(np.square(cell_errors(fitted, scaled)))
+    return -row_totals(np.square(cell_errors(fitted, scaled))) * per_crop(fitted, scaled)
 
 
 def _elbo(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Scores:

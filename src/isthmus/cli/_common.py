@@ -70,6 +70,45 @@ def read_images(spec: str) -> Any:
     return read_image_list(Path(spec))
 
 
+def images_of_mixed_sizes(ae: Any, data: str, image_size: str | None, refuse: str | None = None) -> list[Any] | None:
+    """DATA's images, each at its own size ``(channels, height, width)``, when DATA is a folder of images of
+    different sizes and no --image-size resizes them; None when DATA is read as one array.
+
+    A model of fixed input size refuses such a folder, naming the sizes and what to do; so does a fully
+    convolutional model when ``refuse`` (why the command needs one size) is given. Nothing is ever
+    resized or reshaped silently.
+    """
+    from isthmus.data.images import list_images, probe
+    from isthmus.errors import DataError
+
+    path = Path(data)
+    if image_size is not None or not path.is_dir():
+        return None
+    infos = [probe(file) for file in list_images(path)[0]]
+    sizes = sorted({info.size for info in infos})
+    if len(sizes) == 1:
+        return None
+    first = infos[0]
+    other = next(info for info in infos if info.size != first.size)
+    found = (
+        f"{data} holds images of {len(sizes)} sizes ({first.path.name} is {first.size[0]}x{first.size[1]}, "
+        f"{other.path.name} {other.size[0]}x{other.size[1]})"
+    )
+    if not ae.fully_convolutional:
+        from isthmus.shapes import describe
+
+        shape = tuple(ae.input_shape_)
+        resize = f"--image-size {shape[-1]}x{shape[-2]}" if len(shape) in (2, 3) else "--image-size WIDTHxHEIGHT"
+        raise DataError(
+            f"{found}, but this model has a fixed input size, {describe(shape)}; pass {resize} to resize them "
+            "all, or train a fully convolutional model (--crop N --set architecture=conv --set "
+            "fully_convolutional=true) to take each at its own size"
+        )
+    if refuse is not None:
+        raise DataError(f"{found}; {refuse}; pass --image-size WIDTHxHEIGHT to resize them all to one size")
+    return read_images(data)
+
+
 def read_table_spec(spec: str, image_size: str | None = None) -> Any:
     """DATA for the commands that read tables: a CSV or Parquet file keeps its column names and text columns."""
     from isthmus.data.spec import read_table_data

@@ -10,6 +10,7 @@ import click
 
 from isthmus.cli._common import (
     image_size_opt,
+    images_of_mixed_sizes,
     load_model_file,
     open_spec_rows,
     overwrite_opt,
@@ -54,6 +55,11 @@ def _map_rows(
     OUTPUT (.npy) written a chunk at a time. With ``as_data`` the result is data like the training data:
     for a model trained on 8-bit images it is clipped and rounded to 0..255 (uint8), and OUTPUT may be a
     .png (one image) or a folder of PNG files, as ``decompress`` writes.
+
+    A folder of images of different sizes (without --image-size) goes to a fully convolutional model one
+    image at a time, each at its own size, and its results to a folder of PNG files named as ``decompress``
+    names them (00000.png, ... in DATA's sorted order); a model of fixed size refuses it, as do the commands
+    whose result is not an image (``encode``: code maps of different sizes) and --stream.
     """
     from pathlib import Path
 
@@ -65,7 +71,25 @@ def _map_rows(
         raise OutputError(f"{output} already exists; pass --overwrite to replace it")
     ae = load_model_file(model)
     eight_bit = as_data and ae.resolved_.get("dtype") == "uint8"
-    if pngs and (stream or not eight_bit):
+    if not as_data:
+        one_size = "a fully convolutional model's codes are maps the size of each image, which one array cannot hold"
+    elif stream:
+        one_size = "--stream reads images of one size (leave it out to take each image at its own size)"
+    else:
+        one_size = None
+    images = images_of_mixed_sizes(ae, data, image_size, refuse=one_size)
+    if images is not None:
+        if not pngs or target.suffix:
+            raise OutputError(
+                f"the {len(images)} images of {data} differ in size, which one file ({target.name}) cannot hold; "
+                "give a folder (an output without a suffix) to write one PNG file each"
+            )
+        if not eight_bit:
+            raise OutputError(
+                f"the images of {data} differ in size, so they can only be written as PNG files, which need a "
+                "model trained on 8-bit images; pass --image-size WIDTHxHEIGHT to resize them and write a .npy file"
+            )
+    elif pngs and (stream or not eight_bit):
         why = "--stream writes a .npy file" if stream else "the model was not trained on 8-bit images"
         raise OutputError(f"{output}: PNG output needs 8-bit images, and {why}; write a .npy file instead")
 
@@ -80,6 +104,12 @@ def _map_rows(
         return _as_8bit(out) if eight_bit else out
 
     shown: set[str] = set()
+    if images is not None:  # (channels, height, width) each, through the model one at a time
+        from isthmus.cli.coding import write_image_list
+
+        write_image_list(target, [run(image[None])[0] for image in images], overwrite=overwrite)
+        click.echo(f"wrote {output}: {len(images)} images, each at its own size", err=True)
+        return
     if pngs:
         from isthmus.cli.coding import write_pngs
 
@@ -204,6 +234,7 @@ def interpolate(model: str, data: str, steps: int, output: str, image_size: str 
 
     refuse_existing(output, overwrite)
     ae = load_model_file(model)
+    images_of_mixed_sizes(ae, data, image_size, refuse="interpolate joins images of one size")
     x = read_spec(data, image_size).X
     if len(x) < 2 or len(x) % 2:
         raise DataError(

@@ -11,6 +11,7 @@ import click
 from isthmus.cli._common import (
     db,
     image_size_opt,
+    images_of_mixed_sizes,
     load_model_file,
     overwrite_opt,
     read_images,
@@ -64,6 +65,7 @@ def compress(
         x: Any = [a.astype(np.uint8) if eight_bit else a for a in images]
         n, size = len(images), sum(a.size for a in images)
     else:
+        images_of_mixed_sizes(ae, data, image_size)  # a model of fixed size refuses them, saying what to do
         x = read_spec(data, image_size).X
         sample_shape = tuple(ae.input_shape_)
         if x.ndim >= 2 and x.shape[1:] != sample_shape and same_sample(x.shape[1:], sample_shape, flat=False):
@@ -93,7 +95,7 @@ def decompress(model: str, stream: str, output: str, overwrite: bool) -> None:
     x = ae.decompress(Path(stream).read_bytes())
     target = Path(output)
     if isinstance(x, list):  # images of their own sizes (a fully convolutional model's stream of a folder)
-        _write_image_list(target, x, overwrite=overwrite)
+        write_image_list(target, x, overwrite=overwrite)
         click.echo(f"wrote {output}: {len(x)} images", err=True)
     elif target.suffix.lower() == ".png" or not target.suffix:
         write_pngs(target, x, sample_ndim=len(ae.input_shape_), overwrite=overwrite)
@@ -212,7 +214,7 @@ def write_pngs(target: Path, x: Any, *, sample_ndim: int, overwrite: bool) -> No
     _write_png_folder(target, images, overwrite=overwrite)
 
 
-def _write_image_list(target: Path, images: list[Any], *, overwrite: bool) -> None:
+def write_image_list(target: Path, images: list[Any], *, overwrite: bool) -> None:
     """Images of their own sizes, ``(1 or 3, height, width)`` each, as 8-bit PNG files: one file when
     ``target`` ends in .png (for one image), else a folder of them."""
     import numpy as np

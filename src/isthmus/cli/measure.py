@@ -12,6 +12,7 @@ from isthmus.cli import series as series_cli
 from isthmus.cli._common import (
     db,
     image_size_opt,
+    images_of_mixed_sizes,
     load_model_file,
     overwrite_opt,
     raise_encoder_only,
@@ -64,6 +65,7 @@ def _measure(
 
     if train_labels is not None and train_data is None:
         raise click.UsageError("--train-labels gives the labels of --train; give --train too")
+    images_of_mixed_sizes(ae, data, image_size, refuse="the measures take DATA's images as one array")
     dataset = read_table_spec(data, image_size)
     y = dataset.y if labels is None else _labels_for(labels, len(dataset.X), data)
     if train_data is not None and y is None:
@@ -236,10 +238,18 @@ def score_command(
     threshold = offset(Fitted.of(ae))  # NotFittedError, saying what to do, for a file without offset_
     series_cli.check_series_options(ae.window, time_column)
     series = None if ae.window is None else series_cli.read(data, time_column)
-    X = series if series is not None else read_table_spec(data, image_size).X
+    images = None
+    if series is None:  # a fully convolutional model scores each image of a folder of mixed sizes at its own size
+        one_array = explain is not None or labels is not None
+        why = "--explain and --labels take DATA's images as one array" if one_array else None
+        images = images_of_mixed_sizes(ae, data, image_size, refuse=why)
+    X = images if images is not None else series if series is not None else read_table_spec(data, image_size).X
     n_rows = len(X) if series is None else len(series.values)
     truth = None if labels is None else anomaly_truth(_labels_for(labels, n_rows, data), labels)
-    scores = ae.score_samples(X)  # (n_samples,), or (n_timestamps,) for a series
+    if images is not None:  # each at its own size; scores are per training crop (scoring.per_crop), so they compare
+        scores = np.array([ae.score_samples(image[None])[0] for image in images])
+    else:
+        scores = ae.score_samples(X)  # (n_samples,), or (n_timestamps,) for a series
     flags = np.where(scores - threshold < 0, -1, 1)  # as predict, without scoring twice
     n_flagged = int((flags == -1).sum())
     if series is None:

@@ -125,7 +125,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Fitted on the training data and stored; ``"auto"`` is min-max for images, standard otherwise.
         ``"robust"``: the median and the interquartile range (in standard deviations of a normal), which
         the anomalies in the training data do not move; see ``isthmus.scaling.SCALINGS``. Per channel for a
-        series (``window``).
+        series (``window``). With a Gaussian ``corruption``, a standard or robust scale is
+        ``sqrt(spread**2 + noise_level**2)``: the spread of the noisy inputs the network sees.
     fully_convolutional : bool, default=False
         With ``architecture="conv"`` or ``"resconv"``: no linear layer, so the code is a map of
         ``n_components`` channels, one position per ``2**len(hidden_layer_sizes)`` pixels a side, and the

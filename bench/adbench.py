@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import time
 import warnings
@@ -37,7 +36,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from _common import data_file  # noqa: E402
+from _common import data_file, report  # noqa: E402
 from isthmus import PRESETS, Autoencoder  # noqa: E402
 
 #: the issue's target: the preset's mean ROC-AUC at least IForest's plus this
@@ -174,6 +173,12 @@ def main() -> None:
     p.add_argument(
         "--set", dest="overrides", nargs="+", default=[], metavar="NAME=VALUE", help="parameters over the preset"
     )
+    p.add_argument(
+        "--no-record",
+        dest="record",
+        action="store_false",
+        help="print only; a whole run (every method, no --set) is appended to bench/results/adbench.jsonl",
+    )
     args = p.parse_args()
     from isthmus.config import parse_assignment
 
@@ -250,7 +255,22 @@ def main() -> None:
             "total_s": round(total_s, 1),
         }
     )
-    print(json.dumps(summary))
+    headline = None
+    if "isthmus" in methods:
+        others = {m: ranks[m] for m in methods if m != "isthmus"}
+        best = min(others, key=lambda m: others[m]) if others else None
+        headline = {
+            "what": f"ADBench, unsupervised, {len(names)} tables x {len(args.seeds)} seeds: the anomaly preset's "
+            "mean ROC-AUC / mean rank among the methods",
+            "figure": f"{summary['mean_roc_auc']['isthmus']:.3f} / {ranks['isthmus']:.2f}",
+            "baseline": "none in this run"
+            if best is None
+            else f"IForest {summary['mean_roc_auc'].get('iforest', float('nan')):.3f}; best other rank "
+            f"{best} {others[best]:.2f}",
+        }
+    # a partial run (some methods, or the preset changed by --set) prints only
+    args.record = args.record and set(methods) == set(METHODS) and not OVERRIDES
+    report(summary, headline, args)
 
 
 if __name__ == "__main__":

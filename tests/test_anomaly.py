@@ -23,6 +23,7 @@ from isthmus.errors import ConfigError, NotFittedError
 from isthmus.fitted import Fitted
 from isthmus.metrics import pca_reconstruct
 from isthmus.model import trimmed_mean
+from isthmus.neighbours import feature_weights
 from isthmus.scaling import ROBUST_RANGES, fit_scaler
 from test_cli import invoke, tiny
 
@@ -147,12 +148,42 @@ def test_reconstruction_knn_needs_its_state(table: tuple) -> None:
         model.score_samples(table[1])
 
 
+def test_reconstruction_knn_input_state_survives_the_model_file(table: tuple, tmp_path: Path) -> None:
+    train, test, _ = table
+    model = fit(train, anomaly_score="reconstruction_knn_input", n_estimators=2, max_iter=3)
+    state = model.score_state_
+    assert state["codes"].shape == (2, len(train), 2)
+    assert state["rows"].shape == (len(train), 8)  # the scaled training rows, the input distance's reference
+    assert state["weights"].shape == (2, 8) and state["center"].shape == state["spread"].shape == (2, 3)
+    model.save(tmp_path / "m.safetensors")
+    loaded = isthmus.load(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(loaded.score_samples(test), model.score_samples(test))
+    model.set_params(anomaly_score="reconstruction_knn")  # the other score's state has no input rows
+    model.score_state_ = {k: v for k, v in state.items() if k not in ("rows", "weights")}
+    with pytest.raises(NotFittedError, match="refit it with anomaly_score='reconstruction_knn_input'"):
+        model.set_params(anomaly_score="reconstruction_knn_input").score_samples(test)
+
+
+def test_feature_weights_count_each_error_against_its_features_typical_error(rng: np.random.Generator) -> None:
+    # a feature the network cannot reconstruct (errors 100x the others) counts like the others after the
+    # weights; one almost always reconstructed exactly is floored at the typical feature's error, not blown up
+    cells = np.square(rng.normal(size=(400, 1))) * np.array([1.0, 1.0, 1.0, 100.0, 1e-9])
+    typical = np.median(cells, axis=0)
+    weights = feature_weights(cells)
+    np.testing.assert_allclose(weights[:4] * typical[:4], 1.0)
+    assert weights[4] == pytest.approx(weights[0])
+
+
 # ---------------------------------------------------------------------------------------- the preset
 
 
-def test_anomaly_preset_screens_a_table(table: tuple) -> None:
+def test_anomaly_preset_screens_a_small_table(table: tuple) -> None:
+    # 500 rows, 4 batches an epoch: the preset's budget is counted in gradient steps (max_steps), so a table
+    # this small trains as long as a large one; a fixed 10 epochs (40 steps) scored it at chance (0.51)
     train, test, labels = table
-    model = Autoencoder(**{**PRESETS["anomaly"], "max_iter": 20}, random_state=0, verbose=0).fit(train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = Autoencoder(**PRESETS["anomaly"], random_state=0, verbose=0).fit(train)
     assert roc_auc_score(labels, -model.score_samples(test)) > 0.95
 
 
@@ -228,6 +259,35 @@ def test_an_ensemble_averages_its_networks_and_survives_the_model_file(table: tu
     ensemble.save(tmp_path / "e.safetensors")
     loaded = isthmus.load(tmp_path / "e.safetensors")
     np.testing.assert_array_equal(loaded.score_samples(test), ensemble.score_samples(test))
+
+
+class _Interrupt:
+    def __call__(self, epoch: int, record: dict[str, float]) -> None:
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+
+def test_a_resumed_ensemble_equals_an_uninterrupted_one(table: tuple, tmp_path: Path) -> None:
+    # the checkpoint holds the first network; the others are retrained from their seeds on resume, so the
+    # resumed ensemble is the same as one fitted straight through, every member and the scores
+    train, test, _ = table
+    params = {"anomaly_score": "reconstruction_knn", "n_estimators": 3, "max_iter": 4}
+    straight = fit(train, **params)
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        Autoencoder(**{**TINY, "n_components": 2, **params}).fit(train, checkpoint=ckpt, callbacks=[_Interrupt()])
+    resumed = _resume(train, params, ckpt)
+    assert resumed.n_iter_ == straight.n_iter_ == 4
+    for a, b in zip([straight.net_, *straight.members_], [resumed.net_, *resumed.members_], strict=True):
+        for name, value in a.state_dict().items():
+            assert torch.equal(value, b.state_dict()[name]), name
+    np.testing.assert_array_equal(resumed.score_samples(test), straight.score_samples(test))
+
+
+def _resume(x: np.ndarray, params: dict[str, object], ckpt: Path) -> Autoencoder:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return Autoencoder(**{**TINY, "n_components": 2, **params}).fit(x, resume=ckpt)
 
 
 def test_an_ensemble_needs_a_score_that_averages_it(table: tuple) -> None:

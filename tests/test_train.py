@@ -109,6 +109,22 @@ def test_cosine_schedule_decays_to_near_zero(tabular: np.ndarray) -> None:
     assert lrs[-1] < 0.1 * lrs[0]
 
 
+def test_max_steps_counts_gradient_steps_whatever_the_table_size(tabular: np.ndarray) -> None:
+    # 240 rows in batches of 32: 8 steps an epoch. A budget of 20 steps runs 3 epochs (the last in full)
+    # on 240 rows and 20 on 12 rows (one batch an epoch), where max_iter alone would give both the same
+    params = {**PARAMS, "early_stopping": False, "max_iter": 100, "max_steps": 20}
+    whole = Autoencoder(**params).fit(tabular)
+    assert whole.n_iter_ == 3
+    assert whole.stop_reason_.startswith("max_steps=20 gradient steps (3 epochs) ran out")
+    few = Autoencoder(**params).fit(tabular[:12])
+    assert few.n_iter_ == 20
+    lrs = [h["lr"] for h in few.history_]  # the cosine schedule anneals over the run's own budget
+    assert lrs[-1] < 0.1 * lrs[0]
+    capped = Autoencoder(**{**params, "max_iter": 5}).fit(tabular[:12])  # whichever budget comes first
+    assert capped.n_iter_ == 5
+    assert capped.stop_reason_.startswith("max_iter=5 epochs ran out")
+
+
 def test_divergence_names_the_epoch_and_the_cause() -> None:
     net = AutoencoderNet(ModelConfig(n_components=2, hidden_layer_sizes=(8,), loss="mse"), (4,))
     x = torch.full((32, 4), 1e30)  # unscaled, absurdly large data overflows the squared error

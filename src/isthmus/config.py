@@ -98,17 +98,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # screening a table for anomalies: -score_samples is the anomaly score (bench/adbench.py). Five small
     # networks from different seeds, a 2-D code each, each trained on the bulk of every batch (trim_fraction)
-    # and scoring a row by its reconstruction error plus the distance from its code to the 10th nearest
-    # training code; their robust z-scores averaged. On the 12 ADBench development tables, 3 seeds: mean
-    # ROC-AUC 0.852 against pyod IForest's 0.829 on the same splits (mean rank 2.83 against IForest's 2.58);
-    # three networks of 20 epochs: 0.839, for more time
+    # for 300 gradient steps whatever the table's size (max_steps; max_iter as large, so that a table of one
+    # batch also gets them): a 500-row table trained 10 epochs (40 steps) scored at chance, while 1,000 steps
+    # let the networks learn a large table's anomalies too. A row's score adds three robust z-scores, averaged
+    # over the networks: its reconstruction error normalized per feature, the distance from its code to the
+    # 10th nearest training code, and the distance from the scaled row to its 10th nearest training row.
+    # Figures: docs/results.md (bench/adbench.py on the 12 ADBench development tables, 3 seeds)
     "anomaly": {
         "n_components": 2,
         "hidden_layer_sizes": (32, 16),
         "trim_fraction": 0.2,
         "n_estimators": 5,
-        "anomaly_score": "reconstruction_knn",
-        "max_iter": 10,
+        "anomaly_score": "reconstruction_knn_input",
+        "max_steps": 300,
+        "max_iter": 300,
     },
     # metric streams, one configuration for every series (bench/nab.py, picked on NAB's realKnownCause): a
     # variational MLP on windows of 128 timestamps cut every 2, each scored by its negative ELBO (reconstruction

@@ -143,7 +143,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     n_estimators : int, default=1
         Networks trained alike from different seeds (an ensemble, Chen et al., SDM 2017). ``net_`` is the
         first; the others (``members_``) count only in the anomaly scores that average over an ensemble
-        (``"reconstruction_knn"``). Checkpoints and logs follow the first network only.
+        (``"reconstruction_knn"``). Checkpoints and logs follow the first network only; on ``resume`` the others
+        are retrained from their seeds, so a resumed ensemble equals one fitted straight through.
     categorical_features : list of str, optional
         Columns of a table to read as categories whatever their type. Without it, text, pandas
         ``category``, Arrow dictionaries and booleans are categorical, numbers numeric
@@ -167,6 +168,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Timestamps between the starts of consecutive windows (the last window always ends at the last
         timestamp).
     max_iter, batch_size, learning_rate, weight_decay : training schedule (Adam).
+    max_steps : int or None, default=None
+        A budget in gradient steps (batches), whichever of it and ``max_iter`` epochs comes first, so that a
+        small table trains as many steps as a large one (whole epochs, the last one counted in full).
     lr_schedule : {"constant", "cosine"}, default="constant"
         ``"cosine"`` anneals the learning rate to zero over ``max_iter`` epochs.
     early_stopping, validation_fraction, n_iter_no_change, tol, target_loss : stopping rules.
@@ -182,14 +186,16 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     on_divergence : {"stop", "retry"}, default="stop"
         On a NaN or infinite loss, stop with an error (the last checkpoint holds the last good epoch),
         or restart from the last good epoch with half the learning rate, up to three times.
-    anomaly_score : {"reconstruction", "reconstruction_l4", "elbo", "log_likelihood", "reconstruction_knn"}, \
-default="reconstruction"
+    anomaly_score : {"reconstruction", "reconstruction_l4", "elbo", "log_likelihood", "reconstruction_knn", \
+"reconstruction_knn_input"}, default="reconstruction"
         What ``score_samples`` returns (higher for normal rows): minus the squared reconstruction error
         (after the scaler), minus the sum of fourth powers of those errors (a few large errors, such as a
         missing stroke, outweigh many small ones), or, for ``bottleneck="gaussian"``, the ELBO or the
         importance-weighted log-likelihood in nats; ``"reconstruction_knn"`` adds the log distance from
         the row's code to its 10th nearest training code to the log error, each standardized on the
-        training rows, averaged over an ensemble (``isthmus.neighbours``). See ``isthmus.scoring``.
+        training rows, averaged over an ensemble (``isthmus.neighbours``); ``"reconstruction_knn_input"``
+        normalizes the error per feature and adds the log distance to the 10th nearest training row
+        (the ``anomaly`` preset's). See ``isthmus.scoring``.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Sets ``offset_``: a number is the fraction of rows flagged as anomalies; ``"auto"`` is Tukey's
         box-plot fence (1.5 interquartile ranges past the quartile) on the log reconstruction errors, or
@@ -264,6 +270,7 @@ default="reconstruction"
         window: int | None = DEFAULTS["window"],
         window_stride: int = DEFAULTS["window_stride"],
         max_iter: int = DEFAULTS["max_iter"],
+        max_steps: int | None = DEFAULTS["max_steps"],
         batch_size: int = DEFAULTS["batch_size"],
         learning_rate: float = DEFAULTS["learning_rate"],
         weight_decay: float = DEFAULTS["weight_decay"],
@@ -312,6 +319,7 @@ default="reconstruction"
         self.window = window
         self.window_stride = window_stride
         self.max_iter = max_iter
+        self.max_steps = max_steps
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -465,8 +473,7 @@ default="reconstruction"
             warnings.warn(useless, UserWarning, stacklevel=2)
         if not result.converged:
             warnings.warn(
-                f"max_iter={train_cfg.max_iter} epochs ran out before the loss stopped improving by "
-                f"tol={train_cfg.tol}; raise max_iter for a better fit",
+                f"{result.stop_reason}; raise max_iter (or max_steps) for a better fit",
                 ConvergenceWarning,
                 stacklevel=2,
             )

@@ -48,72 +48,137 @@ _TINY = 1e-12
 #: floor on a spread: a component that is the same for every training row counts in its own units
 _MIN_SPREAD = 1e-6
 
+#: numbers of the reference rows kept for the input distance (``"reconstruction_knn_input"``): bounds the model
+#: file (10,000 rows of 200 features; fewer rows of wider ones) and the search's time
+MAX_ROW_VALUES = 2_000_000
+
 Scores = npt.NDArray[np.float64]
+Cells = npt.NDArray[np.float64]
+Codes = npt.NDArray[np.float32]
 
 
-def _errors(
-    fitted: Fitted, net: AutoencoderNet, scaled: npt.NDArray[np.float32]
-) -> tuple[Scores, npt.NDArray[np.float32]]:
-    """Sums of squared scaled errors ``(n,)`` and codes ``(n, n_components)`` of scaled rows, in one pass.
-
-    For a table with categorical columns or missing cells (``isthmus.columns.TableHead``) the errors are its
-    weighted per-column losses on one scale, summed over the observed cells (``columns.row_totals``).
-    """
+def _cells(fitted: Fitted, net: AutoencoderNet, scaled: npt.NDArray[np.float32]) -> tuple[Cells, Codes]:
+    """Per-cell errors ``(n, n_cells)`` (squared scaled errors; a table's weighted column losses, NaN where a
+    cell is missing) and codes ``(n, n_components)`` of scaled rows, in one pass."""
     net.eval()
     codes = fitted.batched(net.encode, scaled).reshape(len(scaled), -1)
     if not net.head.plain:
-        return row_totals(fitted.batched(net.cell_losses, scaled).astype(np.float64)), codes
+        return fitted.batched(net.cell_losses, scaled).astype(np.float64), codes
     recon = fitted.batched(net.decode, codes)  # (n, *net shape), scaled units
-    error = row_totals(np.square(recon.astype(np.float64) - scaled).reshape(len(scaled), -1))  # NaN: missing
-    return error, codes
+    return np.square(recon.astype(np.float64) - scaled).reshape(len(scaled), -1), codes
 
 
-def _kth_distance(reference: npt.NDArray[np.float32], codes: npt.NDArray[np.float32], skip_self: bool) -> Scores:
-    """Distance from each of ``codes`` to its ``N_NEIGHBOURS``-th nearest row of ``reference``."""
+def _kth_distance(reference: npt.NDArray[np.float32], queries: npt.NDArray[np.float32], skip_self: bool) -> Scores:
+    """Distance from each of ``queries`` to its ``N_NEIGHBOURS``-th nearest row of ``reference``."""
     from sklearn.neighbors import NearestNeighbors
 
     k = min(N_NEIGHBOURS + int(skip_self), len(reference))
     search = NearestNeighbors(n_neighbors=k).fit(reference)
-    return search.kneighbors(codes, return_distance=True)[0][:, -1].astype(np.float64)
+    return search.kneighbors(queries, return_distance=True)[0][:, -1].astype(np.float64)
 
 
-def _logs(error: Scores, distance: Scores) -> npt.NDArray[np.float64]:
-    # (n, 2): the two components on a log scale
-    return np.log(np.maximum(np.stack([error, distance], axis=1), _TINY))
+def _log(values: Scores) -> Scores:
+    return np.log(np.maximum(values, _TINY))
 
 
 def _networks(fitted: Fitted) -> list[AutoencoderNet]:
     return [fitted.net, *(fitted.members or [])]
 
 
-def fit_state(fitted: Fitted, scaled: npt.NDArray[np.float32], seed: int) -> dict[str, np.ndarray]:
-    """The score's state from scaled training rows ``(n_samples, *net shape)``: per network of the
-    ensemble, the reference codes, and the center and spread of each log component on them."""
-    if len(scaled) > MAX_REFERENCE:
-        scaled = scaled[np.sort(np.random.RandomState(seed).choice(len(scaled), MAX_REFERENCE, replace=False))]
-    codes, centers, spreads = [], [], []
-    for net in _networks(fitted):
-        error, code = _errors(fitted, net, scaled)
-        logs = _logs(error, _kth_distance(code, code, skip_self=True))
-        q1, center, q3 = np.percentile(logs, [25.0, 50.0, 75.0], axis=0)
+def _subsample(scaled: npt.NDArray[np.float32], rows: int, seed: int) -> npt.NDArray[np.float32]:
+    if len(scaled) <= rows:
+        return scaled
+    return scaled[np.sort(np.random.RandomState(seed).choice(len(scaled), rows, replace=False))]
+
+
+def _flat_rows(scaled: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    # (n, n_values): a missing cell (NaN) at its column's centre, 0 after the scaler, for the input distance
+    return np.nan_to_num(scaled.reshape(len(scaled), -1).astype(np.float32))
+
+
+def feature_weights(cells: Cells) -> npt.NDArray[np.float64]:
+    """``(n_cells,)`` per-feature weights of the errors ``(n_rows, n_cells)`` of training rows: one over each
+    feature's median error, that median floored at the median over the features.
+
+    A feature that the network cannot reconstruct (noise, a column unrelated to the others) has a large error
+    on every row and would rank rows by its noise; divided by its typical error, a feature counts by how
+    unusual a row's error is *for that feature*. The floor keeps a feature that is almost always
+    reconstructed exactly (a column that is nearly constant, a pixel nearly always blank) from counting its
+    rare small errors as huge.
+    """
+    with np.errstate(all="ignore"):
+        typical = np.nan_to_num(np.nanmedian(cells, axis=0))  # (n_cells,); a column never observed: 0
+    floor = max(float(np.median(typical)), _TINY)
+    return 1.0 / np.maximum(typical, floor)
+
+
+def _components(
+    fitted: Fitted,
+    net: AutoencoderNet,
+    scaled: npt.NDArray[np.float32],
+    state: dict[str, np.ndarray],
+    index: int,
+    training: bool,
+) -> npt.NDArray[np.float64]:
+    """``(n, n_parts)`` log components of one network: the error, the code distance and, where the state holds
+    reference rows, the input distance. ``training``: the rows are the reference rows themselves (each row's
+    distance to the others, itself left out)."""
+    cells, codes = _cells(fitted, net, scaled)
+    if "weights" in state:
+        cells = cells * state["weights"][index].astype(np.float64)
+    parts = [_log(row_totals(cells)), _log(_kth_distance(state["codes"][index], codes, skip_self=training))]
+    if "rows" in state:
+        parts.append(_log(_kth_distance(state["rows"], _flat_rows(scaled), skip_self=training)))
+    return np.stack(parts, axis=1)
+
+
+def _fit(fitted: Fitted, scaled: npt.NDArray[np.float32], seed: int, *, inputs: bool) -> dict[str, np.ndarray]:
+    scaled = _subsample(scaled, MAX_REFERENCE, seed)
+    state: dict[str, np.ndarray] = {}
+    if inputs:  # the reference rows of the input distance: at most MAX_ROW_VALUES numbers
+        n_values = int(np.prod(scaled.shape[1:]))
+        state["rows"] = _flat_rows(_subsample(scaled, max(N_NEIGHBOURS + 1, MAX_ROW_VALUES // n_values), seed))
+    nets = _networks(fitted)
+    codes, weights, centers, spreads = [], [], [], []
+    for net in nets:
+        cells, code = _cells(fitted, net, scaled)
         codes.append(code)
+        if inputs:
+            weights.append(feature_weights(cells))
+    state["codes"] = np.stack(codes).astype(np.float32)
+    if inputs:
+        state["weights"] = np.stack(weights).astype(np.float32)
+    for i, net in enumerate(nets):
+        # the training rows' own components, each row's distances to the others (itself left out; with rows
+        # wider than MAX_ROW_VALUES / MAX_REFERENCE the input reference is a subsample, and a row outside it
+        # skips one true neighbour: a slightly larger input distance, on the side of flagging less)
+        logs = _components(fitted, net, scaled, state, i, training=True)
+        q1, center, q3 = np.percentile(logs, [25.0, 50.0, 75.0], axis=0)
         centers.append(center)
         spreads.append(np.maximum(q3 - q1, _MIN_SPREAD))
-    return {
-        "codes": np.stack(codes).astype(np.float32),
-        "center": np.stack(centers).astype(np.float32),
-        "spread": np.stack(spreads).astype(np.float32),
-    }
+    state["center"] = np.stack(centers).astype(np.float32)
+    state["spread"] = np.stack(spreads).astype(np.float32)
+    return state
 
 
-def reconstruction_knn(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Scores:
-    """Minus the sum of the standardized log reconstruction error and log code-space neighbour distance,
-    averaged over the networks of the ensemble."""
+def fit_state(fitted: Fitted, scaled: npt.NDArray[np.float32], seed: int) -> dict[str, np.ndarray]:
+    """The state of ``"reconstruction_knn"`` from scaled training rows ``(n_samples, *net shape)``: per network
+    of the ensemble, the reference codes, and the center and spread of each log component on them."""
+    return _fit(fitted, scaled, seed, inputs=False)
+
+
+def fit_state_input(fitted: Fitted, scaled: npt.NDArray[np.float32], seed: int) -> dict[str, np.ndarray]:
+    """The state of ``"reconstruction_knn_input"``: that of ``"reconstruction_knn"``, with per-feature error
+    weights per network and the reference rows of the input distance."""
+    return _fit(fitted, scaled, seed, inputs=True)
+
+
+def _score(fitted: Fitted, scaled: npt.NDArray[np.float32], name: str, n_parts: int) -> Scores:
     state = fitted.score_state or {}
-    if "codes" not in state:
+    if "codes" not in state or (n_parts == 3) != ("rows" in state):
         raise NotFittedError(
-            "anomaly_score='reconstruction_knn' needs the training codes that fit stores with it; this model "
-            "was fitted with another anomaly_score, so refit it with anomaly_score='reconstruction_knn'"
+            f"anomaly_score={name!r} needs the training state that fit stores with it; this model was fitted "
+            f"with another anomaly_score, so refit it with anomaly_score={name!r}"
         )
     nets = _networks(fitted)
     width = fitted.net.config.n_components
@@ -122,17 +187,36 @@ def reconstruction_knn(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Score
     n = len(nets)
     if reference.ndim != 3 or reference.shape[0] != n or reference.shape[1] < 1 or reference.shape[2] != width:
         raise ModelFileError(
-            f"the reference codes of anomaly_score='reconstruction_knn' have shape {reference.shape}, not "
+            f"the reference codes of anomaly_score={name!r} have shape {reference.shape}, not "
             f"({n}, n_reference, {width}); the model file is corrupt, refit the model"
         )
-    if center.shape != (n, 2) or spread.shape != (n, 2) or (spread <= 0).any():
+    if center.shape != (n, n_parts) or spread.shape != (n, n_parts) or (spread <= 0).any():
         raise ModelFileError(
-            f"the center and spread of anomaly_score='reconstruction_knn' must have shape ({n}, 2), the spreads "
+            f"the center and spread of anomaly_score={name!r} must have shape ({n}, {n_parts}), the spreads "
             "positive; the model file is corrupt, refit the model"
         )
+    if n_parts == 3:
+        rows, weights = state["rows"], state.get("weights", missing)
+        n_values = int(np.prod(scaled.shape[1:]))
+        if rows.ndim != 2 or rows.shape[1] != n_values or len(rows) < 1 or weights.ndim != 2 or len(weights) != n:
+            raise ModelFileError(
+                f"the reference rows {rows.shape} or feature weights {weights.shape} of anomaly_score={name!r} "
+                f"do not fit {n} networks and rows of {n_values} values; the model file is corrupt, refit the model"
+            )
     total = np.zeros(len(scaled))
     for i, net in enumerate(nets):
-        error, codes = _errors(fitted, net, scaled)
-        logs = _logs(error, _kth_distance(reference[i], codes, skip_self=False))
+        logs = _components(fitted, net, scaled, state, i, training=False)
         total += ((logs - center[i].astype(np.float64)) / spread[i].astype(np.float64)).sum(axis=1)
     return -total / n
+
+
+def reconstruction_knn(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Scores:
+    """Minus the sum of the standardized log reconstruction error and log code-space neighbour distance,
+    averaged over the networks of the ensemble."""
+    return _score(fitted, scaled, "reconstruction_knn", 2)
+
+
+def reconstruction_knn_input(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> Scores:
+    """Minus the sum of the standardized log per-feature-normalized reconstruction error, log code-space
+    neighbour distance and log input-space neighbour distance, averaged over the networks of the ensemble."""
+    return _score(fitted, scaled, "reconstruction_knn_input", 3)

@@ -31,6 +31,11 @@ estimator and scaled samples ``(n_samples, *net shape)`` to ``(n_samples,)`` flo
   10th nearest training code, each a robust z-score against the training rows, averaged over the networks
   of an ensemble (``n_estimators``); see ``isthmus.neighbours``. Its state (the training codes) is fitted
   at the end of ``fit`` (the entry's ``fit``) and stored in the model file.
+- ``"reconstruction_knn_input"``: the same with the reconstruction error normalized per feature (each
+  feature's squared error over its median on the training rows, ``neighbours.feature_weights``) and a
+  third component, the log distance from the scaled row itself to its 10th nearest training row (what
+  pyod's KNN detector measures): three detectors that fail on different tables, so that their average
+  is rarely far from the best of them (the ``anomaly`` preset's score).
 
 The Monte-Carlo scores draw from a generator seeded with ``SEED`` on every call, so scoring the same
 rows twice gives the same numbers. Both are densities of ``X`` in the caller's units (as
@@ -301,4 +306,7 @@ SCORES: dict[str, Score] = {
     "elbo": Score(_elbo, variational=True, offset_rows=MAX_OFFSET_ROWS),
     "log_likelihood": Score(_log_likelihood, variational=True, offset_rows=MAX_OFFSET_ROWS),
     "reconstruction_knn": Score(neighbours.reconstruction_knn, fit=neighbours.fit_state, ensemble=True),
+    "reconstruction_knn_input": Score(
+        neighbours.reconstruction_knn_input, fit=neighbours.fit_state_input, ensemble=True
+    ),
 }

@@ -109,6 +109,9 @@ class TrainConfig:
     """How the network learns: optimizer, batches, stopping rules, seeding, device; and the anomaly threshold."""
 
     max_iter: int = 50
+    # the budget in gradient steps (batches), whichever of it and max_iter comes first: a step budget trains
+    # a 300-row table as long as a 20,000-row one, where an epoch budget gives it a hundredth of the steps
+    max_steps: int | None = None
     batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
@@ -135,6 +138,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_contamination(self.contamination)
         _check_int("max_iter", self.max_iter, minimum=1)
+        if self.max_steps is not None:
+            _check_int("max_steps", self.max_steps, minimum=1)
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("n_iter_no_change", self.n_iter_no_change, minimum=1)
         _check_int("verbose", self.verbose, minimum=0)

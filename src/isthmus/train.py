@@ -133,17 +133,16 @@ def train(
         if step.grad_scaler is not None and state.grad_scaler is not None:
             step.grad_scaler.load_state_dict(state.grad_scaler)  # a fresh scale would skip steps anew
     monitor = "val_loss" if val_data is not None else "train_loss"
+    epochs = epoch_budget(config, len(train_data))
     converged = False
     retry = config.on_divergence == "retry"
     good = _snapshot(run, state) if retry else None  # the last good epoch, to restart from
     retries = 0
-    bar = tqdm(
-        total=config.max_iter, initial=state.epoch, disable=config.verbose == 0 or not writer, unit="epoch", leave=False
-    )
+    bar = tqdm(total=epochs, initial=state.epoch, disable=config.verbose == 0 or not writer, unit="epoch", leave=False)
     try:
-        while state.epoch < config.max_iter and not converged:
+        while state.epoch < epochs and not converged:
             epoch = state.epoch + 1
-            lr = _learning_rate(config, epoch) * state.lr_scale
+            lr = _learning_rate(config, epoch, epochs) * state.lr_scale
             for group in optimizer.param_groups:
                 group["lr"] = lr
             record: dict[str, float] = {"epoch": float(epoch), "lr": lr}
@@ -203,12 +202,25 @@ def train(
     if config.early_stopping and state.best_weights is not None:
         net.load_state_dict(state.best_weights)
     net.eval()
-    reason = stop_reason(config, state, monitor, settle_epochs)
+    reason = stop_reason(config, state, monitor, settle_epochs, epochs)
     return TrainResult(state.history, state.epoch, state.best_loss, converged, reason)
 
 
-def stop_reason(config: TrainConfig, state: State, monitor: str, settle_epochs: int = 0) -> str:
+def epoch_budget(config: TrainConfig, n_samples: int) -> int:
+    """Epochs to run on ``n_samples`` training samples: ``max_iter``, or fewer where ``max_steps`` gradient
+    steps (one per batch of ``batch_size``) come first; whole epochs, the last one counted in full."""
+    if config.max_steps is None:
+        return config.max_iter
+    per_epoch = max(1, math.ceil(n_samples / config.batch_size))
+    return max(1, min(config.max_iter, math.ceil(config.max_steps / per_epoch)))
+
+
+def stop_reason(
+    config: TrainConfig, state: State, monitor: str, settle_epochs: int = 0, epochs: int | None = None
+) -> str:
     """Why a run that ended after ``state.epoch`` epochs stopped, in one sentence that names the numbers.
+
+    ``epochs`` is the run's budget (:func:`epoch_budget`), ``max_iter`` when not given.
 
     A diverging run does not get here: it raises TrainingError, whose message is its reason.
     """
@@ -226,8 +238,11 @@ def stop_reason(config: TrainConfig, state: State, monitor: str, settle_epochs: 
             f"n_iter_no_change={config.n_iter_no_change} epochs since its best epoch {best} "
             f"({monitor}={state.best_loss:.6g}){kept}"
         )
+    budget = f"max_iter={config.max_iter} epochs"
+    if epochs is not None and epochs < config.max_iter:  # the step budget came first
+        budget = f"max_steps={config.max_steps} gradient steps ({epochs} epochs)"
     return (
-        f"max_iter={config.max_iter} epochs ran out while {monitor} was still improving (by more than "
+        f"{budget} ran out while {monitor} was still improving (by more than "
         f"tol={config.tol:g} last at epoch {epoch - state.bad_epochs}, {monitor}={state.best_loss:.6g})"
     )
 
@@ -240,9 +255,9 @@ def make_optimizer(net: nn.Module, config: TrainConfig, device: torch.device) ->
     )
 
 
-def _learning_rate(config: TrainConfig, epoch: int) -> float:
-    if config.lr_schedule == "cosine":
-        return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / config.max_iter))
+def _learning_rate(config: TrainConfig, epoch: int, epochs: int) -> float:
+    if config.lr_schedule == "cosine":  # annealed over the run's budget of epochs
+        return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / epochs))
     return config.learning_rate
 
 

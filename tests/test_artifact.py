@@ -343,7 +343,7 @@ def test_refuses_torch_save_of_the_network(fitted: Autoencoder, tmp_path: Path) 
     [
         ({"format": "isthmus.checkpoint"}, "not an isthmus model file .*isthmus.checkpoint"),
         ({"format": None}, "not an isthmus model file"),
-        ({"format_version": "6"}, "version 6, newer than this isthmus reads \\(5\\); upgrade isthmus"),
+        ({"format_version": "7"}, "version 7, newer than this isthmus reads \\(6\\); upgrade isthmus"),
         ({"format_version": "one"}, "format_version is missing or not an integer"),
         ({"format_version": "0"}, "format_version=0 is not a valid version"),
         ({"params": '{"n_components": 3,'}, "metadata 'params' is not valid JSON"),

@@ -4,6 +4,7 @@ table metrics, scores on one scale, and the schema in the model file."""
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from sklearn.exceptions import ConvergenceWarning
 import isthmus
 from isthmus import Autoencoder, artifact, evaluate
 from isthmus.cli import main
-from isthmus.columns import TableHead, column_weights
-from isthmus.data.schema import Schema, infer_schema, read_columns
+from isthmus.columns import CATEGORICAL_LOSSES, TableHead, column_weights
+from isthmus.data import schema as schema_module
+from isthmus.data.schema import Column, Schema, infer_schema, read_columns
 from isthmus.errors import ConfigError, DataError
 
 PARAMS = {"hidden_layer_sizes": (32,), "verbose": 0, "random_state": 0, "device": "cpu", "batch_size": 32}
@@ -157,6 +159,37 @@ def test_loss_skips_missing_cells() -> None:
     assert not torch.isnan(inputs).any()
 
 
+def _one_categorical(loss: str) -> tuple[Schema, TableHead]:
+    """A schema of one categorical column (levels x, y seen 3 and 1 times) measured by ``loss``, and its head."""
+    schema = Schema((Column("s", "categorical", "string", ("x", "y"), (3, 1)),), True, True, loss)
+    return schema, TableHead(schema, column_weights(schema, None), lambda o, x, s: (o - x).square(), lambda o: o, 0.0)
+
+
+def test_a_categorical_cell_costs_its_brier_score_or_its_cross_entropy_per_entropy() -> None:
+    raw = torch.tensor([[0.0, math.log(3.0)], [0.0, math.log(3.0)], [math.log(99.0), 0.0]])  # p(y) = .75, .75, .01
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])  # levels x, y, y
+    _, brier = _one_categorical("brier")
+    torch.testing.assert_close(brier.cells(raw, x, None)[:, 0], torch.tensor([1.125, 0.125, 2 * 0.99**2]))
+    schema, cross = _one_categorical("cross_entropy")
+    nats = torch.tensor([math.log(4.0), math.log(4.0 / 3.0), math.log(100.0)])
+    torch.testing.assert_close(cross.cells(raw, x, None)[:, 0], nats / schema.columns[0].entropy())
+    # a missed rare level: under 2 as a Brier score, more than 4 times 2 as a cross-entropy per entropy
+    assert brier.cells(raw, x, None)[2, 0] < 2 < cross.cells(raw, x, None)[2, 0] / 4
+
+
+def test_the_categorical_loss_is_stored_and_files_without_it_read_as_cross_entropy() -> None:
+    schema = infer_schema(read_columns(mixed(20)))
+    assert schema.categorical_loss == "brier"  # every schema inferred now
+    assert Schema.from_json(schema.to_json()) == schema
+    old = json.loads(schema.to_json())
+    del old["categorical_loss"]  # a file written before the name was stored
+    assert Schema.from_json(json.dumps(old)).categorical_loss == "cross_entropy"
+    assert "categorical_loss" not in Schema.from_json(json.dumps(old)).to_json()  # and it is written back as it was
+    with pytest.raises(ValueError, match="categorical_loss must be one of cross_entropy, brier"):
+        Schema.from_json(json.dumps({**old, "categorical_loss": "hinge"}))
+    assert set(CATEGORICAL_LOSSES) == set(schema_module.CATEGORICAL_LOSSES)  # the table and the names agree
+
+
 # ---------------------------------------------------------------------------------------------- using a model
 
 
@@ -229,7 +262,8 @@ def test_schema_is_stored_and_used_after_loading(model: Autoencoder, tmp_path: P
     with pytest.raises(DataError, match="'site'"):
         loaded.transform(frame.drop(columns="site"))
     metadata, _ = artifact.read_model_file(path)
-    assert metadata["format_version"] == "5"
+    assert metadata["format_version"] == "6"  # a categorical column measured by the Brier score
+    assert json.loads(metadata["columns"])["categorical_loss"] == "brier"
     assert json.loads(metadata["columns"])["columns"][2] == {
         "name": "site",
         "kind": "categorical",

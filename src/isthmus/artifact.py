@@ -41,11 +41,12 @@ from isthmus.pixelnet import MAX_LAYERS, TENSOR_PREFIX, PixelNet, check_pixel_ne
 from isthmus.scaling import Scaler
 
 MODEL_FORMAT = "isthmus.model"
-#: the newest model format this isthmus reads: a table model whose network sees missing cells (a schema with
-#: "missing_mask": true, section 2.7) is version 5, a file with a pixel network of 24-bit frequencies
-#: (pixelnet.*, its exp table 288 long) version 4, one with a pixel network of 16-bit frequencies version 3,
-#: one with counted pixel tables (pixels.*) version 2, others 1
-FORMAT_VERSION = 5
+#: the newest model format this isthmus reads: a table model with a categorical column measured by another
+#: loss than the cross-entropy (a schema with "categorical_loss", section 2.7) is version 6, another table
+#: model whose network sees missing cells (a schema with "missing_mask": true) version 5, a file with a pixel
+#: network of 24-bit frequencies (pixelnet.*, its exp table 288 long) version 4, one with a pixel network of
+#: 16-bit frequencies version 3, one with counted pixel tables (pixels.*) version 2, others 1
+FORMAT_VERSION = 6
 _ENCODER_PARTS = ("encoder.", "bottleneck.")
 _ARRAYS = ("scaler.offset", "scaler.scale", "pca.mean", "pca.components")
 #: prefix of the anomaly score's state tensors (Fitted.score_state), and of an ensemble's other networks
@@ -143,9 +144,10 @@ def model_tensors(fitted: Fitted, *, encoder_only: bool) -> dict[str, torch.Tens
 
 def _format_version(pixels: PixelCoder | None, schema: Schema | None = None) -> int:
     """The lowest model format that describes a model with the pixel model ``pixels`` and the column schema
-    ``schema`` (docs/format.md, 2.5): a table head is version 5."""
+    ``schema`` (docs/format.md, 2.5): a table head is version 5, and 6 when it measures categorical cells by
+    another loss than the cross-entropy (a reader of version 5 would score them with the cross-entropy)."""
     if schema is not None and schema.missing_mask:
-        return 5
+        return 6 if schema.categorical and schema.categorical_loss != "cross_entropy" else 5
     return 1 if pixels is None else pixels.format_version
 
 

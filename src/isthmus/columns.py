@@ -17,9 +17,20 @@ The loss per cell, by column kind (``KINDS``), on one scale:
 
 - numeric: the model's reconstruction loss per value (squared error after the scaler for ``"mse"``,
   so 1 on average for a model that predicts the training mean of a standardized column);
-- categorical: a softmax over the column's levels and the cross-entropy of the true level, divided by
-  the entropy of the levels in training (at least ``MIN_ENTROPY`` nats), so 1 on average for a model that
-  predicts the training frequencies.
+- categorical: a softmax over the column's levels, measured against the true level by the schema's
+  ``categorical_loss`` (``CATEGORICAL_LOSSES``):
+
+  - ``"brier"`` (every model fitted now): the squared error of the probabilities against the one-hot
+    block, ``sum_k (p_k - [k is the level])**2``, between 0 and 2: the block's values are treated as
+    numbers 0 and 1, unscaled, as numeric values are after standardizing. A model that predicts the
+    training frequencies pays the column's Gini impurity, ``1 - sum_k f_k**2`` (below 1) on average.
+    Bounded, it does not let rare levels rule the loss: a level seen in 1% of the rows costs at most 2
+    when it is missed, where its cross-entropy is 4.6 nats and more, so that a column of many rare levels
+    (countries, ids of sites) does not claim the code of every row for them. On UCI Adult
+    (``bench/adult.py``) the linear income probe from 8-d codes rose from 0.816 to 0.832 (two seeds).
+  - ``"cross_entropy"`` (models fitted before the name was stored in the model file): the cross-entropy
+    of the true level divided by the entropy of the levels in training (at least ``MIN_ENTROPY`` nats),
+    1 on average for a model that predicts the training frequencies.
 
 Each cell's loss is then multiplied by its column's weight. By default the weights give each kind half
 of the total (``n_columns / (2 * n_columns of that kind)`` per column; 1 when the table has one kind),
@@ -32,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -47,6 +58,33 @@ MIN_ENTROPY = 0.1
 
 #: elementwise reconstruction loss of numeric values: ``(out, x, sigma) -> out.shape``
 Elementwise = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
+
+
+def _cross_entropy(logits: Tensor, onehot: Tensor) -> Tensor:
+    # (batch, n_categorical, most levels) -> (batch, n_categorical): -log p of the true level, in nats
+    level = onehot.argmax(dim=-1, keepdim=True)
+    return torch.logsumexp(logits, dim=-1) - logits.gather(-1, level).squeeze(-1)
+
+
+def _brier(logits: Tensor, onehot: Tensor) -> Tensor:
+    # (batch, n_categorical, most levels) -> (batch, n_categorical): squared error of the probabilities
+    # against the one-hot block; the padding has probability 0 and target 0, so it adds nothing
+    return torch.square(torch.softmax(logits, dim=-1) - onehot).sum(dim=-1)
+
+
+class CategoricalLoss(NamedTuple):
+    """A table entry: ``loss(logits, onehot)`` per categorical cell, and whether it is divided by the
+    entropy of the column's levels in training (so that predicting the frequencies costs 1)."""
+
+    loss: Callable[[Tensor, Tensor], Tensor]
+    per_entropy: bool
+
+
+#: ``Schema.categorical_loss`` name -> its entry (``schema.CATEGORICAL_LOSSES`` lists the same names)
+CATEGORICAL_LOSSES: dict[str, CategoricalLoss] = {
+    "cross_entropy": CategoricalLoss(_cross_entropy, per_entropy=True),
+    "brier": CategoricalLoss(_brier, per_entropy=False),
+}
 
 
 def column_weights(schema: Schema, overrides: Mapping[str, float] | None) -> np.ndarray:
@@ -137,8 +175,13 @@ class TableHead(nn.Module):
             blocks[row, :width] = np.arange(starts[j], starts[j] + width)
             valid[row, :width] = True
         cell_of = np.repeat(np.arange(len(starts)), [c.width for c in schema.columns])
+        self._categorical = CATEGORICAL_LOSSES[schema.categorical_loss]
+        per_entropy = self._categorical.per_entropy
         scale = np.array(
-            [1.0 / max(c.entropy(), MIN_ENTROPY) if c.kind == "categorical" else 1.0 for c in schema.columns]
+            [
+                1.0 / max(c.entropy(), MIN_ENTROPY) if c.kind == "categorical" and per_entropy else 1.0
+                for c in schema.columns
+            ]
         )
         order = numeric + categorical  # the loss computes numeric cells first; ``back`` restores column order
         # buffers move with .to(device) and stay out of the state dict (the schema is stored, not these)
@@ -193,9 +236,8 @@ class TableHead(nn.Module):
         observed_parts = [observed]
         if len(self.blocks):
             onehot = x[:, self.blocks].float()  # (batch, n_categorical, most levels), NaN when missing
-            level = torch.nan_to_num(onehot, nan=0.0).masked_fill(~self.valid, 0.0).argmax(dim=-1, keepdim=True)
-            logits = self._logits(raw)
-            parts.append(torch.logsumexp(logits, dim=-1) - logits.gather(-1, level).squeeze(-1))
+            target = torch.nan_to_num(onehot, nan=0.0).masked_fill(~self.valid, 0.0)
+            parts.append(self._categorical.loss(self._logits(raw), target))
             observed_parts.append(~torch.isnan(onehot[:, :, 0]))
         return torch.cat(parts, dim=1), torch.cat(observed_parts, dim=1)
 

@@ -149,7 +149,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Columns of a table to read as categories whatever their type. Without it, text, pandas
         ``category``, Arrow dictionaries and booleans are categorical, numbers numeric
         (:mod:`isthmus.data.schema`). A categorical column enters the encoder one-hot and leaves the
-        decoder as a softmax over its levels, with a cross-entropy loss (:mod:`isthmus.columns`).
+        decoder as a softmax over its levels, with a Brier-score loss (:mod:`isthmus.columns`).
     column_weights : dict of str to float, optional
         Loss weight of single columns by name. By default each kind (numeric, categorical) carries half
         of the total weight, so that neither dominates by its count of columns.

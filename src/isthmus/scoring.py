@@ -13,8 +13,9 @@ estimator and scaled samples ``(n_samples, *net shape)`` to ``(n_samples,)`` flo
   column in years. For images (one global scale) it is the caller-unit error divided by scale**2. The
   per-feature errors in the caller's units are ``Autoencoder.reconstruction_error(X, per_feature=True)``.
   A table with categorical columns or missing cells puts its columns on one scale (``isthmus.columns``):
-  a numeric cell's squared error in standard deviations, a categorical cell's cross-entropy divided by
-  the training entropy of its levels, each times its column's weight; missing cells count nothing and
+  a numeric cell's squared error in standard deviations, a categorical cell's Brier score (the squared
+  error of its probabilities against the one-hot block; a cross-entropy over the training entropy of the
+  levels in models written before), each times its column's weight; missing cells count nothing and
   the row's sum is scaled by columns / observed columns. ``Autoencoder.score_contributions`` gives each
   column's part. A fully convolutional model's sums are taken per training crop: times the crop's area over
   the image's, so that images of every size are on the scale of the crops ``offset_`` was set on.
@@ -228,7 +229,7 @@ def cell_errors(fitted: Fitted, scaled: npt.NDArray[np.float32]) -> npt.NDArray[
 
     Squared errors after the scaler per value; for a table with categorical columns or missing cells
     (``isthmus.columns.TableHead``), each column's weighted loss: squared error for a numeric column,
-    cross-entropy over the training entropy of the levels for a categorical one (one scale for both).
+    the schema's ``categorical_loss`` for a categorical one (one scale for both).
     """
     if fitted.net.head.plain:
         recon = fitted.batched(fitted.net, scaled)  # (n_samples, *net shape), scaled units

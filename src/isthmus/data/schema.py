@@ -48,6 +48,11 @@ from isthmus.errors import DataError
 
 #: the column kinds; ``columns.HEADS`` and the model's loss have one entry per kind
 KINDS = ("numeric", "categorical")
+#: how the table head measures a categorical cell (``columns.CATEGORICAL_LOSSES`` has one entry per name).
+#: A schema records its own: ``"cross_entropy"`` for files written before the name was stored (the key is
+#: then absent), :data:`CATEGORICAL_LOSS` for every schema inferred now
+CATEGORICAL_LOSSES = ("cross_entropy", "brier")
+CATEGORICAL_LOSS = "brier"
 #: most levels a categorical column may have: more is almost always an identifier or free text
 MAX_LEVELS = 1000
 #: version of the JSON form (``Schema.to_json``)
@@ -91,11 +96,16 @@ class Schema:
     missing_mask : bool
         The network sees which cells are missing (set at fit time: a categorical column, or a missing
         cell in the training data).
+    categorical_loss : str
+        How the network's loss measures a categorical cell, one of ``CATEGORICAL_LOSSES``
+        (:mod:`isthmus.columns`): :data:`CATEGORICAL_LOSS` for a schema inferred now, ``"cross_entropy"``
+        for one read from a file written before the name was stored.
     """
 
     columns: tuple[Column, ...]
     named: bool
     missing_mask: bool = False
+    categorical_loss: str = "cross_entropy"
 
     @property
     def names(self) -> list[str]:
@@ -250,7 +260,10 @@ class Schema:
                 entry["levels"] = list(c.levels)
                 entry["counts"] = list(c.counts)
             columns.append(entry)
-        body = {"version": SCHEMA_VERSION, "named": self.named, "missing_mask": self.missing_mask, "columns": columns}
+        body: dict[str, Any] = {"version": SCHEMA_VERSION, "named": self.named, "missing_mask": self.missing_mask}
+        if self.categorical_loss != "cross_entropy":  # absent: the loss of files written before it was stored
+            body["categorical_loss"] = self.categorical_loss
+        body["columns"] = columns
         return json.dumps(body, ensure_ascii=True, separators=(", ", ": "))
 
     @staticmethod
@@ -285,7 +298,10 @@ class Schema:
             columns.append(Column(name, entry["kind"], dtype, tuple(levels), tuple(counts)))
         if len({c.name for c in columns}) != len(columns):
             raise ValueError("column names must be distinct")
-        return Schema(tuple(columns), named, mask)
+        loss = body.get("categorical_loss", "cross_entropy")
+        if loss not in CATEGORICAL_LOSSES:
+            raise ValueError(f"categorical_loss must be one of {', '.join(CATEGORICAL_LOSSES)}")
+        return Schema(tuple(columns), named, mask, loss)
 
 
 def check_rows(missing: npt.NDArray[np.bool_], name: str = "X") -> None:
@@ -438,7 +454,7 @@ def infer_schema(columns: Sequence[RawColumn], categorical_features: Sequence[st
                 "numbers if it is numeric"
             )
         out.append(Column(column_name, "categorical", raw.dtype, tuple(levels.tolist()), tuple(counts.tolist())))
-    return Schema(tuple(out), named=named)
+    return Schema(tuple(out), named=named, categorical_loss=CATEGORICAL_LOSS)
 
 
 def as_output(columns: dict[str, npt.NDArray[Any]], like: Any, schema: Schema) -> Any:

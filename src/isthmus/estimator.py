@@ -19,7 +19,6 @@ from sklearn.utils.validation import check_array, validate_data
 from isthmus import artifact, codec, crops, distributed, fitting, generative, scoring
 from isthmus import fitted as fitted_module
 from isthmus import train as training
-from isthmus.baselines import pca_baseline
 from isthmus.checkpoint import checkpoint_seed
 from isthmus.config import split_params
 from isthmus.data import check_finite
@@ -37,7 +36,7 @@ from isthmus.data.schema import (
 from isthmus.data.series import as_series
 from isthmus.data.stream import Rows
 from isthmus.diagnostics import constant_predictor_warning
-from isthmus.errors import ConfigError, DataError
+from isthmus.errors import DataError
 from isthmus.fitted import Fitted, check_fitted
 from isthmus.inputs import as_input, check_shape
 from isthmus.model import build_net, net_shape
@@ -49,7 +48,6 @@ from isthmus.series import (
     windows_of,
 )
 from isthmus.settings import DEFAULTS, ModelConfig, TrainConfig
-from isthmus.shapes import any_size
 
 
 class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
@@ -437,37 +435,21 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             settle_epochs=model_cfg.kl_warmup,  # the KL weight ramps up: the loss is not comparable before
         )
         members = fitting.train_members(config, self.input_shape_, data, train_cfg, seed, self.schema_)
-        scaled = data.scaled_sample()  # with streamed or cropped data, of a sample
-        table = self.schema_ is not None  # a table's baseline: PCA of the one-hot table, standardized
-        pca_mean, pca_components, pca_scale = pca_baseline(
-            data.sample if table else scaled, model_cfg.n_components, table=table
-        )
-        fitted = Fitted(
-            params=self.get_params(),
-            net=net,
-            scaler=data.scaler,
+        fitted, scaled = fitting.complete(
+            self.get_params(),
+            net,
+            members,
+            result,
+            data,
+            train_cfg,
             input_shape=self.input_shape_,
-            # "pca": the baseline lives in the scaled space (files written before it: the caller's units); "dtype":
-            # 8-bit images, which the command line writes back as 8-bit images, like decompress
-            resolved={
-                "loss": config.loss,
-                "scaling": scaling,
-                "pca": "standardized" if table else "scaled",
-                **({"dtype": "uint8"} if is_image and fitting.is_8bit(data.sample) else {}),
-            },
-            data_range=data.data_range,
-            history=result.history,
-            n_iter=result.n_iter,
-            best_loss=result.best_loss,
-            pca_mean=pca_mean,
-            pca_components=pca_components,
-            feature_names_in=getattr(self, "feature_names_in_", None),
-            members=members,
+            is_image=is_image,
+            scaling=scaling,
             schema=self.schema_,
-            pca_scale=pca_scale,
-            stop_reason=result.stop_reason,
+            feature_names=getattr(self, "feature_names_in_", None),
+            seed=seed,
         )
-        self._set_fitted(fitting.finish(fitted, data, scaled, train_cfg, seed))
+        self._set_fitted(fitted)
         useless = constant_predictor_warning(net, scaled, train_cfg.precision)
         if useless is not None:
             warnings.warn(useless, UserWarning, stacklevel=2)
@@ -802,16 +784,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             In the caller's units: the expected value of p(x|z) for each code z (pixel intensities
             for a Bernoulli model), not a noisy draw from it.
         """
-        state = self._state()
-        state.check_decoder("sample")
-        generative.check_generative(state.net, "sample")
-        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ConfigError(f"n_samples={n_samples!r} must be an integer >= 1")
-        self.net_.eval()
-        with torch.inference_mode():
-            out = generative.sample(state.net, int(n_samples), generator=state.generator(random_state))
-        out_np = out.float().cpu().numpy().reshape(int(n_samples), *self.input_shape_)
-        return self.scaler_.inverse_transform(out_np)
+        return generative.draw(self._state(), n_samples, random_state)
 
     def interpolate(self, a: Any, b: Any, steps: int = 8) -> np.ndarray:
         """Decode ``steps`` codes evenly spaced on the line from the code of ``a`` to the code of ``b``.
@@ -830,23 +803,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """
         state = self._state()
         state.check_decoder("interpolate")
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
-            raise ConfigError(f"steps={steps!r} must be an integer >= 2 (both end points included)")
+        generative.check_steps(steps)
         single = np.ndim(a) == len(self.input_shape_)
         xa, xb = (np.asarray(v)[None] if single else v for v in (a, b))
         sa, sb = self._scaled(xa), self._scaled(xb)
         if sa.shape != sb.shape:  # equally many, and for a fully convolutional model of one size
             raise DataError(f"a has shape {np.shape(xa)} and b {np.shape(xb)}; pass equally many samples of one shape")
-        device = state.device
-        self.net_.eval()
-        with torch.inference_mode():
-            out = generative.interpolate(
-                self.net_, torch.from_numpy(sa).to(device), torch.from_numpy(sb).to(device), int(steps)
-            )
-        shape = np.shape(xa)[1:] if state.spatial else self.input_shape_  # any size: a's own
-        out_np = out.float().cpu().numpy().reshape(len(sa), int(steps), *shape)
-        out_np = (any_size(self.scaler_) if state.spatial else self.scaler_).inverse_transform(out_np)
-        return out_np[0] if single else out_np
+        out = generative.interpolate_scaled(state, sa, sb, int(steps), np.shape(xa)[1:])
+        return out[0] if single else out
 
     def log_likelihood(
         self, X: Any, *, n_importance: int = 100, random_state: int | np.random.RandomState | None = None
@@ -869,18 +833,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             likelihood ("bce") it is the probability of the binary values, scaled as in training.
         """
         state = self._state()
-        state.check_decoder("compute a likelihood")
-        generative.check_generative(state.net, "log_likelihood")
-        x = torch.from_numpy(state.scale(self._validate(X, reset=False))).to(state.device)
-        self.net_.eval()
-        with torch.inference_mode():
-            ll = (
-                generative.log_likelihood(state.net, x, n_importance, generator=state.generator(random_state))
-                .double()
-                .cpu()
-                .numpy()
-            )
-        return ll - generative.log_jacobian(state.scaler.scale, state.resolved["loss"])
+        generative.check_likelihood(state)
+        scaled = state.scale(self._validate(X, reset=False))
+        return generative.log_likelihood_of(state, scaled, n_importance, random_state)
 
     @property
     def _n_features_out(self) -> int:
@@ -947,18 +902,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             Integers 0..255, like the model's training data; needs a fitted model with
             ``bottleneck="quantized"`` and a decoder.
         """
-        state = self._state()
-        codec.coding_state(state)  # a quantized model, else ConfigError
-        x = np.asarray(X)
-        if x.ndim < 1 or x.shape[1:] != tuple(self.input_shape_) or len(x) == 0:
-            raise DataError(
-                f"X has shape {x.shape}; it must be (n_samples, *{tuple(self.input_shape_)}) with n_samples >= 1"
-            )
-        model = codec.build_lossless_tables(state, x.astype(np.float32), **options)
-        if model is None:
-            raise DataError("the pixel model is built on 8-bit data: every value of X must be an integer 0..255")
-        state = state.replace(lossless_tables=model)
-        self._set_fitted(state.replace(fingerprint=artifact.fingerprint(state)))
+        self._set_fitted(fitting.refit_pixel_model(self._state(), X, **options))
         return self
 
     # ------------------------------------------------------------------ files

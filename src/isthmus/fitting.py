@@ -18,10 +18,12 @@ import torch
 
 from isthmus import artifact, codec, crops, scoring
 from isthmus import train as training
+from isthmus.baselines import pca_baseline
 from isthmus.batches import ChunkSource
 from isthmus.corruptions import LEVEL_IN_DATA_UNITS
 from isthmus.data.stream import Rows, moments, sample_rows
 from isthmus.errors import ConfigError, DataError
+from isthmus.fitted import Fitted
 from isthmus.model import AutoencoderNet, build_net
 from isthmus.nets import ARCHITECTURES
 from isthmus.penalties import PENALTIES
@@ -30,7 +32,6 @@ from isthmus.series import Split, channel_scaler, early_stopping_windows, held_o
 
 if TYPE_CHECKING:
     from isthmus.data.schema import Schema
-    from isthmus.fitted import Fitted
     from isthmus.settings import ModelConfig, TrainConfig
 
 #: rows of a streamed source kept at hand for the PCA baseline, the coding tables and the anomaly threshold
@@ -239,8 +240,76 @@ def finish_coding(fitted: Fitted, x: np.ndarray, scaled: np.ndarray) -> Fitted:
     streams; then the fingerprint, which identifies the whole model."""
     if not fitted.net.after_fit(torch.from_numpy(scaled)):
         return fitted
-    fitted = fitted.replace(lossless_tables=codec.build_lossless_tables(fitted, x))
+    return _with_pixel_model(fitted, codec.build_lossless_tables(fitted, x))
+
+
+def refit_pixel_model(fitted: Fitted, X: Any, **options: Any) -> Fitted:
+    """``fitted`` with its pixel model built afresh on 8-bit data ``X`` (``Autoencoder.fit_pixel_model``), and
+    so a new fingerprint."""
+    codec.coding_state(fitted)  # a quantized model, else ConfigError
+    x, shape = np.asarray(X), tuple(fitted.input_shape)
+    if x.ndim < 1 or x.shape[1:] != shape or len(x) == 0:
+        raise DataError(f"X has shape {x.shape}; it must be (n_samples, *{shape}) with n_samples >= 1")
+    model = codec.build_lossless_tables(fitted, x.astype(np.float32), **options)
+    if model is None:
+        raise DataError("the pixel model is built on 8-bit data: every value of X must be an integer 0..255")
+    return _with_pixel_model(fitted, model)
+
+
+def _with_pixel_model(fitted: Fitted, model: Any) -> Fitted:
+    """``fitted`` with the pixel model ``model`` (or None) and the fingerprint of the whole."""
+    fitted = fitted.replace(lossless_tables=model)
     return fitted.replace(fingerprint=artifact.fingerprint(fitted))
+
+
+def complete(
+    params: dict[str, Any],
+    net: AutoencoderNet,
+    members: list[AutoencoderNet],
+    result: training.TrainResult,
+    data: TrainingData,
+    cfg: TrainConfig,
+    *,
+    input_shape: tuple[int, ...],
+    is_image: bool,
+    scaling: str,
+    schema: Schema | None,
+    feature_names: np.ndarray | None,
+    seed: int,
+) -> tuple[Fitted, np.ndarray]:
+    """The fitted state of a trained ``net`` (``params``: the estimator's), completed by :func:`finish`; and
+    the scaled rows at hand it was completed from."""
+    scaled = data.scaled_sample()  # with streamed or cropped data, of a sample
+    table = schema is not None  # a table's baseline: PCA of the one-hot table, standardized
+    pca_mean, pca_components, pca_scale = pca_baseline(
+        data.sample if table else scaled, params["n_components"], table=table
+    )
+    fitted = Fitted(
+        params=params,
+        net=net,
+        scaler=data.scaler,
+        input_shape=input_shape,
+        # "pca": the baseline lives in the scaled space (files written before it: the caller's units); "dtype":
+        # 8-bit images, which the command line writes back as 8-bit images, like decompress
+        resolved={
+            "loss": net.config.loss,
+            "scaling": scaling,
+            "pca": "standardized" if table else "scaled",
+            **({"dtype": "uint8"} if is_image and is_8bit(data.sample) else {}),
+        },
+        data_range=data.data_range,
+        history=result.history,
+        n_iter=result.n_iter,
+        best_loss=result.best_loss,
+        pca_mean=pca_mean,
+        pca_components=pca_components,
+        feature_names_in=feature_names,
+        members=members,
+        schema=schema,
+        pca_scale=pca_scale,
+        stop_reason=result.stop_reason,
+    )
+    return finish(fitted, data, scaled, cfg, seed), scaled
 
 
 def finish(fitted: Fitted, data: TrainingData, scaled: np.ndarray, cfg: TrainConfig, seed: int) -> Fitted:

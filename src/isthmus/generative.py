@@ -17,6 +17,7 @@ the decoder's ``p(x|z)``, the importance-weighted bound (Burda et al., 2016) wit
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +26,10 @@ from torch import Tensor
 from isthmus.errors import ConfigError
 from isthmus.model import AutoencoderNet
 from isthmus.nets import crop_like
+from isthmus.shapes import any_size
+
+if TYPE_CHECKING:
+    from isthmus.fitted import Fitted
 
 #: decoder rows per call in ``log_likelihood`` (data rows x importance samples): bounds memory
 MAX_ROWS = 8192
@@ -127,3 +132,55 @@ def log_jacobian(scale: np.ndarray, loss: str) -> float:
     if loss == "bce":
         return 0.0
     return float(np.log(scale.astype(np.float64)).sum())
+
+
+# ---------------------------------------------------------------------------------------- in the caller's units
+
+
+def draw(fitted: Fitted, n_samples: int, random_state: Any) -> np.ndarray:
+    """``(n_samples, *input_shape)`` decoder means at codes drawn from the prior, in the caller's units."""
+    fitted.check_decoder("sample")
+    check_generative(fitted.net, "sample")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        raise ConfigError(f"n_samples={n_samples!r} must be an integer >= 1")
+    fitted.net.eval()
+    with torch.inference_mode():
+        out = sample(fitted.net, int(n_samples), generator=fitted.generator(random_state))
+    out_np = out.float().cpu().numpy().reshape(int(n_samples), *fitted.input_shape)
+    return fitted.scaler.inverse_transform(out_np)
+
+
+def check_steps(steps: Any) -> None:
+    """Refuse an interpolation of fewer than 2 points."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+        raise ConfigError(f"steps={steps!r} must be an integer >= 2 (both end points included)")
+
+
+def interpolate_scaled(
+    fitted: Fitted, sa: np.ndarray, sb: np.ndarray, steps: int, shape: tuple[int, ...]
+) -> np.ndarray:
+    """``(n, steps, *sample shape)`` in the caller's units: :func:`interpolate` between the scaled samples
+    ``sa`` and ``sb`` of one shape; ``shape`` is ``a``'s sample shape (a fully convolutional model keeps it)."""
+    device = fitted.device
+    fitted.net.eval()
+    with torch.inference_mode():
+        out = interpolate(fitted.net, torch.from_numpy(sa).to(device), torch.from_numpy(sb).to(device), steps)
+    shape = shape if fitted.spatial else tuple(fitted.input_shape)  # any size: a's own
+    out_np = out.float().cpu().numpy().reshape(len(sa), steps, *shape)
+    return (any_size(fitted.scaler) if fitted.spatial else fitted.scaler).inverse_transform(out_np)
+
+
+def check_likelihood(fitted: Fitted) -> None:
+    """Refuse a likelihood of a model without a decoder or without a probabilistic code."""
+    fitted.check_decoder("compute a likelihood")
+    check_generative(fitted.net, "log_likelihood")
+
+
+def log_likelihood_of(fitted: Fitted, scaled: np.ndarray, n_importance: int, random_state: Any) -> np.ndarray:
+    """``(n,)`` float64 :func:`log_likelihood` of scaled rows, in nats of the caller's units (the scaler's
+    log-Jacobian included; see :func:`log_jacobian`)."""
+    x = torch.from_numpy(scaled).to(fitted.device)
+    fitted.net.eval()
+    with torch.inference_mode():
+        ll = log_likelihood(fitted.net, x, n_importance, generator=fitted.generator(random_state))
+    return ll.double().cpu().numpy() - log_jacobian(fitted.scaler.scale, fitted.resolved["loss"])

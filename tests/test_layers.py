@@ -48,13 +48,22 @@ def _target(name: str, sources: Mapping[str, str]) -> str:
 
 
 def imports(sources: Mapping[str, str]) -> dict[str, set[str]]:
-    """``{module: the isthmus modules it imports}``, every import statement counted wherever it stands."""
+    """``{module: the isthmus modules it imports}``, every import statement counted wherever it stands.
+
+    A package's ``__init__`` counts as imported with its submodules where it runs or is read: importing
+    ``isthmus.data.stream`` from outside ``isthmus.data`` runs ``isthmus/data/__init__.py`` first, and
+    ``from isthmus.data import stream`` takes ``stream`` from the package, even inside it (the root package
+    aside: every module is below it, and its ``__init__`` imports only leaves eagerly).
+    """
     graph: dict[str, set[str]] = {}
     for name, source in sources.items():
         deps: set[str] = set()
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.Import):
-                deps.update(_target(a.name, sources) for a in node.names if a.name.split(".")[0] == "isthmus")
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "isthmus":
+                        deps.add(_target(alias.name, sources))
+                        deps.update(_packages_run(name, alias.name, sources))
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
@@ -64,13 +73,24 @@ def imports(sources: Mapping[str, str]) -> dict[str, set[str]]:
                     base = f"{package}.{base}" if base else package
                 if base.split(".")[0] != "isthmus":
                     continue
+                deps.update(_packages_run(name, base, sources))
                 for alias in node.names:
                     full = f"{base}.{alias.name}"
                     deps.add(full if full in sources else _target(base, sources))
+                    if full in sources and base != "isthmus":  # a submodule read off its package
+                        deps.add(base)
         deps.discard(name)
         deps.discard("")
         graph[name] = deps
     return graph
+
+
+def _packages_run(importer: str, module: str, sources: Mapping[str, str]) -> set[str]:
+    """The packages above ``module`` (the root aside) whose ``__init__`` importing it runs: those the
+    importer is not itself inside, whose ``__init__`` has started before the importer could run."""
+    parts = module.split(".")
+    above = (".".join(parts[:i]) for i in range(2, len(parts) + 1))
+    return {p for p in above if p in sources and p != module and not importer.startswith(p + ".")}
 
 
 def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
@@ -182,3 +202,28 @@ def test_the_checks_find_what_they_look_for() -> None:
     assert any("import _tables" in u for u in uses)
     assert any("ae._batched" in u for u in uses) and any("ae.net_._output" in u for u in uses)
     assert not any(u.startswith("isthmus.lossless") for u in uses)  # a module's own private names are its own
+
+
+def test_a_cycle_through_a_packages_init_is_found() -> None:
+    """``from isthmus.data import limits`` reads ``limits`` off the package, whose ``__init__`` imports the
+    importer back: a cycle. From outside the package, any import of ``isthmus.data.limits`` runs that
+    ``__init__`` too; from inside, ``import isthmus.data.limits`` runs nothing new."""
+    sources = {
+        "isthmus": "",
+        "isthmus.data": "from isthmus.data.dataset import Dataset\n",
+        "isthmus.data.dataset": "from isthmus.data import limits\n",
+        "isthmus.data.limits": "import os\n",
+        "isthmus.codec": "import isthmus.data.limits\n",
+        "isthmus.rd": "from isthmus.data.limits import check\n",
+    }
+    graph = imports(sources)
+    assert graph["isthmus.data.dataset"] == {"isthmus.data", "isthmus.data.limits"}
+    assert graph["isthmus.codec"] == graph["isthmus.rd"] == {"isthmus.data", "isthmus.data.limits"}
+    assert cycles(graph) == [["isthmus.data", "isthmus.data.dataset"]]
+    sources["isthmus.data.limits"] = "from isthmus.codec import f\n"  # outside and back in, through the package
+    assert cycles(imports(sources)) == [
+        ["isthmus.codec", "isthmus.data", "isthmus.data.dataset", "isthmus.data.limits"]
+    ]
+    sources["isthmus.data.dataset"] = "import isthmus.data.limits as limits\n"
+    sources["isthmus.data.limits"] = "import os\n"
+    assert cycles(imports(sources)) == []

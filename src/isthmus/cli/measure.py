@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import click
 
-from isthmus.cli import series as series_cli
+import isthmus.cli.series as series_cli
 from isthmus.cli._common import (
     db,
     image_size_opt,

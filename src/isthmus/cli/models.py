@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from isthmus.cli import series as series_cli
+import isthmus.cli.series as series_cli
 from isthmus.cli._common import (
     image_size_opt,
     is_images,

@@ -112,6 +112,15 @@ def feature_weights(cells: Cells) -> npt.NDArray[np.float64]:
     return 1.0 / np.maximum(typical, floor)
 
 
+def _input_log(
+    state: dict[str, np.ndarray], scaled: npt.NDArray[np.float32], training: bool
+) -> npt.NDArray[np.float64] | None:
+    """``(n,)`` log input distances where the state holds reference rows (the same for every network), else None."""
+    if "rows" not in state:
+        return None
+    return _log(_kth_distance(state["rows"], _flat_rows(scaled), skip_self=training))
+
+
 def _components(
     fitted: Fitted,
     net: AutoencoderNet,
@@ -119,16 +128,17 @@ def _components(
     state: dict[str, np.ndarray],
     index: int,
     training: bool,
+    input_log: npt.NDArray[np.float64] | None,
 ) -> npt.NDArray[np.float64]:
-    """``(n, n_parts)`` log components of one network: the error, the code distance and, where the state holds
-    reference rows, the input distance. ``training``: the rows are the reference rows themselves (each row's
-    distance to the others, itself left out)."""
+    """``(n, n_parts)`` log components of one network: the error, the code distance and, where given, the input
+    distance. ``training``: the rows are the reference rows themselves (each row's distance to the others,
+    itself left out)."""
     cells, codes = _cells(fitted, net, scaled)
     if "weights" in state:
         cells = cells * state["weights"][index].astype(np.float64)
     parts = [_log(row_totals(cells)), _log(_kth_distance(state["codes"][index], codes, skip_self=training))]
-    if "rows" in state:
-        parts.append(_log(_kth_distance(state["rows"], _flat_rows(scaled), skip_self=training)))
+    if input_log is not None:
+        parts.append(input_log)
     return np.stack(parts, axis=1)
 
 
@@ -148,11 +158,12 @@ def _fit(fitted: Fitted, scaled: npt.NDArray[np.float32], seed: int, *, inputs: 
     state["codes"] = np.stack(codes).astype(np.float32)
     if inputs:
         state["weights"] = np.stack(weights).astype(np.float32)
+    input_log = _input_log(state, scaled, training=True)
     for i, net in enumerate(nets):
         # the training rows' own components, each row's distances to the others (itself left out; with rows
         # wider than MAX_ROW_VALUES / MAX_REFERENCE the input reference is a subsample, and a row outside it
         # skips one true neighbour: a slightly larger input distance, on the side of flagging less)
-        logs = _components(fitted, net, scaled, state, i, training=True)
+        logs = _components(fitted, net, scaled, state, i, training=True, input_log=input_log)
         q1, center, q3 = np.percentile(logs, [25.0, 50.0, 75.0], axis=0)
         centers.append(center)
         spreads.append(np.maximum(q3 - q1, _MIN_SPREAD))
@@ -204,8 +215,9 @@ def _score(fitted: Fitted, scaled: npt.NDArray[np.float32], name: str, n_parts: 
                 f"do not fit {n} networks and rows of {n_values} values; the model file is corrupt, refit the model"
             )
     total = np.zeros(len(scaled))
+    input_log = _input_log(state, scaled, training=False)
     for i, net in enumerate(nets):
-        logs = _components(fitted, net, scaled, state, i, training=False)
+        logs = _components(fitted, net, scaled, state, i, training=False, input_log=input_log)
         total += ((logs - center[i].astype(np.float64)) / spread[i].astype(np.float64)).sum(axis=1)
     return -total / n
 

@@ -125,8 +125,13 @@ def _decoded_better_than_the_mean(ns: dict[str, Any]) -> None:
 
 
 def _anomaly_found(ns: dict[str, Any]) -> None:
-    start = int(np.argmin(ns["scores"])) * 5  # windows start every 5 steps; the anomaly spans 2500..2519
-    assert 2500 - 50 < start < 2520
+    assert ns["scores"].shape == ns["flags"].shape == (3000,)  # one per timestamp, the first W - 1 included
+    assert 2500 <= int(np.argmin(ns["scores"])) < 2520  # the least normal timestamp lies in the anomaly
+    flagged = np.flatnonzero(ns["flags"] == -1)
+    assert flagged.size and ((flagged >= 2500 - 50) & (flagged < 2520 + 50)).mean() > 0.9  # flags near it
+    assert ns["codes"].shape == (591, 4)  # one code per window: starts 0, 5, ..., 2950
+    assert ns["short"].shape == (1469, 4, 16) and ns["long"].shape == (1373, 4, 64)  # one conv1d network
+    assert 2500 - 256 < int(np.argmin(ns["long_scores"])) < 2520 + 256
 
 
 def _any_size_kept(ns: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from isthmus import Autoencoder, load
 from isthmus.config import PRESETS
 from isthmus.data.series import as_series, gap_report, read_series
 from isthmus.errors import ConfigError, DataError
-from isthmus.nets import ARCHITECTURES
+from isthmus.nets import ARCHITECTURES, crop_like
 from isthmus.series import cut, hold_out_end, overlap_mean, per_timestamp, window_starts
 
 #: a small series model that learns a sine in a few seconds on one thread
@@ -154,6 +154,21 @@ def test_conv1d_gives_back_the_window_shape_for_any_length(window: int) -> None:
     code = encoder(x)
     assert code.shape == (2, 4)
     assert decoder(code).shape == x.shape
+
+
+@pytest.mark.parametrize("window", [2, 5, 16, 33, 64])
+def test_fully_convolutional_conv1d_codes_a_map_over_time_for_any_length(window: int) -> None:
+    arch = ARCHITECTURES["conv1d"]
+    assert arch.spatial_encoder is not None and arch.spatial_decoder is not None
+    # built for windows of 16, applied to every length: no layer depends on it
+    encoder = arch.spatial_encoder((3, 16), (8, 16), 4, "relu")
+    decoder = arch.spatial_decoder((3, 16), (8, 16), 4, "relu")
+    x = torch.randn(2, 3, window)
+    code = encoder(x)
+    assert code.shape == (2, 4, -(-window // 4))  # one position per 4 timestamps (two stride-2 layers)
+    out = decoder(code)
+    assert out.shape == (2, 3, 4 * code.shape[-1])  # covers the window, padded to a multiple of 4
+    assert crop_like(out, x).shape == x.shape
 
 
 def test_window_settings_are_validated() -> None:
@@ -296,3 +311,61 @@ def test_report_draws_the_series_its_score_and_flags(tmp_path: Path) -> None:
         from isthmus.report import write_report
 
         write_report(load(model), tmp_path / "r2", x, np.zeros(10))
+
+
+# ---------------------------------------------------------------------------------------- any window length
+
+
+def two_scales(n: int = 3000) -> np.ndarray:
+    """Two channels on very different scales, so that a scaler applied to the wrong channel shows."""
+    x = sine(n, channels=2)
+    x[:, 1] = 10.0 * x[:, 1] + 100.0
+    return x
+
+
+def test_one_fully_convolutional_model_takes_two_window_lengths(tmp_path: Path) -> None:
+    x = two_scales()
+    model = fit_series(
+        x[:2000],
+        window=64,
+        window_stride=2,
+        architecture="conv1d",
+        fully_convolutional=True,
+        hidden_layer_sizes=(8, 16),
+        n_components=4,
+        max_iter=20,
+    )
+    test = x.copy()
+    test[2500:2505, 0] += 3.0
+    spread = np.square(x - x.mean(axis=0)).mean(axis=0)  # per channel: what the series' mean row misses
+    net = model.net_
+    for window in (64, 200):
+        model.set_params(window=window)
+        assert model.net_ is net  # the same fitted network, no refit
+        codes = model.transform(x)  # a code map over time: one position per 4 timestamps
+        assert codes.shape == (len(window_starts(len(x), window, 2)), 4, window // 4)
+        windows = model.inverse_transform(codes[:3])  # back in each channel's own units
+        assert windows.shape == (3, 2, window) and abs(windows[:, 1].mean() - 100.0) < 5.0
+        back = model.reconstruct(x)
+        assert (np.square(back - x).mean(axis=0) < 0.05 * spread).all(), window  # each channel, its own scale
+        assert 2500 - window < int(np.argmin(model.score_samples(test))) < 2505 + window
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    loaded = load(path)
+    assert loaded.window == 200 and loaded.input_shape_ == (2, 64)
+    np.testing.assert_allclose(loaded.score_samples(x), model.score_samples(x), rtol=1e-5)
+
+
+def test_another_window_length_is_refused_where_the_network_cannot_take_it() -> None:
+    x = sine(600)
+    model = fit_series(x, max_iter=1)
+    model.set_params(window=32)
+    with pytest.raises(ConfigError, match="trained on windows of 16 and its network takes no other length"):
+        model.score_samples(x)
+    fcn = {"architecture": "conv1d", "fully_convolutional": True, "hidden_layer_sizes": (8,), "max_iter": 1}
+    knn = fit_series(x, anomaly_score="reconstruction_knn", **fcn)
+    assert knn.score_samples(x).shape == (600,)  # at the training length
+    knn.set_params(window=32)
+    assert knn.reconstruct(x).shape == (600, 1)
+    with pytest.raises(ConfigError, match="needs windows of the training length 16, not 32"):
+        knn.score_samples(x)

@@ -43,6 +43,7 @@ from isthmus.model import build_net, net_shape
 from isthmus.scaling import resolve_scaling
 from isthmus.series import (
     reconstruct_series,
+    scaled_windows,
     score_series,
     training_split,
     windows_of,
@@ -130,6 +131,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         ``n_components`` channels, one position per ``2**len(hidden_layer_sizes)`` pixels a side, and the
         model takes images of any height and width with the training data's channels (padded to a
         multiple of that stride, and cropped back). ``transform`` then gives ``(n, n_components, h, w)``.
+        With ``"conv1d"``, a code map over time, ``(n_windows, n_components, ceil(window / stride))``, and
+        windows of any length: ``set_params(window=...)`` after ``fit`` changes the windows used.
     crop_size : int or None, default=None
         Train on square crops of this many pixels a side, drawn at random positions afresh every epoch,
         from images of any sizes: ``fit`` then also takes a list of images ``(channels, height, width)``.
@@ -566,7 +569,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def _scaled(self, X: Any) -> np.ndarray:
         state = self._state()
         if self.window is not None:  # the windows of a series, (n_windows, n_channels, window)
-            return state.scaler.transform(windows_of(state, X).x)
+            return scaled_windows(state, windows_of(state, X))
         return state.scale(self._validate(X, reset=False))
 
     def transform(self, X: Any) -> np.ndarray:
@@ -611,8 +614,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         spatial = state.spatial
         z = check_array(as_input(X, "codes"), dtype=np.float32, ensure_all_finite=False, allow_nd=spatial)
         check_finite(z, "codes")
-        if z.shape[1] != self.n_components or (spatial and z.ndim != 4):
-            want = "(n, n_components, height, width)" if spatial else "(n, n_components)"
+        map_rank = 3 if self.window is not None else 4  # a code map over time (conv1d) or over the image
+        if z.shape[1] != self.n_components or (spatial and z.ndim != map_rank):
+            want = "(n, n_components, length)" if map_rank == 3 else "(n, n_components, height, width)"
+            want = want if spatial else "(n, n_components)"
             raise DataError(
                 f"codes have shape {z.shape}, but this model's codes are {want} with n_components={self.n_components}"
             )

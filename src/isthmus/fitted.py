@@ -23,7 +23,7 @@ from isthmus.errors import EncoderOnlyError, NotFittedError
 from isthmus.model import AutoencoderNet, batched, device_of, net_shape, seeded_generator
 from isthmus.scaling import Scaler
 from isthmus.settings import DEFAULTS
-from isthmus.shapes import any_size
+from isthmus.shapes import any_length, any_size
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -188,6 +188,8 @@ class Fitted:
         if self.net.training:
             self.net.eval()
         out = self.batched(self.net.decode, code)
+        if self.spatial and self.param("window") is not None:  # series windows (n, channels, s * length)
+            return any_length(self.scaler).inverse_transform(out)
         if self.spatial:  # (n, channels, s * h, s * w), without the channel axis if the training images had none
             shape = out.shape[-len(self.input_shape) :]
             return any_size(self.scaler).inverse_transform(out.reshape(len(code), *shape))

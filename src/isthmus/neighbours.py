@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from isthmus.columns import row_totals
-from isthmus.errors import ModelFileError, NotFittedError
+from isthmus.errors import DataError, ModelFileError, NotFittedError
+from isthmus.nets import crop_like
 
 if TYPE_CHECKING:
     from isthmus.fitted import Fitted
@@ -61,10 +63,12 @@ def _cells(fitted: Fitted, net: AutoencoderNet, scaled: npt.NDArray[np.float32])
     """Per-cell errors ``(n, n_cells)`` (squared scaled errors; a table's weighted column losses, NaN where a
     cell is missing) and codes ``(n, n_components)`` of scaled rows, in one pass."""
     net.eval()
-    codes = fitted.batched(net.encode, scaled).reshape(len(scaled), -1)
+    code = fitted.batched(net.encode, scaled)  # (n, n_components), or a code map of a fully convolutional net
+    codes = code.reshape(len(scaled), -1)
     if not net.head.plain:
         return fitted.batched(net.cell_losses, scaled).astype(np.float64), codes
-    recon = fitted.batched(net.decode, codes)  # (n, *net shape), scaled units
+    # (n, *net shape), scaled units; a fully convolutional decoder covers the input padded to its stride
+    recon = crop_like(torch.from_numpy(fitted.batched(net.decode, code)), torch.from_numpy(scaled)).numpy()
     return np.square(recon.astype(np.float64) - scaled).reshape(len(scaled), -1), codes
 
 
@@ -134,6 +138,12 @@ def _components(
     distance. ``training``: the rows are the reference rows themselves (each row's distance to the others,
     itself left out)."""
     cells, codes = _cells(fitted, net, scaled)
+    if codes.shape[1] != state["codes"].shape[2]:
+        raise DataError(
+            f"this anomaly score compares codes with the training samples' codes of {state['codes'].shape[2]} "
+            f"values, but these samples give code maps of {codes.shape[1]}; score samples of the training size, "
+            "or use anomaly_score='reconstruction'"
+        )
     if "weights" in state:
         cells = cells * state["weights"][index].astype(np.float64)
     parts = [_log(row_totals(cells)), _log(_kth_distance(state["codes"][index], codes, skip_self=training))]
@@ -196,7 +206,9 @@ def _score(fitted: Fitted, scaled: npt.NDArray[np.float32], name: str, n_parts: 
     missing = np.zeros((0, 0))
     reference, center, spread = state["codes"], state.get("center", missing), state.get("spread", missing)
     n = len(nets)
-    if reference.ndim != 3 or reference.shape[0] != n or reference.shape[1] < 1 or reference.shape[2] != width:
+    # a fully convolutional network's codes are maps, flattened: n_components values per position
+    wrong_width = reference.shape[-1] % width if fitted.spatial else reference.shape[-1] != width
+    if reference.ndim != 3 or reference.shape[0] != n or reference.shape[1] < 1 or wrong_width:
         raise ModelFileError(
             f"the reference codes of anomaly_score={name!r} have shape {reference.shape}, not "
             f"({n}, n_reference, {width}); the model file is corrupt, refit the model"

@@ -2,8 +2,9 @@
 
 Every builder maps ``(batch, *input_shape)`` to ``(batch, n_out)`` (encoders) or ``(batch, n_in)`` to
 ``(batch, *input_shape)`` (decoders), but the fully convolutional pairs, whose code is a map of ``n_out``
-channels over the image and which take images of any height and width. Decoders end without an output
-activation: the model applies the one matched to the reconstruction loss.
+channels over the image (over time, for ``conv1d``) and which take images of any height and width
+(windows of any length). Decoders end without an output activation: the model applies the one matched
+to the reconstruction loss.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def stride_of(hidden: Sequence[int]) -> int:
 
 
 class PadToStride(nn.Module):
-    """Pads ``(batch, C, H, W)`` on the bottom and right, repeating the edge, to multiples of ``stride``.
+    """Pads ``(batch, C, H, W)`` on the bottom and right (``(batch, C, length)``: at the end), repeating the
+    edge, to multiples of ``stride``.
 
     Every stride-2 convolution then halves a side exactly, and the decoder's output, ``stride`` times the
     code's size, covers the input; :func:`crop_like` cuts it back. Repeating the edge (rather than zeros)
@@ -135,15 +137,19 @@ class PadToStride(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
-        pad_h, pad_w = -x.shape[-2] % self.stride, -x.shape[-1] % self.stride
-        if not (pad_h or pad_w):
+        pads = [-size % self.stride for size in x.shape[2:]]  # per axis after the channels, in order
+        if not any(pads):
             return x
-        return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        # F.pad lists the last axis first: (end of the last axis, ..., end of the first)
+        return F.pad(x, [p for pad in reversed(pads) for p in (0, pad)], mode="replicate")
 
 
 def crop_like(out: Tensor, x: Tensor) -> Tensor:
-    """``out`` cut to ``x``'s height and width: a fully convolutional decoder's output back to the input's
-    size (a no-op for other networks, whose output has the input's shape)."""
+    """``out`` cut to ``x``'s height and width (a series window: its length): a fully convolutional
+    decoder's output back to the input's size (a no-op for other networks, whose output has the input's
+    shape)."""
+    if out.ndim == 3 and out.shape[-1] != x.shape[-1]:
+        return out[..., : x.shape[-1]]
     if out.ndim == 4 and out.shape[-2:] != x.shape[-2:]:
         return out[..., : x.shape[-2], : x.shape[-1]]
     return out
@@ -241,6 +247,39 @@ def conv1d_decoder(input_shape: tuple[int, ...], hidden: Sequence[int], n_in: in
     return nn.Sequential(*layers)
 
 
+def fcn1d_encoder(input_shape: tuple[int, ...], hidden: Sequence[int], n_out: int, activation: str) -> nn.Module:
+    """``(batch, channels, length) -> (batch, n_out, ceil(length / s))`` with ``s = 2**len(hidden)``, any length.
+
+    :func:`conv1d_encoder` without its linear layer: the window is padded to a multiple of ``s``
+    (:class:`PadToStride`), stride-2 temporal convolutions with ``hidden`` channels, then a convolution
+    to ``n_out`` channels. The code is a map over time, ``n_out`` values per ``s`` timestamps, and no
+    layer depends on the window's length, so one network takes windows of any length.
+    """
+    channels = input_shape[0]
+    layers: list[nn.Module] = [PadToStride(stride_of(hidden))]
+    for c_in, c_out in zip([channels, *hidden[:-1]], hidden, strict=True):
+        layers += [nn.Conv1d(c_in, c_out, KERNEL_1D, stride=2, padding=KERNEL_1D // 2), ACTIVATIONS[activation]()]
+    layers.append(nn.Conv1d(hidden[-1], n_out, 3, padding=1))
+    return nn.Sequential(*layers)
+
+
+def fcn1d_decoder(input_shape: tuple[int, ...], hidden: Sequence[int], n_in: int, activation: str) -> nn.Module:
+    """``(batch, n_in, l) -> (batch, channels, s * l)``: a convolution to the last hidden width, stride-2
+    transposed convolutions that double the length exactly, and a last stride-1 convolution to the channels."""
+    channels = input_shape[0]
+    layers: list[nn.Module] = [nn.Conv1d(n_in, hidden[-1], 3, padding=1), ACTIVATIONS[activation]()]
+    outs = [*reversed(hidden[:-1]), hidden[0]]
+    for c_in, c_out in zip(reversed(hidden), outs, strict=True):
+        # kernel 7, stride 2, padding 3: 2 * l - 1 + output_padding, so output_padding 1 doubles l exactly
+        pad = KERNEL_1D // 2
+        layers += [
+            nn.ConvTranspose1d(c_in, c_out, KERNEL_1D, stride=2, padding=pad, output_padding=1),
+            ACTIVATIONS[activation](),
+        ]
+    layers.append(nn.Conv1d(hidden[0], channels, KERNEL_1D, padding=KERNEL_1D // 2))
+    return nn.Sequential(*layers)
+
+
 Builder = Callable[[tuple[int, ...], Sequence[int], int, str], nn.Module]
 
 
@@ -260,6 +299,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "conv": Architecture(conv_encoder, conv_decoder, (3,), fcn_encoder, fcn_decoder),
     # the conv encoder, and a decoder with more depth for the same upsampling (compression's high end)
     "resconv": Architecture(conv_encoder, residual_conv_decoder, (3,), fcn_encoder, residual_fcn_decoder),
-    # windows of a series (channels, window): temporal convolutions (window=W in the estimator)
-    "conv1d": Architecture(conv1d_encoder, conv1d_decoder, (2,)),
+    # windows of a series (channels, window): temporal convolutions (window=W in the estimator); fully
+    # convolutional, a code map over time and windows of any length
+    "conv1d": Architecture(conv1d_encoder, conv1d_decoder, (2,), fcn1d_encoder, fcn1d_decoder),
 }

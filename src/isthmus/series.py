@@ -27,8 +27,9 @@ import numpy.typing as npt
 
 from isthmus import scoring
 from isthmus.data.series import as_series
-from isthmus.errors import DataError
+from isthmus.errors import ConfigError, DataError
 from isthmus.scaling import Scaler, fit_scaler
+from isthmus.shapes import any_length
 
 if TYPE_CHECKING:
     from isthmus.fitted import Fitted
@@ -157,30 +158,60 @@ def training_split(X: object, window: int, stride: int, fraction: float) -> Spli
     return hold_out_end(data.values, window, stride, fraction, data.name)
 
 
+def window_of(state: Fitted) -> int:
+    """The window length the fitted series model ``state`` cuts series into now.
+
+    A fully convolutional model (``architecture="conv1d"``, ``fully_convolutional=True``) takes windows of
+    any length: it cuts at its current ``window`` parameter, so ``set_params(window=...)`` after ``fit``
+    scores, reconstructs and encodes with longer or shorter windows, no refit. Any other network takes
+    the training length only, and a changed ``window`` is refused.
+    """
+    trained, window = state.input_shape[1], state.param("window")
+    if window != trained and not state.spatial:
+        raise ConfigError(
+            f"window={window}, but this model was trained on windows of {trained} and its network takes no other "
+            f"length; set window={trained}, or train with architecture='conv1d' and fully_convolutional=True, "
+            "which takes windows of any length"
+        )
+    return int(window)
+
+
 def windows_of(state: Fitted, X: object) -> Windows:
-    """The windows of a series ``X`` as the fitted series model ``state`` cuts them."""
+    """The windows of a series ``X`` as the fitted series model ``state`` cuts them (:func:`window_of`)."""
     data = as_series(X)
-    channels, window = state.input_shape
+    channels = state.input_shape[0]
     if data.values.shape[1] != channels:
         raise DataError(
             f"{data.name} has {data.values.shape[1]} channels, but this model was trained on a series of "
             f"{channels}; pass a series like the training one"
         )
-    return cut(data.values, window, state.param("window_stride"), data.name)
+    return cut(data.values, window_of(state), state.param("window_stride"), data.name)
+
+
+def scaled_windows(state: Fitted, windows: Windows) -> npt.NDArray[np.float32]:
+    """``windows.x`` in the network's units: each channel's offset and scale, windows of any length."""
+    return any_length(state.scaler).transform(windows.x)
 
 
 def score_series(state: Fitted, windows: Windows, anomaly_score: str) -> npt.NDArray[np.float64]:
     """``(n_timestamps,)`` scores, higher for normal timestamps: each window scored, then
     :func:`per_timestamp`."""
-    return per_timestamp(scoring.score_samples(state, state.scaler.transform(windows.x), anomaly_score), windows)
+    if scoring.SCORES[anomaly_score].fit is not None and windows.window != state.input_shape[1]:
+        # the score compares codes with the training windows' codes: a code map of another length is not one
+        raise ConfigError(
+            f"anomaly_score={anomaly_score!r} compares each window's code with the training windows' codes, so it "
+            f"needs windows of the training length {state.input_shape[1]}, not {windows.window}; set "
+            f"window={state.input_shape[1]}, or use anomaly_score='reconstruction'"
+        )
+    return per_timestamp(scoring.score_samples(state, scaled_windows(state, windows), anomaly_score), windows)
 
 
 def reconstruct_series(state: Fitted, windows: Windows) -> npt.NDArray[np.float32]:
     """``(n_timestamps, n_channels)``: the windows' reconstructions put back with :func:`overlap_mean`."""
     state.check_decoder("reconstruct")
     state.net.eval()
-    out = state.batched(state.net, state.scaler.transform(windows.x))  # (n_windows, n_channels, window) scaled
-    return overlap_mean(state.scaler.inverse_transform(out), windows)
+    out = state.batched(state.net, scaled_windows(state, windows))  # (n_windows, n_channels, window) scaled
+    return overlap_mean(any_length(state.scaler).inverse_transform(out), windows)
 
 
 def held_out_offset(state: Fitted, split: Split, anomaly_score: str, contamination: float | str) -> float:

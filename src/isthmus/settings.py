@@ -15,7 +15,7 @@ from typing import Any
 from isthmus.errors import ConfigError
 
 #: the architectures that have a fully convolutional form (``nets.Architecture.spatial_encoder``)
-FULLY_CONVOLUTIONAL = ("conv", "resconv")
+FULLY_CONVOLUTIONAL = ("conv", "resconv", "conv1d")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -98,6 +98,12 @@ def any_size(scaler: Scaler) -> Scaler:
     return Scaler(offset=scaler.offset[..., :1, :1], scale=scaler.scale[..., :1, :1])
 
 
+def any_length(scaler: Scaler) -> Scaler:
+    """A series scaler (one offset and scale per channel, stored broadcast to one window, ``(channels,
+    window)``) that broadcasts to windows of any length: its arrays cut to one timestamp, ``(channels, 1)``."""
+    return Scaler(offset=scaler.offset[..., :1], scale=scaler.scale[..., :1])
+
+
 def spatial_samples(shape: Sequence[int], sample_shape: Sequence[int]) -> tuple[int, tuple[int, ...]]:
     """``(m, image shape)``: the images of any height and width that an array of ``shape`` holds for a fully
     convolutional model trained on samples of ``sample_shape``, read from its axes (never reshaped).

@@ -143,7 +143,7 @@ def take_until(data: SeriesData, until: str | np.datetime64) -> SeriesData:
     if data.timestamps is None:
         raise DataError(f"{data.name} has no timestamps, so it cannot be cut by time; cut it by rows instead")
     try:
-        limit = np.datetime64(until, "ns")
+        limit = np.datetime64(until, "ns")  # type: ignore[call-overload]  # numpy's stubs: str or datetime64 apart
     except ValueError:
         raise DataError(
             f"--train-until {until!r} is not a date or time; write it as 2014-01-01 or 2014-01-01T12:00"

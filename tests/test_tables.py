@@ -19,6 +19,7 @@ import isthmus
 from isthmus import Autoencoder, artifact, evaluate
 from isthmus.cli import main
 from isthmus.columns import CATEGORICAL_LOSSES, TableHead, column_weights
+from isthmus.config import PRESETS
 from isthmus.data import schema as schema_module
 from isthmus.data.schema import Column, Schema, infer_schema, read_columns
 from isthmus.errors import ConfigError, DataError
@@ -217,6 +218,19 @@ def test_impute_fills_only_missing_cells_and_beats_the_column_means(model: Autoe
     accuracy = (filled.loc[gone, "site"] == truth.loc[gone, "site"]).mean()
     most_frequent = (truth.loc[gone, "site"] == holed["site"].mode()[0]).mean()
     assert accuracy > most_frequent + 0.2, (accuracy, most_frequent)
+
+
+def test_the_table_preset_fills_a_mixed_table_better_than_means_and_modes() -> None:
+    truth = mixed(600, seed=5)
+    holed = truth.mask(np.random.default_rng(6).random(truth.shape) < 0.2).assign(flag=truth["flag"])
+    filled = fit(holed, **{**PRESETS["table"], "n_components": 2}).impute(holed)
+    gone = holed["site"].isna()
+    accuracy = (filled.loc[gone, "site"] == truth.loc[gone, "site"]).mean()
+    modal = (holed["site"].mode()[0] == truth.loc[gone, "site"]).mean()
+    assert accuracy > modal + 0.2, (accuracy, modal)
+    gone = holed["b"].isna()
+    model_error = np.abs(filled.loc[gone, "b"] - truth.loc[gone, "b"]).mean()
+    assert model_error < 0.5 * np.abs(holed["b"].mean() - truth.loc[gone, "b"]).mean()
 
 
 def test_outputs_keep_the_kind_of_table_given(model: Autoencoder) -> None:

@@ -133,6 +133,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_iter": 20,
         "batch_size": 128,
     },
+    # mixed tables of numbers and categories with missing cells, one configuration for every such table
+    # (bench/adult.py, where n_components=8): a smaller MLP than the defaults, 30 epochs of batches of 256
+    # on a cosine schedule, and 30% of the cells hidden from the encoder in training. On UCI Adult, 16,000
+    # rows: linear income probe from 8-d codes 0.830 on average over 4 seeds (PCA-8: 0.824); with the
+    # defaults 0.819 (seed 0), with cell_dropout=0.5 0.825 (3 seeds)
+    "table": {
+        "hidden_layer_sizes": (128, 64),
+        "batch_size": 256,
+        "learning_rate": 3e-3,
+        "lr_schedule": "cosine",
+        "max_iter": 30,
+        "cell_dropout": 0.3,
+    },
     # held-out MNIST SSE 2.76 per image in 60 epochs (bench/mnist_recon.py); needs (n, 1, 28, 28) images
     "mnist": {
         "n_components": 30,

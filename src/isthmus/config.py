@@ -126,8 +126,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "series": {
         "window": 128,
         "window_stride": 2,
-        "architecture": "mlp",
-        "hidden_layer_sizes": (64, 32),
+        "architecture": "conv1d",
+        "hidden_layer_sizes": (16, 32),
         "n_components": 8,
         "bottleneck": "gaussian",
         "anomaly_score": "elbo",

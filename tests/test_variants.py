@@ -15,7 +15,7 @@ from sklearn.base import clone
 from conftest import fit
 from isthmus import Autoencoder, load
 from isthmus.bottlenecks import BOTTLENECKS, Bottleneck, Gaussian, kl_weight
-from isthmus.config import ModelConfig, choices, split_params
+from isthmus.config import ModelConfig, choices, document_choices, split_params
 from isthmus.corruptions import CORRUPTIONS
 from isthmus.errors import ConfigError
 from isthmus.metrics import reconstruction_metrics
@@ -437,6 +437,7 @@ def test_a_penalty_with_a_hyper_parameter_is_one_table_entry(
     # the table entry alone, nothing else registered: the choices, the checks, the estimator, the model file follow
     monkeypatch.setitem(PENALTIES, "made_up", MADE_UP)
     assert "made_up" in choices()["penalty"]
+    assert '"made_up"}, default="none"' in document_choices('    penalty : {...}, default="none"')  # documented
     seen: list[float] = []
 
     def power(ctx: PenaltyContext) -> torch.Tensor:

@@ -2,4 +2,5 @@
 
 from isthmus.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not on import (documentation tools import every module)
+    raise SystemExit(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,6 +55,23 @@ def choices() -> dict[str, tuple[str, ...]]:
         "pixel_model": tuple(PIXEL_MODELS),
         **_FIXED_CHOICES,
     }
+
+
+#: ``name : {...}`` in a numpydoc Parameters section: a choice whose values the tables spell out
+_CHOICE_LIST = re.compile(r"^(?P<head> +(?P<name>\w+) : )\{\.\.\.\}", re.M)
+
+
+def document_choices(doc: str) -> str:
+    """``doc`` with each ``name : {...}`` spelled out as the values of ``choices()[name]``.
+
+    The estimator's docstring writes its choice parameters so, and is completed at import: a new table
+    entry is documented where users read (``help``, the API reference) with no docstring to edit.
+    """
+    allowed = choices()
+    return _CHOICE_LIST.sub(
+        lambda m: m["head"] + "{" + ", ".join(f'"{c}"' for c in allowed[m["name"]]) + "}",
+        doc,
+    )
 
 
 def __getattr__(name: str) -> Any:

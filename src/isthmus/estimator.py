@@ -20,7 +20,7 @@ from isthmus import artifact, codec, crops, distributed, fitting, generative, sc
 from isthmus import fitted as fitted_module
 from isthmus import train as training
 from isthmus.checkpoint import checkpoint_seed
-from isthmus.config import split_params
+from isthmus.config import document_choices, split_params
 from isthmus.data import check_finite
 from isthmus.data.schema import (
     Schema,
@@ -61,19 +61,19 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     hidden_layer_sizes : tuple of int, default=(256, 128)
         Encoder widths from the input toward the code (the decoder mirrors them); channel counts of
         the stride-2 convolutions when ``architecture="conv"`` or ``"resconv"``.
-    architecture : {"mlp", "conv", "resconv", "conv1d"}, default="mlp"
+    architecture : {...}, default="mlp"
         ``"conv"`` needs image data ``(n_samples, channels, height, width)``; ``"resconv"`` is ``"conv"``
         with a residual 3x3 convolution at each of the decoder's hidden resolutions (a deeper decoder).
         ``"conv1d"`` is for series windows (``window``): stride-2 temporal convolutions over
         ``(n_windows, channels, window)``.
-    activation : {"relu", "gelu", "silu", "elu", "leaky_relu", "tanh", "sigmoid"}, default="relu"
+    activation : {...}, default="relu"
         Hidden-layer activation (``nets.ACTIVATIONS``).
-    bottleneck : {"deterministic", "gaussian", "quantized"}, default="deterministic"
+    bottleneck : {...}, default="deterministic"
         ``"gaussian"`` makes a variational autoencoder: the loss is the negative ELBO and ``sample``,
         ``log_likelihood`` become available; ``transform`` still gives the posterior mean.
         ``"quantized"`` learns an integer code and its density, traded off by ``lmbda``: ``compress``
         entropy-codes it (``bottlenecks.BOTTLENECKS``).
-    penalty : {"none", "l1", "kl_sparsity", "topk", "contractive", "tsne"}, default="none"
+    penalty : {...}, default="none"
         A code regularizer from ``penalties.PENALTIES``. All but ``"none"`` allow an overcomplete code
         (``n_components`` >= n_features). ``"kl_sparsity"`` and ``"contractive"`` make the code a sigmoid;
         ``"tsne"`` keeps each batch's neighbourhoods in the code.
@@ -88,7 +88,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         The penalty's other hyper-parameters by name. Each entry of ``penalties.PENALTIES`` declares its own
         (``Penalty.params``: default, meaning, allowed values), so a new penalty needs no new parameter
         here; ``sparsity_target`` and ``sparsity_k`` are parameters of their own.
-    corruption : {"none", "gaussian", "gaussian_clipped", "masking", "salt_pepper"}, default="none"
+    corruption : {...}, default="none"
         Noise on the encoder's input in training only; the loss is against the clean input.
     noise_level : float, default=0.1
         Standard deviation of the Gaussian corruptions in the data's own units (the units of ``X``, as
@@ -109,18 +109,18 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     straight_through : bool, default=False
         With ``bottleneck="quantized"``, train the decoder on the rounded code with the gradient passed
         straight through the rounding, instead of on the code plus uniform noise.
-    pixel_model : {"counts", "net"}, default="counts"
+    pixel_model : {...}, default="counts"
         The pixel model of lossless streams, built at the end of ``fit`` when the training data are 8-bit
         (docs/format.md, section 4.6). ``"counts"``: tables counted per causal context (cheap to fit, fast
         to code). ``"net"``: a small network, run in integer arithmetic, that predicts each value's 256-way
         distribution from the reconstruction around it and its decoded neighbours: smaller lossless
         streams, for a longer ``fit`` and slower lossless coding (README, "Measured results").
-    loss : {"auto", "bce", "mse", "gaussian"}, default="auto"
+    loss : {...}, default="auto"
         ``"auto"``: binary cross-entropy with a sigmoid output when the scaled training data lie in
         [0, 1], else squared error with a linear output. ``"gaussian"``: the Gaussian negative
         log-likelihood with one learned standard deviation per feature, the proper likelihood of a VAE
         on real-valued data.
-    scaling : {"auto", "minmax", "standard", "robust", "none"}, default="auto"
+    scaling : {...}, default="auto"
         Fitted on the training data and stored; ``"auto"`` is min-max for images, standard otherwise.
         ``"robust"``: the median and the interquartile range (in standard deviations of a normal), which
         the anomalies in the training data do not move; see ``isthmus.scaling.SCALINGS``. Per channel for a
@@ -172,23 +172,22 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     max_steps : int or None, default=None
         A budget in gradient steps (batches), whichever of it and ``max_iter`` epochs comes first, so that a
         small table trains as many steps as a large one (whole epochs, the last one counted in full).
-    lr_schedule : {"constant", "cosine"}, default="constant"
+    lr_schedule : {...}, default="constant"
         ``"cosine"`` anneals the learning rate to zero over ``max_iter`` epochs.
     early_stopping, validation_fraction, n_iter_no_change, tol, target_loss : stopping rules.
     random_state : int or None
         Seeds weights, splits, shuffling and noise: equal seeds give bit-identical weights on CPU.
     verbose : int, default=1
         ``0`` is silent; ``1`` shows a progress bar with live losses.
-    device : {"auto", "cpu", "cuda", "mps"}, default="auto"
-    precision : {"auto", "fp32", "bf16", "fp16"}, default="auto"
+    device : {...}, default="auto"
+    precision : {...}, default="auto"
         Autocast dtype for training and encoding; the loss and the optimizer state stay float32.
         ``"auto"`` is bf16 (else fp16) on CUDA and fp32 on CPUs; ``"bf16"`` also runs on CPUs;
         ``"fp16"`` needs CUDA (its gradients are scaled against underflow).
-    on_divergence : {"stop", "retry"}, default="stop"
+    on_divergence : {...}, default="stop"
         On a NaN or infinite loss, stop with an error (the last checkpoint holds the last good epoch),
         or restart from the last good epoch with half the learning rate, up to three times.
-    anomaly_score : {"reconstruction", "reconstruction_l4", "elbo", "log_likelihood", "reconstruction_knn", \
-"reconstruction_knn_input"}, default="reconstruction"
+    anomaly_score : {...}, default="reconstruction"
         What ``score_samples`` returns (higher for normal rows): minus the squared reconstruction error
         (after the scaler), minus the sum of fourth powers of those errors (a few large errors, such as a
         missing stroke, outweigh many small ones), or, for ``bottleneck="gaussian"``, the ELBO or the
@@ -943,3 +942,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         # every output is float32 whatever the input dtype: the network computes in float32
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
+
+
+# each ``name : {...}`` above becomes the names its table holds, so the tables are the one list of choices
+Autoencoder.__doc__ = document_choices(Autoencoder.__doc__ or "")

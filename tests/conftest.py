@@ -15,6 +15,7 @@ import pytest
 import torch
 from hypothesis import settings
 from sklearn.datasets import load_digits
+from threadpoolctl import threadpool_limits
 
 from isthmus import Autoencoder
 
@@ -22,8 +23,10 @@ settings.register_profile("repeatable", derandomize=True, database=None)
 settings.register_profile("explore")
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
-# tiny networks run fastest on one thread, and pytest-xdist runs one worker per core
+# tiny networks run fastest on one thread, and pytest-xdist runs one worker per core; so do numpy's and
+# scipy's BLAS and OpenMP pools, whose idle threads otherwise spin on the other worker's core
 torch.set_num_threads(1)
+threadpool_limits(1)
 
 #: Small, fast settings for a network that still learns something in a few epochs.
 TINY = {"hidden_layer_sizes": (32,), "max_iter": 5, "verbose": 0, "random_state": 0, "batch_size": 32}

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from conftest import TINY
 from isthmus import Autoencoder, estimator
+from isthmus.cli import main
 from isthmus.errors import TrainingError
 from isthmus.model import AutoencoderNet, build_net
 from isthmus.train import MAX_RETRIES
@@ -101,12 +102,11 @@ _TRAIN = """
 import sys
 import numpy as np
 from isthmus.cli import main
-sys.exit(main(["train", sys.argv[1], "-o", sys.argv[2], *sys.argv[3:]]))
+sys.exit(main(sys.argv[1:]))
 """
 
 
-def _train(data: Path, model: Path, *extra: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+def _args(data: Path, model: Path, *extra: str) -> list[str]:
     sets = [
         "max_iter=3",  # killed in the second or third epoch: what resuming restores is the same with more
         "random_state=0",
@@ -116,9 +116,13 @@ def _train(data: Path, model: Path, *extra: str) -> subprocess.Popen[bytes]:
         "verbose=0",
         "device=cpu",
     ]
-    args = [a for s in sets for a in ("--set", s)]
+    return ["train", str(data), "-o", str(model), *[a for s in sets for a in ("--set", s)], *extra]
+
+
+def _train(data: Path, model: Path, *extra: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.Popen(
-        [sys.executable, "-c", _TRAIN, str(data), str(model), *args, *extra],
+        [sys.executable, "-c", _TRAIN, *_args(data, model, *extra)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -130,7 +134,8 @@ def test_sigkill_mid_epoch_leaves_a_checkpoint_that_resumes_to_identical_weights
     data = tmp_path / "x.npy"
     np.save(data, (rng.normal(size=(20000, 40)) @ rng.normal(size=(40, 40))).astype(np.float32))
     straight = tmp_path / "straight.safetensors"
-    assert _train(data, straight).wait(timeout=300) == 0
+    # the uninterrupted run in this process (one thread, as the children): each child costs seconds of imports
+    assert main(_args(data, straight)) == 0
 
     killed = tmp_path / "killed.safetensors"
     ckpt = killed.with_suffix(".ckpt")

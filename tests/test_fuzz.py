@@ -157,9 +157,15 @@ def apply_header_edits(data: bytes, edits: list[tuple[int, int, str, Any, list[i
     return struct.pack("<Q", len(text)) + text + body
 
 
-def mutate_model(data: bytes, choice: bool, byte_edits: Any, header_edits: Any) -> bytes:
+#: A model file's mutation: byte edits (``True``) or header edits (``False``), each drawn only when it is used
+#: (drawing both and throwing one away cost as much as loading the file)
+_MODEL_EDITS = st.one_of(st.tuples(st.just(True), _BYTE_EDITS), st.tuples(st.just(False), _HEADER_EDITS))
+
+
+def mutate_model(data: bytes, edits: tuple[bool, Any]) -> bytes:
+    raw, recipe = edits
     (n,) = struct.unpack("<Q", data[:8])
-    return apply_byte_edits(data, byte_edits, focus=8 + n) if choice else apply_header_edits(data, header_edits)
+    return apply_byte_edits(data, recipe, focus=8 + n) if raw else apply_header_edits(data, recipe)
 
 
 def _load_or_refuse(path: Path, data: bytes) -> Autoencoder | None:
@@ -174,11 +180,9 @@ def _load_or_refuse(path: Path, data: bytes) -> Autoencoder | None:
 
 
 @settings(FUZZ, max_examples=700)
-@given(raw=st.booleans(), byte_edits=_BYTE_EDITS, header_edits=_HEADER_EDITS)
-def test_mutated_model_files_load_or_raise_the_library_error(
-    raw: bool, byte_edits: Any, header_edits: Any, plain: bytes, folder: Path
-) -> None:
-    loaded = _load_or_refuse(folder / "fuzzed.safetensors", mutate_model(plain, raw, byte_edits, header_edits))
+@given(edits=_MODEL_EDITS)
+def test_mutated_model_files_load_or_raise_the_library_error(edits: Any, plain: bytes, folder: Path) -> None:
+    loaded = _load_or_refuse(folder / "fuzzed.safetensors", mutate_model(plain, edits))
     if loaded is not None:
         with contextlib.suppress(IsthmusError), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # changed weights may overflow: not a crash
@@ -186,12 +190,12 @@ def test_mutated_model_files_load_or_raise_the_library_error(
 
 
 @settings(FUZZ, max_examples=300)
-@given(raw=st.booleans(), byte_edits=_BYTE_EDITS, header_edits=_HEADER_EDITS)
+@given(edits=_MODEL_EDITS)
 def test_mutated_quantized_model_files_load_or_raise_the_library_error(
-    raw: bool, byte_edits: Any, header_edits: Any, quantized: tuple[Autoencoder, bytes, bytes], folder: Path
+    edits: Any, quantized: tuple[Autoencoder, bytes, bytes], folder: Path
 ) -> None:
     _, model_bytes, stream = quantized
-    mutated = mutate_model(model_bytes, raw, byte_edits, header_edits)
+    mutated = mutate_model(model_bytes, edits)
     loaded = _load_or_refuse(folder / "fuzzed-q.safetensors", mutated)
     if loaded is not None:
         with contextlib.suppress(IsthmusError), warnings.catch_warnings():
@@ -228,12 +232,13 @@ def apply_stream_edits(stream: bytes, edits: tuple[int, tuple[str, int], int, li
 
 
 @settings(FUZZ, max_examples=1200)
-@given(raw=st.booleans(), byte_edits=_BYTE_EDITS, stream_edits=_STREAM_EDITS)
+@given(edits=st.one_of(st.tuples(st.just(True), _BYTE_EDITS), st.tuples(st.just(False), _STREAM_EDITS)))
 def test_mutated_streams_decode_or_raise_the_library_error(
-    raw: bool, byte_edits: Any, stream_edits: Any, quantized: tuple[Autoencoder, bytes, bytes]
+    edits: Any, quantized: tuple[Autoencoder, bytes, bytes]
 ) -> None:
     ae, _, stream = quantized
-    mutated = apply_byte_edits(stream, byte_edits) if raw else apply_stream_edits(stream, stream_edits)
+    raw, recipe = edits
+    mutated = apply_byte_edits(stream, recipe) if raw else apply_stream_edits(stream, recipe)
     try:
         out = ae.decompress(mutated)
     except IsthmusError:

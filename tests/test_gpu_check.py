@@ -6,10 +6,11 @@ bf16 beside the plain loops, torchrun with gloo) so that the GPU run finds nothi
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
-import os
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The script run as ``__main__`` in this process (its pytest run and torchrun stay child processes):
+    one interpreter fewer, whose imports of torch, scikit-learn and torch._dynamo cost seconds."""
     out = tmp_path_factory.mktemp("gpu_check")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--smoke", "--out", str(out)]
-    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    figures: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
+    script = ROOT / "bench" / "gpu_check.py"
+    stdout = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as exited:
+        mp.setenv("OMP_NUM_THREADS", "1")  # for its children, as this process runs one thread (conftest)
+        mp.setattr(sys, "argv", [str(script), "--smoke", "--out", str(out)])
+        mp.syspath_prepend(str(script.parent))  # as python puts a script's folder first
+        runpy.run_path(str(script), run_name="__main__")
+    assert exited.value.code == 0, stdout.getvalue()[-3000:]
+    figures: dict[str, Any] = json.loads(stdout.getvalue().strip().splitlines()[-1])
     assert json.loads((out / "gpu_check.json").read_text()) == figures  # also kept as a file in --out
     return figures
 

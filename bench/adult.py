@@ -25,7 +25,7 @@ Fits one autoencoder with an 8-dimensional code on the 14 columns of ``--train``
 
     .venv/bin/python bench/adult.py --train adult-train.csv --out runs/adult   # or $ISTHMUS_DATA/adult-train.csv
     .venv/bin/python bench/adult.py --train adult-train.csv --test held.csv --out runs/adult
-    .venv/bin/python bench/adult.py --train adult-train.csv --repeats 5 --no-record  # the spread over 5 splits and seeds
+    .venv/bin/python bench/adult.py --train adult-train.csv --repeats 5 --no-record  # spread over 5 splits
     .venv/bin/python bench/adult.py --train adult-train.csv --limit 3000 --set max_iter=3 --no-record  # smoke
 
 With ``--repeats N`` each repeat draws its split (unless ``--test``), model seed and holes from its seed
@@ -167,7 +167,10 @@ def _spread(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     }
     spread["n"] = len(repeats)
     for name, value in margins.items():
-        print(f"over {len(repeats)} repeats, {name}: mean {np.mean(value):+.4f}, sd {np.std(value):.4f}, worst {min(value):+.4f}")
+        print(
+            f"over {len(repeats)} repeats, {name}: mean {np.mean(value):+.4f}, sd {np.std(value):.4f}, "
+            f"worst {min(value):+.4f}"
+        )
     print("targets met, repeats of", len(repeats), ":", spread["times_met"])
     return spread
 

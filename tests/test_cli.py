@@ -320,6 +320,18 @@ def test_train_creates_the_output_folder(tmp_path: Path) -> None:
     assert len(model.with_suffix(".log.jsonl").read_text().splitlines()) == 1
 
 
+def test_a_reader_that_leaves_early_ends_the_command_quietly(trained: Path) -> None:
+    # `isthmus info m | head -3`: the pipe closes before the command writes (it is still importing torch)
+    command = [sys.executable, "-m", "isthmus", "info", str(trained)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    with process.stderr:
+        stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 141, stderr
+    assert stderr == ""
+
+
 def test_main_returns_zero_on_success(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(trained), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_iter"] == 3

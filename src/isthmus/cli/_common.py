@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,9 @@ class Group(click.Group):
         except IsthmusError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
+        except BrokenPipeError:  # the reader left (``isthmus info m | head -3``): stop quietly, as cat does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush has nowhere to fail
+            ctx.exit(141)  # 128 + SIGPIPE, the status of a tool that the signal stopped
         except OSError as exc:
             name = f" {exc.filename}" if exc.filename else ""
             click.echo(f"error: cannot access{name}: {exc.strerror or exc}", err=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 from conftest import TINY
 from isthmus import Autoencoder
@@ -113,14 +115,17 @@ def test_max_steps_counts_gradient_steps_whatever_the_table_size(tabular: np.nda
     # 240 rows in batches of 32: 8 steps an epoch. A budget of 20 steps runs 3 epochs (the last in full)
     # on 240 rows and 20 on 12 rows (one batch an epoch), where max_iter alone would give both the same
     params = {**PARAMS, "early_stopping": False, "max_iter": 100, "max_steps": 20}
-    whole = Autoencoder(**params).fit(tabular)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # the budget the caller chose is no failure
+        whole = Autoencoder(**params).fit(tabular)
     assert whole.n_iter_ == 3
     assert whole.stop_reason_.startswith("max_steps=20 gradient steps (3 epochs) ran out")
     few = Autoencoder(**params).fit(tabular[:12])
     assert few.n_iter_ == 20
     lrs = [h["lr"] for h in few.history_]  # the cosine schedule anneals over the run's own budget
     assert lrs[-1] < 0.1 * lrs[0]
-    capped = Autoencoder(**{**params, "max_iter": 5}).fit(tabular[:12])  # whichever budget comes first
+    with pytest.warns(ConvergenceWarning, match="max_iter=5 epochs ran out"):  # whichever budget comes first
+        capped = Autoencoder(**{**params, "max_iter": 5}).fit(tabular[:12])
     assert capped.n_iter_ == 5
     assert capped.stop_reason_.startswith("max_iter=5 epochs ran out")
 

@@ -172,6 +172,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     max_steps : int or None, default=None
         A budget in gradient steps (batches), whichever of it and ``max_iter`` epochs comes first, so that a
         small table trains as many steps as a large one (whole epochs, the last one counted in full).
+        Spending it is the end the caller chose, so it raises no ConvergenceWarning, unlike ``max_iter``.
     lr_schedule : {...}, default="constant"
         ``"cosine"`` anneals the learning rate to zero over ``max_iter`` epochs.
     early_stopping, validation_fraction, n_iter_no_change, tol, target_loss : stopping rules.
@@ -455,7 +456,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         useless = constant_predictor_warning(net, scaled, train_cfg.precision)
         if useless is not None:
             warnings.warn(useless, UserWarning, stacklevel=2)
-        if not result.converged:
+        # a step budget is the caller's choice (the anomaly preset's 300 steps): spending it is not a failure
+        # to converge, and more steps are not better there; stop_reason_ still says that it ran out
+        spent_steps = train_cfg.max_steps is not None and result.n_iter < train_cfg.max_iter
+        if not result.converged and not spent_steps:
             warnings.warn(
                 f"{result.stop_reason}; raise max_iter (or max_steps) for a better fit",
                 ConvergenceWarning,

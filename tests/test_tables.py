@@ -93,6 +93,27 @@ def test_categorical_features_override_numbers_and_name_real_columns() -> None:
         infer_schema(read_columns(frame), ["nope"])
 
 
+def test_a_number_column_with_a_few_cells_of_text_is_refused_not_read_as_levels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a marker for "no data" in a column of numbers made it a categorical column of one level per number
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=200).round(3).astype(object)
+    values[[7, 50]] = "n/d"
+    frame = pd.DataFrame({"x": values, "y": rng.normal(size=200)})
+    refusal = r"column 'x' holds numbers but for 2 cell\(s\) of text \('n/d', first in row 7\)"
+    with pytest.raises(DataError, match=refusal):
+        infer_schema(read_columns(frame))
+    assert infer_schema(read_columns(frame), ["x"]).columns[0].kind == "categorical"  # codes, when the caller says so
+    codes = pd.DataFrame({"grade": ["1", "2", "3", "other"] * 50})  # a few numbers and a word: levels, as before
+    assert infer_schema(read_columns(codes)).columns[0].levels == ("1", "2", "3", "other")
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    assert main(["train", str(tmp_path / "t.csv"), "-o", str(tmp_path / "m.safetensors"), "--set", "max_iter=1"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "make those cells empty" in err
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 def test_encoding_marks_missing_cells_and_decodes_levels_back() -> None:
     frame = pd.DataFrame({"a": [1.0, np.nan, 3.0], "s": ["x", "y", None]})
     schema = infer_schema(read_columns(frame))

@@ -55,6 +55,11 @@ CATEGORICAL_LOSSES = ("cross_entropy", "brier")
 CATEGORICAL_LOSS = "brier"
 #: most levels a categorical column may have: more is almost always an identifier or free text
 MAX_LEVELS = 1000
+#: a text column whose cells are numbers of more than this many distinct values, but for a few cells of
+#: text (at most ``STRAY_SHARE`` of them: a "n/d" marker, a typo), is refused as ambiguous rather than read
+#: as a categorical column of that many levels, one per number
+NUMBER_LEVELS = 20
+STRAY_SHARE = 0.1
 #: version of the JSON form (``Schema.to_json``)
 SCHEMA_VERSION = 1
 _ROWS_NAMED = 5
@@ -447,6 +452,8 @@ def infer_schema(columns: Sequence[RawColumn], categorical_features: Sequence[st
         if len(present) == 0:
             raise DataError(f"column {column_name!r} has no value in the training data; drop it")
         levels, counts = np.unique(present.astype(str), return_counts=True)
+        if column_name not in forced and raw.dtype == "string":
+            _refuse_stray_text(column_name, texts, levels, counts)
         if len(levels) > MAX_LEVELS:
             raise DataError(
                 f"column {column_name!r} has {len(levels)} distinct values, more than the {MAX_LEVELS} levels a "
@@ -455,6 +462,31 @@ def infer_schema(columns: Sequence[RawColumn], categorical_features: Sequence[st
             )
         out.append(Column(column_name, "categorical", raw.dtype, tuple(levels.tolist()), tuple(counts.tolist())))
     return Schema(tuple(out), named=named, categorical_loss=CATEGORICAL_LOSS)
+
+
+def _refuse_stray_text(
+    name: str, texts: npt.NDArray[np.object_], levels: npt.NDArray[np.str_], counts: npt.NDArray[np.int64]
+) -> None:
+    """Refuse a text column of numbers with a few cells of text, which would become one level per number."""
+    number = np.array([_is_number(level) for level in levels], dtype=bool)
+    stray = int(counts[~number].sum())
+    if number.sum() <= NUMBER_LEVELS or stray == 0 or stray > STRAY_SHARE * counts.sum():
+        return
+    words = set(levels[~number].tolist())
+    row = next(i for i, text in enumerate(texts) if text is not None and str(text) in words)
+    raise DataError(
+        f"column {name!r} holds numbers but for {stray} cell(s) of text ({_shorten(sorted(words))}, first in row "
+        f"{row}): make those cells empty if they mark missing values, or name the column in categorical_features "
+        "if its values are codes rather than numbers"
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def as_output(columns: dict[str, npt.NDArray[Any]], like: Any, schema: Schema) -> Any:

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from isthmus.data.dataset import as_labels
 from isthmus.data.idx import labels_beside, read_idx
 from isthmus.data.readers import NpzArchive, file_format, read_npy
+from isthmus.data.schema import is_number
 from isthmus.data.spec import parse_spec, read_data, take_rows
 from isthmus.errors import DataError
 
@@ -100,7 +101,7 @@ def _from_text(path: Path, key: str | None) -> npt.NDArray[np.generic]:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read labels from {path} ({exc})") from None
     lines = [line.strip('"') for line in lines if line]
-    if lines and not _is_number(lines[0]):
+    if lines and not is_number(lines[0]):
         lines = lines[1:]  # header
     if not lines:
         raise DataError(f"{path} holds no labels")
@@ -109,7 +110,7 @@ def _from_text(path: Path, key: str | None) -> npt.NDArray[np.generic]:
             raise DataError(
                 f"{path} has {line.count(',') + 1} columns on data line {number}; a labels CSV has exactly one column"
             )
-        if not _is_number(line):
+        if not is_number(line):
             raise DataError(f"labels in {path} must be integers; data line {number} holds {line!r}")
     return np.array([float(line) for line in lines])
 
@@ -133,12 +134,3 @@ def _no_key(path: Path, key: str | None) -> None:
     """Raise if a ``:key`` suffix was given for a file that has no keys."""
     if key is not None:
         raise DataError(f"{path}:{key} - a ':key' suffix picks an array in a .npz file, not in {path.name}")
-
-
-def _is_number(text: str) -> bool:
-    """Whether ``text`` parses as a float."""
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

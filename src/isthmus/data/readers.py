@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from isthmus.data.idx import labels_beside, read_idx
 from isthmus.data.images import IMAGE_SUFFIXES, read_image_file, read_image_folder
 from isthmus.data.limits import check_allocation
+from isthmus.data.schema import is_number
 from isthmus.errors import ConfigError, DataError
 
 #: what reading a (possibly compressed, possibly damaged) member of a zip archive can raise
@@ -355,18 +356,9 @@ def _describe_column(field: pa.Field, column: pa.ChunkedArray) -> str:
     """A non-numeric column for messages: its name, type and, for text, the first value that is no number."""
     if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
         for row, value in enumerate(column.to_pylist()):
-            if value is not None and not _is_float(value):
+            if value is not None and not is_number(value):
                 return f"{field.name!r} ({field.type}, e.g. {value[:40]!r} in row {row}, counting from 0)"
     return f"{field.name!r} ({field.type})"
-
-
-def _is_float(text: str) -> bool:
-    """Whether ``text`` parses as a number."""
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _is_numeric(kind: pa.DataType) -> bool:

@@ -468,7 +468,7 @@ def _refuse_stray_text(
     name: str, texts: npt.NDArray[np.object_], levels: npt.NDArray[np.str_], counts: npt.NDArray[np.int64]
 ) -> None:
     """Refuse a text column of numbers with a few cells of text, which would become one level per number."""
-    number = np.array([_is_number(level) for level in levels], dtype=bool)
+    number = np.array([is_number(level) for level in levels], dtype=bool)
     stray = int(counts[~number].sum())
     if number.sum() <= NUMBER_LEVELS or stray == 0 or stray > STRAY_SHARE * counts.sum():
         return
@@ -481,7 +481,8 @@ def _refuse_stray_text(
     )
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``text`` parses as a float."""
     try:
         float(text)
     except ValueError:

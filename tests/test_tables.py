@@ -114,6 +114,26 @@ def test_a_number_column_with_a_few_cells_of_text_is_refused_not_read_as_levels(
     assert not (tmp_path / "m.safetensors").exists()
 
 
+def test_na_values_reads_the_cells_a_csv_marks_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the original UCI Adult marks missing cells with "?" (after a space), as many CSV files do
+    frame = mixed(200)
+    text = frame.astype(object)
+    text.loc[[3, 10], "a"] = " ?"
+    text.loc[5, "site"] = "?"
+    path, model, filled = tmp_path / "t.csv", tmp_path / "m.safetensors", tmp_path / "filled.csv"
+    text.to_csv(path, index=False)
+    assert main(["--na-values", "?", "train", str(path), "-o", str(model), "--set", "max_iter=2"]) == 0
+    columns = {c.name: c for c in Autoencoder.load(model).schema_.columns}
+    assert columns["a"].kind == "numeric" and "?" not in columns["site"].levels
+    assert main(["--na-values", "?", "impute", str(model), str(path), "-o", str(filled)]) == 0
+    out = pd.read_csv(filled)
+    assert not out.isna().any().any() and "?" not in set(out["site"])
+    np.testing.assert_allclose(out["a"].drop([3, 10]), frame["a"].drop([3, 10]), rtol=1e-5)
+    capsys.readouterr()
+    assert main(["train", str(path), "-o", str(tmp_path / "n.safetensors"), "--set", "max_iter=2"]) == 1  # unmarked
+    assert "'a' holds numbers but for 2 cell(s) of text ('?'" in capsys.readouterr().err
+
+
 def test_encoding_marks_missing_cells_and_decodes_levels_back() -> None:
     frame = pd.DataFrame({"a": [1.0, np.nan, 3.0], "s": ["x", "y", None]})
     schema = infer_schema(read_columns(frame))

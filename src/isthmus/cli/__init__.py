@@ -16,7 +16,14 @@ from isthmus.cli._common import Group
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="isthmus")
-def cli() -> None:
+@click.option(
+    "--na-values",
+    multiple=True,
+    metavar="TEXT",
+    help="Read CSV cells holding TEXT (spaces aside) as missing, besides empty cells, NA, N/A, NaN and null; "
+    "give it before the command, once per text: isthmus --na-values '?' train data.csv -o m.safetensors",
+)
+def cli(na_values: tuple[str, ...]) -> None:
     """isthmus: train autoencoders and use them to encode, decode and evaluate data."""
 
 

@@ -18,8 +18,11 @@ class Group(click.Group):
     """Maps the library's errors to ``error: <message>`` and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from isthmus.data.readers import missing_markers
+
         try:
-            return super().invoke(ctx)
+            with missing_markers(ctx.params.get("na_values", ())):  # isthmus --na-values TEXT ...
+                return super().invoke(ctx)
         except IsthmusError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)

@@ -7,12 +7,14 @@ all formats, in :func:`isthmus.data.dataset.as_dataset`.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import math
 import tokenize
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -33,6 +35,42 @@ from isthmus.errors import ConfigError, DataError
 _ZIP_FAILURES = (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile)
 
 Raw = tuple[npt.NDArray[np.generic], npt.NDArray[np.generic] | None]
+
+#: texts that mark a missing cell in the CSV files read inside :func:`missing_markers` (``isthmus
+#: --na-values``), beyond Arrow's own (an empty cell, NA, N/A, NaN, null, ...)
+_MARKERS: ContextVar[tuple[str, ...]] = ContextVar("missing_markers", default=())
+
+
+@contextlib.contextmanager
+def missing_markers(markers: Sequence[str]) -> Iterator[None]:
+    """Inside, a CSV cell whose text, spaces stripped, is one of ``markers`` (such as ``"?"``) is missing."""
+    token = _MARKERS.set(tuple(marker.strip() for marker in markers))
+    try:
+        yield
+    finally:
+        _MARKERS.reset(token)
+
+
+def read_csv(path: Path) -> pa.Table:
+    """A CSV file as Arrow reads it, with the cells that :func:`missing_markers` names made null.
+
+    A column that held numbers and markers only becomes a column of numbers.
+    """
+    table = pa_csv.read_csv(path)
+    markers = _MARKERS.get()
+    if not markers:
+        return table
+    marked = pa.array(markers, pa.string())
+    columns = []
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            hit = pc.is_in(pc.utf8_trim_whitespace(column), value_set=marked)
+            if pc.any(hit).as_py():
+                column = pc.if_else(hit, pa.scalar(None, column.type), column)
+                with contextlib.suppress(pa.ArrowInvalid):  # numbers and markers: numbers
+                    column = pc.cast(pc.utf8_trim_whitespace(column), pa.float64())
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
 
 
 class ReadOptions(NamedTuple):
@@ -251,7 +289,7 @@ def _read_csv(path: Path, options: ReadOptions) -> Raw:
 def _csv_table(path: Path) -> pa.Table:
     """A CSV file with a header line as an Arrow table: empty cells and NA, NaN, null... are missing."""
     try:
-        table = pa_csv.read_csv(path)
+        table = read_csv(path)
         names = table.column_names  # decoded from UTF-8 only now
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path} is not a readable CSV file ({_first_line(exc)}); save it as UTF-8 text") from None

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from isthmus.data.readers import read_csv
 from isthmus.data.spec import parse_spec
 from isthmus.errors import DataError
 
@@ -189,7 +190,7 @@ def median_step(timestamps: npt.NDArray[np.datetime64] | None) -> np.timedelta64
 def _read_table(path: Path, suffix: str) -> pa.Table:
     try:
         if suffix == ".csv":
-            return pa_csv.read_csv(path)
+            return read_csv(path)
         return pq.read_table(path)
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         kind = "CSV" if suffix == ".csv" else "Parquet"

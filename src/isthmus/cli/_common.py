@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -18,10 +19,8 @@ class Group(click.Group):
     """Maps the library's errors to ``error: <message>`` and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from isthmus.data.readers import missing_markers
-
         try:
-            with missing_markers(ctx.params.get("na_values", ())):  # isthmus --na-values TEXT ...
+            with _missing_markers(ctx.params.get("na_values") or ()):  # isthmus --na-values TEXT ...
                 return super().invoke(ctx)
         except IsthmusError as exc:
             click.echo(f"error: {exc}", err=True)
@@ -36,6 +35,14 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             ctx.exit(130)
+
+
+def _missing_markers(markers: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+    if not markers:  # --help and every command without --na-values import no reader (pyarrow, numpy)
+        return contextlib.nullcontext()
+    from isthmus.data.readers import missing_markers
+
+    return missing_markers(markers)
 
 
 def parse_image_size(value: str | None) -> tuple[int, int] | None:

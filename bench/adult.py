@@ -91,7 +91,9 @@ def main() -> None:
     torch.set_num_threads(1)
     params = {**RECIPE, **dict(parse_assignment(a) for a in args.overrides)}
 
-    repeats = [_run(args, params, seed) for seed in range(args.repeats)]
+    data = pd.read_csv(args.train, skipinitialspace=True)
+    held = None if args.test is None else pd.read_csv(args.test, skipinitialspace=True)
+    repeats = [_run(args, params, data, held, seed) for seed in range(args.repeats)]
     figures = repeats[0]  # the default split and seed, as every earlier record
     if args.repeats > 1:
         figures["repeats"] = _spread(repeats)
@@ -110,9 +112,11 @@ def main() -> None:
     report(figures, headline, args)
 
 
-def _run(args: argparse.Namespace, params: dict[str, Any], seed: int) -> dict[str, Any]:
+def _run(
+    args: argparse.Namespace, params: dict[str, Any], data: pd.DataFrame, held: pd.DataFrame | None, seed: int
+) -> dict[str, Any]:
     """One repeat: the split (unless ``--test``), the model and the holes all drawn from ``seed``."""
-    train, test = _splits(args, seed)
+    train, test = _splits(data, held, args.limit, seed)
     columns = [c for c in train.columns if c != LABEL]
     numeric = [c for c in columns if pd.api.types.is_numeric_dtype(train[c])]
     categorical = [c for c in columns if c not in numeric]
@@ -171,25 +175,26 @@ def _spread(repeats: list[dict[str, Any]]) -> dict[str, Any]:
         target: sum(f["targets_met"][target] for f in repeats) for target in repeats[0]["targets_met"]
     }
     spread["n"] = len(repeats)
-    for name, value in margins.items():
+    for name in margins:
         print(
-            f"over {len(repeats)} repeats, {name}: mean {np.mean(value):+.4f}, sd {np.std(value):.4f}, "
-            f"worst {min(value):+.4f}"
+            f"over {len(repeats)} repeats, {name}: mean {spread[name]['mean']:+.4f}, sd {spread[name]['std']:.4f}, "
+            f"worst {spread[name]['min']:+.4f}"
         )
     print("targets met, repeats of", len(repeats), ":", spread["times_met"])
     return spread
 
 
-def _splits(args: argparse.Namespace, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    data = pd.read_csv(args.train, skipinitialspace=True)
-    if args.test is not None:
-        train, test = data, pd.read_csv(args.test, skipinitialspace=True)
+def _splits(
+    data: pd.DataFrame, held: pd.DataFrame | None, limit: int | None, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if held is not None:
+        train, test = data, held
     else:
         order = np.random.default_rng(seed).permutation(len(data))
         n_test = len(data) // 5
         train, test = data.iloc[order[n_test:]], data.iloc[order[:n_test]]
-    if args.limit:
-        train = train.iloc[: args.limit]
+    if limit:
+        train = train.iloc[:limit]
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
@@ -263,7 +268,7 @@ def _codes(ae: Autoencoder, train, test, columns, numeric, categorical) -> dict[
     }
 
 
-def _imputation(ae: Autoencoder, train, test, columns, numeric, categorical, seed: int = SEED) -> dict[str, Any]:
+def _imputation(ae: Autoencoder, train, test, columns, numeric, categorical, seed: int) -> dict[str, Any]:
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401 (registers IterativeImputer)
     from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 

@@ -458,8 +458,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             warnings.warn(useless, UserWarning, stacklevel=2)
         # a step budget is the caller's choice (the anomaly preset's 300 steps): spending it is not a failure
         # to converge, and more steps are not better there; stop_reason_ still says that it ran out
-        spent_steps = train_cfg.max_steps is not None and result.n_iter < train_cfg.max_iter
-        if not result.converged and not spent_steps:
+        if not result.converged and not result.spent_steps:
             warnings.warn(
                 f"{result.stop_reason}; raise max_iter (or max_steps) for a better fit",
                 ConvergenceWarning,

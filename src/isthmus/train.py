@@ -43,6 +43,7 @@ class TrainResult(NamedTuple):
     best_loss: float  # best monitored loss (validation loss with early stopping, else training loss)
     converged: bool  # stopped by early stopping or target_loss rather than by running out of epochs
     stop_reason: str = ""  # why the run stopped, in words (stop_reason() below)
+    spent_steps: bool = False  # what ran out was the max_steps budget (epoch_budget), not max_iter
 
 
 def resolve_device(name: str) -> torch.device:
@@ -203,7 +204,8 @@ def train(
         net.load_state_dict(state.best_weights)
     net.eval()
     reason = stop_reason(config, state, monitor, settle_epochs, epochs)
-    return TrainResult(state.history, state.epoch, state.best_loss, converged, reason)
+    spent_steps = not converged and epochs < config.max_iter
+    return TrainResult(state.history, state.epoch, state.best_loss, converged, reason, spent_steps)
 
 
 def epoch_budget(config: TrainConfig, n_samples: int) -> int:

@@ -64,11 +64,14 @@ def read_csv(path: Path) -> pa.Table:
     columns = []
     for column in table.columns:
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            hit = pc.is_in(pc.utf8_trim_whitespace(column), value_set=marked)
+            trimmed = pc.utf8_trim_whitespace(column)
+            hit = pc.is_in(trimmed, value_set=marked)
             if pc.any(hit).as_py():
-                column = pc.if_else(hit, pa.scalar(None, column.type), column)
-                with contextlib.suppress(pa.ArrowInvalid):  # numbers and markers: numbers
-                    column = pc.cast(pc.utf8_trim_whitespace(column), pa.float64())
+                blank = pa.scalar(None, column.type)
+                try:  # numbers and markers: numbers
+                    column = pc.cast(pc.if_else(hit, blank, trimmed), pa.float64())
+                except pa.ArrowInvalid:  # text and markers: the text as it was
+                    column = pc.if_else(hit, blank, column)
         columns.append(column)
     return pa.table(columns, names=table.column_names)
 
